@@ -1,0 +1,126 @@
+"""The contract between the kernel and LLM-backend plugins.
+
+A backend plugin registers a factory through ``rlm_register_backends``; the
+kernel calls ``factory(settings=BackendSettings(...))`` and gets an object
+satisfying :class:`Backend`.  Requests and responses are provider-neutral.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol, Union, runtime_checkable
+
+from attrs import define, field
+
+from rlm.types import Message, ToolCall, Usage
+
+
+@define(frozen=True, kw_only=True)
+class ToolSchema:
+    """A tool as the model sees it: name, description and JSON Schema of the arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any] = field(factory=lambda: {"type": "object", "properties": {}})
+
+
+@define(frozen=True, kw_only=True)
+class LLMRequest:
+    """One call to a model.
+
+    ``response_format`` is ``{"name": str, "schema": <JSON Schema>}`` for
+    structured output (backends map it to what the provider offers), or None.
+    ``tool_choice`` is None/"auto", "none", "required" or a tool name.
+    """
+
+    model: str
+    messages: tuple[Message, ...] = field(converter=tuple)
+    tools: tuple[ToolSchema, ...] = field(default=(), converter=tuple)
+    tool_choice: str | None = None
+    response_format: Mapping[str, Any] | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    timeout: float | None = None
+
+
+@define(frozen=True, kw_only=True)
+class LLMResponse:
+    """What the model answered: an assistant message (text and/or tool calls) and usage."""
+
+    message: Message
+    usage: Usage = field(factory=Usage)
+    finish_reason: str | None = None
+    model: str = ""
+
+
+@define(frozen=True, kw_only=True)
+class TextDelta:
+    """A piece of streamed text."""
+
+    text: str
+
+
+@define(frozen=True, kw_only=True)
+class ToolCallDelta:
+    """A tool call assembled from the stream (emitted once complete)."""
+
+    call: ToolCall
+
+
+@define(frozen=True, kw_only=True)
+class StreamEnd:
+    """The last stream event: the whole response, as ``complete`` would return it."""
+
+    response: LLMResponse
+
+
+StreamEvent = Union[TextDelta, ToolCallDelta, StreamEnd]
+
+
+@define(frozen=True, kw_only=True)
+class BackendSettings:
+    """How to reach a provider.  ``options`` is the plugin's own config section."""
+
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    timeout: float = 120.0
+    max_retries: int = 3
+    options: Any = None
+
+
+@define(frozen=True, kw_only=True)
+class BackendCapabilities:
+    """What a backend (for a given model) can do; the orchestrator adapts to it."""
+
+    native_tools: bool = True
+    json_schema: bool = True
+    vision: bool = False
+    audio: bool = False
+    preferred_protocol: str = "tools"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A connection to an LLM provider.
+
+    Errors are raised as :class:`rlm.errors.BackendError` subclasses with a
+    message naming the cause and the fix; never a raw SDK exception.
+    """
+
+    name: str
+
+    def capabilities(self, model: str) -> BackendCapabilities:
+        """What this backend can do for ``model``."""
+        ...
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        """One call; returns the whole response."""
+        ...
+
+    def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+        """One streamed call: TextDelta/ToolCallDelta events, then exactly one StreamEnd."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections.  Idempotent."""
+        ...

@@ -1,0 +1,1 @@
+"""The kernel's own plugins (see :data:`rlm.plugins.DEFAULT_PLUGINS`)."""

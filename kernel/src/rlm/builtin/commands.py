@@ -1,0 +1,21 @@
+"""Built-in plugin: the kernel's CLI commands and doctor checks, registered as strings."""
+
+from __future__ import annotations
+
+from rlm.hookspecs import hookimpl
+
+
+@hookimpl
+def rlm_register_commands(register):
+    register("init", "rlm.commands.init:init", help="Write a commented rlm.toml in the current directory.")
+    register("plugins", "rlm.commands.plugins:plugins", help="List installed, broken and disabled plugins.")
+    register("doctor", "rlm.commands.doctor:doctor", help="Check Python, plugins, configuration and keys.")
+    register("version", "rlm.commands.version:version", help="Show the versions of rlm and its plugins.")
+
+
+@hookimpl
+def rlm_register_doctor_checks(register):
+    register("python", "rlm.doctor:check_python")
+    register("config", "rlm.doctor:check_config")
+    register("plugins", "rlm.doctor:check_plugins")
+    register("providers", "rlm.doctor:check_providers")

@@ -1,0 +1,115 @@
+"""The ``rlm`` command line: a cyclopts App assembled from the installed plugins.
+
+Commands arrive through ``rlm_register_commands`` as ``"module:attr"`` strings,
+so ``rlm --help`` imports no command body and no plugin dependency.  User
+mistakes end with one line on stderr naming the cause and the fix, never a
+traceback; the exit code says what kind of failure it was.
+
+Exit codes: 0 success; 1 failure (doctor found problems, run failed);
+2 usage or configuration error; 3 plugin error; 4 LLM backend error;
+5 sandbox error; 6 budget exhausted; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from collections.abc import Sequence
+
+
+from rlm import __version__
+from rlm.logging import get_logger
+from rlm.errors import RLMError
+from rlm.plugins import RLMPluginManager, create_plugin_manager
+
+log = get_logger(__name__)
+
+_current_pm: contextvars.ContextVar[RLMPluginManager | None] = contextvars.ContextVar("rlm_cli_pm", default=None)
+
+HELP = """rlm: run Recursive Language Models.
+
+An LLM decomposes a task, runs Python in a sandboxed REPL and delegates
+sub-problems to sub-LLM calls under budgets.  Commands come from the
+installed plugins: `rlm plugins` shows which."""
+
+
+def plugin_manager() -> RLMPluginManager:
+    """The plugin manager of this CLI invocation (made on first use outside ``main``)."""
+    pm = _current_pm.get()
+    if pm is None:
+        pm = create_plugin_manager()
+        _current_pm.set(pm)
+    return pm
+
+
+def build_app(pm: RLMPluginManager):
+    """The cyclopts App with every registered command (bodies not imported)."""
+    from cyclopts import App
+
+    from rlm.plugins import strict_from_env
+    from rlm.registry import collect
+
+    app = App(name="rlm", help=HELP, version=__version__, version_flags=["--version"], help_format="plaintext")
+    for reg in collect(pm, "command", strict=strict_from_env()).values():
+        if not isinstance(reg.target, str):
+            log.warning("command_not_lazy", command=reg.name, plugin=reg.plugin)
+        app.command(reg.target, name=reg.name, help=reg.description or None)
+    return app
+
+
+def top_level_help(pm: RLMPluginManager) -> str:
+    """The text of ``rlm --help``, built from the registrations alone.
+
+    Rendered without cyclopts (whose import and rich rendering cost more
+    than everything else ``rlm --help`` does); ``rlm COMMAND --help`` is
+    cyclopts' own.
+    """
+    from rlm.plugins import strict_from_env
+    from rlm.registry import collect
+
+    commands = sorted(collect(pm, "command", strict=strict_from_env()).values(), key=lambda r: r.name)
+    width = max([len(r.name) for r in commands] + [len("--help, -h")]) + 3
+    lines = ["Usage: rlm COMMAND [ARGS]", "", HELP.replace("`", ""), "", "Commands:"]
+    lines += [f"  {r.name.ljust(width)}{r.description}" for r in commands]
+    lines += ["", "Options:", f"  {'--help, -h'.ljust(width)}Show this message and exit.",
+              f"  {'--version'.ljust(width)}Show the version and exit.", "",
+              "Run `rlm COMMAND --help` for the options of a command."]
+    broken = [r.name for r in pm.records if r.status == "broken"]
+    if broken:
+        lines += ["", f"Broken plugins (see `rlm plugins`): {', '.join(broken)}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rlm`` script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        pm = create_plugin_manager()
+        if args in ([], ["--help"], ["-h"]):
+            print(top_level_help(pm))
+            return 0
+        if args == ["--version"]:
+            print(__version__)
+            return 0
+        token = _current_pm.set(pm)
+        try:
+            app = build_app(pm)
+            result = app(args, result_action="return_value")
+        finally:
+            _current_pm.reset(token)
+    except RLMError as exc:
+        print(f"rlm: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rlm: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # cyclopts usage errors and --help
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
+    if isinstance(result, bool):
+        return 0 if result else 1
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The kernel's CLI commands, one module each, imported only when run."""

@@ -1,0 +1,424 @@
+"""Configuration: rlm.toml, ``RLM_*`` environment variables and keyword arguments.
+
+Precedence, highest first: keyword argument > environment variable >
+rlm.toml > default.  ``[rlm]`` holds the kernel's keys (those of the product
+text and a few more); ``[plugins.<section>]`` holds each plugin's own table,
+validated against the attrs class the plugin declared through
+``rlm_register_config_sections``; ``[pricing."<model>"]`` overrides prices.
+
+cattrs is used only here, at the edge, through one private Converter that
+rejects unknown keys; its errors are rewritten to name the key and where it
+came from, with a suggestion for typos.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from attrs import define, field
+
+from rlm.errors import ConfigError
+
+CONFIG_FILENAME = "rlm.toml"
+ENV_PREFIX = "RLM_"
+
+Protocol = Literal["auto", "tools", "repl"]
+
+
+def _help(text: str, **kw: Any) -> dict[str, Any]:
+    return {"help": text, **kw}
+
+
+@define(frozen=True, kw_only=True)
+class ModelPricing:
+    """USD per million tokens for one model (``[pricing."name"]``)."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+
+@define(frozen=True, kw_only=True)
+class RLMConfig:
+    """The kernel's effective configuration.  Every field can be set in
+    ``[rlm]`` of rlm.toml, as ``RLM_<FIELD>`` in the environment, or as a
+    keyword argument."""
+
+    backend: str | None = field(default=None, metadata=_help(
+        "LLM backend plugin; unset: chosen from the model string and the keys present"))
+    model: str = field(default="gpt-4o-mini", metadata=_help("model name, as the backend names it"))
+    environment: str = field(default="local", metadata=_help('REPL environment: "local", "docker" or "wasm"'))
+    protocol: Protocol = field(default="auto", metadata=_help(
+        '"tools" (native tool calls), "repl" (code blocks + FINAL, any model) or "auto" (ask the backend)'))
+    max_depth: int = field(default=4, metadata=_help("nesting of sub-LLM calls (hard cap 5)"))
+    max_turns: int = field(default=20, metadata=_help("model turns within one call before it must answer"))
+    max_subcalls: int = field(default=12, metadata=_help("sub-LLM calls one turn may start"))
+    sub_calls: bool = field(default=True, metadata=_help("let the model delegate to sub-LLM calls"))
+    max_parallel: int = field(default=8, metadata=_help("tool calls run at once"))
+    token_budget: int | None = field(default=100_000, metadata=_help("tokens one run may spend (unset: no limit)"))
+    cost_limit: float | None = field(default=None, metadata=_help("USD one run may spend (unset: no limit; cap $10)"))
+    session_cost_cap: float | None = field(default=None, metadata=_help("USD all runs of one process may spend"))
+    timeout: float = field(default=300.0, metadata=_help("wall-clock seconds for one run (cap 600)"))
+    env_timeout: float = field(default=30.0, metadata=_help("seconds one code execution may take"))
+    env_memory_mb: int = field(default=512, metadata=_help("memory cap of the REPL, MiB"))
+    allowed_paths: tuple[str, ...] = field(default=(".",), metadata=_help(
+        "paths file tools and the REPL may read"))
+    log_dir: str = field(default="logs", metadata=_help("where JSONL trajectories are written"))
+    trajectory_sinks: tuple[str, ...] = field(default=("jsonl",), metadata=_help("trajectory sinks to write to"))
+    budget_policies: tuple[str, ...] = field(default=("default",), metadata=_help("budget policies to enforce"))
+    api_base: str | None = field(default=None, metadata=_help("base URL of an OpenAI/Anthropic-compatible server"))
+    verbose: bool = field(default=False, metadata=_help("log progress to stderr"))
+    docker_image: str = field(default="python:3.11-slim", metadata=_help("image of the docker environment"))
+    docker_cpus: float = field(default=1.0, metadata=_help("CPUs of the docker environment"))
+    docker_memory: str = field(default="512m", metadata=_help("memory of the docker environment"))
+    snipara_api_key: str | None = field(default=None, repr=False, metadata=_help(
+        "Snipara API key (rlm_...); also SNIPARA_API_KEY", env="SNIPARA_API_KEY"))
+    snipara_project_slug: str | None = field(default=None, metadata=_help(
+        "Snipara project; also SNIPARA_PROJECT_SLUG", env="SNIPARA_PROJECT_SLUG"))
+    memory_enabled: bool = field(default=False, metadata=_help("agent memory tools (rlm_remember/rlm_recall)"))
+    pricing: Mapping[str, ModelPricing] = field(factory=dict, metadata=_help("", table="pricing"))
+    plugins: Mapping[str, Any] = field(factory=dict, metadata=_help("", table="plugins"))
+    source: str | None = field(default=None, metadata=_help("", internal=True))
+
+    def plugin(self, section: str) -> Any:
+        """The validated ``[plugins.<section>]`` object (None when not declared)."""
+        return self.plugins.get(section)
+
+
+#: Names of the ``[rlm]`` keys, in declaration order.
+KEYS: tuple[str, ...] = tuple(
+    f.name for f in attrs.fields(RLMConfig) if not f.metadata.get("table") and not f.metadata.get("internal")
+)
+
+
+# --- the one private converter -------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _structure_int(value: Any, _: type) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected a number, got {value!r}")
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string, got {value!r}")
+
+
+def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
+    return conv
+
+
+_converter = _make_converter()
+
+
+def _suggest(key: str, choices: Any) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(sorted(choices))}"
+
+
+def structure_section(data: Mapping[str, Any], cls: type, *, where: str, sources: Mapping[str, str] | None = None) -> Any:
+    """Validate ``data`` into the attrs class ``cls``; errors name the key and its source.
+
+    ``where`` names the table (``"rlm.toml: [rlm]"``); ``sources`` maps a key to
+    a label for where its value came from when that is not the table
+    (``"environment variable RLM_MAX_DEPTH"``, ``"keyword argument max_depth"``).
+    """
+    sources = sources or {}
+
+    def label(key: str) -> str:
+        return sources.get(key, f"{where} {key}")
+
+    known = {f.name for f in attrs.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{label(key)}: unknown key{_suggest(key, known)}")
+    try:
+        return _converter.structure(dict(data), cls)
+    except cattrs.ClassValidationError as exc:
+        with_notes, others = exc.group_exceptions()
+        messages = [f"{label(note.name)}: {_leaf_message(sub)}" for sub, note in with_notes]
+        messages += [f"{where}: {_leaf_message(sub)}" for sub in others]
+        raise ConfigError("; ".join(messages)) from exc
+    except (TypeError, ValueError) as exc:  # attrs validators
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _leaf_message(exc: BaseException) -> str:
+    """The message of the innermost error (cattrs nests groups for unions and collections)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, KeyError):
+        return f"missing required key {exc.args[0]!r}" if exc.args else "missing required key"
+    return str(exc) or type(exc).__name__
+
+
+# --- layers ---------------------------------------------------------------------------------
+
+
+def find_config_file(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """``RLM_CONFIG`` if set, else the nearest rlm.toml from ``start`` (cwd) upwards,
+    stopping at a repository root or the home directory."""
+    explicit = os.environ.get("RLM_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"RLM_CONFIG={explicit}: no such file", fix="point RLM_CONFIG at an rlm.toml or unset it")
+        return path
+    here = Path(start or os.getcwd()).resolve()
+    home = Path.home().resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / CONFIG_FILENAME
+        if candidate.is_file():
+            return candidate
+        if (directory / ".git").exists() or directory == home:
+            break
+    return None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse ``path``; syntax errors become a ConfigError naming file and line."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}", fix="fix the syntax (see https://toml.io)") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
+def _from_environment(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    fields = {f.name: f for f in attrs.fields(RLMConfig)}
+    for key in KEYS:
+        names = [_env_name(key)]
+        alias = fields[key].metadata.get("env")
+        if alias:
+            names.append(alias)
+        for name in names:
+            if name in env:
+                values[key] = env[name]
+                sources[key] = f"environment variable {name}"
+                break
+    return values, sources
+
+
+def _plugin_env(env: Mapping[str, str]) -> dict[str, dict[str, tuple[str, str]]]:
+    """``RLM_PLUGINS__ENV_DOCKER__IMAGE=x`` -> {"env_docker": {"image": (x, name)}}."""
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    prefix = ENV_PREFIX + "PLUGINS__"
+    for name, value in env.items():
+        if not name.startswith(prefix):
+            continue
+        section, _, key = name[len(prefix):].partition("__")
+        if section and key:
+            out.setdefault(section.lower(), {})[key.lower()] = (value, name)
+    return out
+
+
+def _norm(section: str) -> str:
+    return section.replace("-", "_").lower()
+
+
+def load_config(
+    *,
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    sections: Mapping[str, type] | None = None,
+    use_file: bool = True,
+    **overrides: Any,
+) -> RLMConfig:
+    """Build the effective configuration.
+
+    :param path: an rlm.toml to read (default: :func:`find_config_file`).
+    :param env: the environment (default ``os.environ``).
+    :param sections: ``[plugins.<name>]`` classes declared by plugins.
+    :param use_file: False to ignore rlm.toml entirely.
+    :param overrides: keyword arguments; None values are ignored.
+    """
+    env = os.environ if env is None else env
+    sections = dict(sections or {})
+    file_path = Path(path) if path is not None else (find_config_file() if use_file else None)
+    doc = read_toml(file_path) if file_path is not None else {}
+    where_file = f"{file_path.name if file_path else CONFIG_FILENAME}:"
+
+    unknown_tables = [k for k in doc if k not in {"rlm", "plugins", "pricing"}]
+    if unknown_tables:
+        key = unknown_tables[0]
+        raise ConfigError(f"{where_file} [{key}]: unknown table{_suggest(key, ['rlm', 'plugins', 'pricing'])}")
+
+    rlm_table = doc.get("rlm", {})
+    if not isinstance(rlm_table, dict):
+        raise ConfigError(f"{where_file} rlm: must be a table ([rlm])")
+    merged: dict[str, Any] = dict(rlm_table)
+    sources: dict[str, str] = {}
+
+    env_values, env_sources = _from_environment(env)
+    merged.update(env_values)
+    sources.update(env_sources)
+
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in KEYS and key not in {"pricing", "plugins"}:
+            raise ConfigError(f"keyword argument {key}: unknown setting{_suggest(key, KEYS)}")
+        merged[key] = value
+        sources[key] = f"keyword argument {key}"
+
+    pricing_table = doc.get("pricing", {})
+    pricing = {}
+    for model, table in pricing_table.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f'{where_file} [pricing."{model}"]: must be a table with input_per_mtok and output_per_mtok')
+        pricing[model] = structure_section(table, ModelPricing, where=f'{where_file} [pricing."{model}"]')
+    if "pricing" in merged:
+        pricing.update(merged.pop("pricing"))
+
+    plugins = _load_plugin_sections(doc.get("plugins", {}), env, sections, where_file, merged.pop("plugins", None))
+
+    base = structure_section({k: v for k, v in merged.items()}, RLMConfig, where=f"{where_file} [rlm]", sources=sources)
+    config = attrs.evolve(base, pricing=pricing, plugins=plugins, source=str(file_path) if file_path else None)
+    validate(config, sources, where=f"{where_file} [rlm]")
+    return config
+
+
+def _load_plugin_sections(
+    tables: Mapping[str, Any],
+    env: Mapping[str, str],
+    sections: Mapping[str, type],
+    where_file: str,
+    given: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{where_file} plugins: must be a table ([plugins.<name>])")
+    by_norm = {_norm(name): name for name in sections}
+    env_tables = _plugin_env(env)
+    result: dict[str, Any] = {}
+    for name in tables:
+        if name not in sections:
+            hint = _suggest(name, sections) if sections else "; no installed plugin declares a config section"
+            raise ConfigError(
+                f"{where_file} [plugins.{name}]: no installed plugin reads this table{hint}",
+                fix="install the plugin or remove the table",
+            )
+    for name, cls in sections.items():
+        data = dict(tables.get(name, {}))
+        srcs: dict[str, str] = {}
+        for key, (value, var) in env_tables.get(_norm(name), {}).items():
+            data[key] = value
+            srcs[key] = f"environment variable {var}"
+        result[name] = structure_section(data, cls, where=f"{where_file} [plugins.{name}]", sources=srcs)
+    for norm_name in env_tables:
+        if norm_name not in by_norm:
+            var = next(iter(env_tables[norm_name].values()))[1]
+            raise ConfigError(f"environment variable {var}: no installed plugin reads section {norm_name!r}")
+    if given:
+        result.update(given)
+    return result
+
+
+def validate(config: RLMConfig, sources: Mapping[str, str] | None = None, *, where: str = "rlm.toml: [rlm]") -> None:
+    """Range checks the types cannot express."""
+    sources = sources or {}
+
+    def fail(key: str, message: str) -> None:
+        origin = sources.get(key, f"{where} {key}")
+        raise ConfigError(f"{origin}: {message}")
+
+    if config.max_depth < 0:
+        fail("max_depth", "must be 0 or more")
+    for key in ("max_turns", "max_subcalls", "max_parallel", "env_memory_mb"):
+        if getattr(config, key) < 1:
+            fail(key, "must be at least 1")
+    for key in ("timeout", "env_timeout"):
+        if getattr(config, key) <= 0:
+            fail(key, "must be more than 0 seconds")
+    if config.token_budget is not None and config.token_budget < 1:
+        fail("token_budget", "must be at least 1 (leave it unset for no limit)")
+    for key in ("cost_limit", "session_cost_cap"):
+        value = getattr(config, key)
+        if value is not None and value <= 0:
+            fail(key, "must be more than 0 USD (leave it unset for no limit)")
+
+
+def to_toml_comment_block() -> str:
+    """A commented rlm.toml listing every [rlm] key with its default and help (for ``rlm init``)."""
+    lines = ["[rlm]"]
+    for f in attrs.fields(RLMConfig):
+        if f.name not in KEYS:
+            continue
+        default = f.default.factory() if isinstance(f.default, attrs.Factory) else f.default  # type: ignore[misc]
+        lines.append(f"# {f.metadata.get('help', '')}")
+        lines.append(f"# {f.name} = {_toml_value(default)}" if default is not None else f"# {f.name} = ")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)

@@ -1,0 +1,115 @@
+"""The contract between the kernel and execution-environment plugins.
+
+An environment plugin registers a factory through ``rlm_register_environments``.
+The kernel calls ``factory(settings=EnvironmentSettings(...), callbacks=...)``
+and gets an object satisfying :class:`Environment`: one stateful REPL session.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from attrs import define, field
+
+from rlm.types import REPLResult
+
+#: Names the REPL defines for the code it runs, whatever the environment.
+REPL_HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "FINAL", "FINAL_VAR")
+
+
+@runtime_checkable
+class HostCallbacks(Protocol):
+    """What code inside a REPL may ask of the host (the orchestrator).
+
+    Environments expose these inside the REPL as ``llm_query(prompt)`` and
+    ``llm_query_batched(prompts)``; each call is a sub-LLM call made by the
+    orchestrator, under its budgets, recorded in the trajectory.
+    """
+
+    async def llm_query(self, prompt: str) -> str:
+        """Answer one prompt with a fresh sub-LLM call; returns its text."""
+        ...
+
+    async def llm_query_batched(self, prompts: Sequence[str]) -> list[str]:
+        """Answer several prompts concurrently; returns the texts in order."""
+        ...
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    return tuple(os.path.abspath(os.fspath(p)) for p in (value or ()))
+
+
+@define(frozen=True, kw_only=True)
+class EnvironmentSettings:
+    """Limits and paths every environment honours.
+
+    ``timeout`` is the wall-clock limit of one execution (seconds);
+    ``memory_limit_mb`` the address-space/memory cap; ``cpu_limit_s`` the CPU
+    time of one execution (None: same as ``timeout``); ``output_limit`` the
+    characters of output kept per execution (more is cut, ``truncated`` set).
+    ``allowed_paths`` may be read by code (``open``); ``writable_paths`` may also
+    be written. ``workdir`` is the session's working directory. ``options`` is
+    the plugin's own config section (an attrs instance) or None.
+    """
+
+    timeout: float = 30.0
+    memory_limit_mb: int = 512
+    cpu_limit_s: float | None = None
+    output_limit: int = 100_000
+    max_open_files: int = 64
+    allowed_paths: tuple[str, ...] = field(factory=lambda: (os.getcwd(),), converter=_paths)
+    writable_paths: tuple[str, ...] = field(default=(), converter=_paths)
+    workdir: str = field(factory=os.getcwd)
+    options: Any = None
+
+
+@runtime_checkable
+class Environment(Protocol):
+    """One REPL session.  State (variables, functions, imports) persists across
+    :meth:`execute` calls until :meth:`reset` or :meth:`close`.
+
+    Errors in the user's code are never raised: they come back in
+    ``REPLResult.error``.  Methods raise :class:`rlm.errors.EnvironmentError`
+    only when the environment itself cannot work (engine missing, ...).
+    """
+
+    name: str
+
+    async def start(self) -> None:
+        """Start the session (process, container, instance).  Idempotent."""
+        ...
+
+    async def execute(self, code: str, *, timeout: float | None = None) -> REPLResult:
+        """Run ``code``; ``timeout`` overrides ``settings.timeout`` for this call.
+
+        On timeout the execution is killed, the session restarted (state is
+        lost) and ``error`` says so.
+        """
+        ...
+
+    async def get_context(self) -> dict[str, str]:
+        """The user's variables: name -> short repr (host functions and modules left out)."""
+        ...
+
+    async def get_variable(self, name: str) -> Any:
+        """The value of one variable: the value itself when JSON-serialisable,
+        else its ``repr``.  Raises ``KeyError`` naming the variable when absent."""
+        ...
+
+    async def set_context(self, name: str, value: Any) -> None:
+        """Bind ``name`` to a JSON-serialisable ``value`` in the session."""
+        ...
+
+    async def clear_context(self) -> None:
+        """Delete every user variable; the session stays up."""
+        ...
+
+    async def reset(self) -> None:
+        """Throw the session away and start a fresh one."""
+        ...
+
+    async def close(self) -> None:
+        """Release everything (process, container...).  Idempotent."""
+        ...

@@ -1,0 +1,187 @@
+"""The hook specifications of rlm: the contract between the kernel and plugins.
+
+A plugin is any object or module with functions marked ``@rlm.hookimpl``
+whose names match these specs.  Installed distributions expose plugins
+through the entry-point group ``rlm``; the kernel's own pieces are plugins too
+(``rlm.plugins.DEFAULT_PLUGINS``).
+
+Collections (backends, environments, tools, budget policies, trajectory
+sinks, CLI commands, config sections) arrive through a ``register`` callback
+the kernel passes in: the kernel records which plugin registered what and
+refuses a name registered twice, naming both plugins.
+
+The kernel always calls hooks with keyword arguments.  Specs grow only by
+adding arguments, so an implementation may accept any subset of them.
+
+Factories and command targets may be given as ``"module:attr"`` strings:
+the kernel imports them only when they are used, so that ``rlm --help`` and
+``import rlm`` stay fast whatever is installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from rlm.config import RLMConfig
+
+PROJECT_NAME = "rlm"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def rlm_register_backends(register: Callable[..., None]) -> None:
+    """Register LLM backends.
+
+    Called once when the kernel builds its registry.
+
+    :param register: call ``register(name, factory, *, description="")`` once
+        per backend.  ``name`` is the short name users give as ``backend=``
+        or ``[rlm] backend``.  ``factory`` is a callable or a ``"module:attr"``
+        string naming one; the kernel calls it as
+        ``factory(settings=rlm.backend.BackendSettings)`` and expects an object
+        satisfying :class:`rlm.backend.Backend`.  Heavy SDKs must be imported
+        inside the factory, not at module import.
+    :return: nothing; results are ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def rlm_resolve_backend(model: str, config: RLMConfig) -> str | None:
+    """Say which registered backend serves a model string.
+
+    Called when a run starts and no ``backend=`` was given explicitly.
+    First result wins (``firstresult``): plugins answering only for the
+    model strings they know (``"anthropic/..."``) should use
+    ``tryfirst=True``; catch-all backends use ``trylast=True``.
+
+    :param model: the model string as the user wrote it (``"gpt-4o-mini"``,
+        ``"anthropic/claude-sonnet-4-20250514"``...).
+    :param config: the effective configuration (to see which keys are set).
+    :return: the name of a registered backend, or None to let others answer.
+    """
+
+
+@hookspec
+def rlm_register_environments(register: Callable[..., None]) -> None:
+    """Register execution environments (REPL sandboxes).
+
+    Called once when the kernel builds its registry.
+
+    :param register: call ``register(name, factory, *, description="")``.
+        The kernel calls ``factory(settings=rlm.environment.EnvironmentSettings,
+        callbacks=rlm.environment.HostCallbacks | None)`` and expects an
+        :class:`rlm.environment.Environment`.  ``name`` is what users give as
+        ``environment=`` / ``--env``.
+    :return: nothing.
+    """
+
+
+@hookspec
+def rlm_register_tools(register: Callable[..., None], config: RLMConfig) -> None:
+    """Register tools the model may call.
+
+    Called when a run builds its tool set.  Plugins decide from ``config``
+    whether their tools apply (e.g. only when a service is configured).
+
+    :param register: call ``register(spec)`` with a :class:`rlm.types.ToolSpec`
+        (see :func:`rlm.tools.tool` to build one from a typed function).
+        Two tools with one name is an error naming both plugins.
+    :param config: the effective configuration.
+    :return: nothing.
+    """
+
+
+@hookspec
+def rlm_register_budget_policies(register: Callable[..., None]) -> None:
+    """Register budget policies: rules that allow or refuse spending.
+
+    Called once when the kernel builds its registry.
+
+    :param register: call ``register(name, factory, *, description="")``.
+        The kernel calls ``factory(config=RLMConfig)`` for every policy named
+        in ``[rlm] budget_policies`` and expects an object with
+        ``check(ledger, request) -> str | None`` returning None to allow or the
+        reason to refuse (see :mod:`rlm.budget`).
+    :return: nothing.
+    """
+
+
+@hookspec
+def rlm_register_trajectory_sinks(register: Callable[..., None]) -> None:
+    """Register trajectory sinks: where trajectory events are written.
+
+    Called once when the kernel builds its registry.
+
+    :param register: call ``register(name, factory, *, description="")``.
+        The kernel calls ``factory(config=RLMConfig)`` for every sink named in
+        ``[rlm] trajectory_sinks`` when a top-level run starts, and expects an
+        object with ``write(event: Mapping) -> None`` and ``close() -> None``.
+    :return: nothing.
+    """
+
+
+@hookspec
+def rlm_register_commands(register: Callable[..., None]) -> None:
+    """Contribute commands to the ``rlm`` CLI.
+
+    Called when the CLI is assembled (on every ``rlm`` invocation, so it
+    must be cheap: register strings, import nothing heavy).
+
+    :param register: call ``register(name, target, *, help="")`` where
+        ``target`` is a ``"module:attr"`` string naming a function or a
+        ``cyclopts.App`` (imported only when the command runs) and ``help``
+        the one-line summary shown by ``rlm --help``.
+    :return: nothing.
+    """
+
+
+@hookspec
+def rlm_register_config_sections(register: Callable[..., None]) -> None:
+    """Declare a plugin's own configuration table.
+
+    Called once when configuration is loaded.
+
+    :param register: call ``register(section, cls)``: ``[plugins.<section>]``
+        in rlm.toml (and ``RLM_PLUGINS__<SECTION>__<KEY>`` in the environment)
+        is validated into the attrs class ``cls``; unknown keys are errors.
+    :return: nothing.
+    """
+
+
+@hookspec
+def rlm_register_doctor_checks(register: Callable[..., None]) -> None:
+    """Contribute checks to ``rlm doctor``.
+
+    Called when ``rlm doctor`` runs.
+
+    :param register: call ``register(name, check)`` where ``check`` is a
+        callable or ``"module:attr"`` string; the kernel calls
+        ``check(config=RLMConfig)`` and expects an iterable of
+        :class:`rlm.doctor.Check` (status ``ok``/``warn``/``fail``, summary,
+        fix).  ``warn`` is for optional pieces that are missing (exit 0),
+        ``fail`` for real problems (exit 1).  A check that raises is reported
+        as a failure.
+    :return: nothing.
+    """
+
+
+@hookspec
+def rlm_trajectory_event(event: Mapping[str, Any]) -> None:
+    """Observe one trajectory event as it happens (1:N: every plugin sees it).
+
+    Called by the kernel for every event of every run, after the run's
+    configured sinks wrote it.  Implementations must be quick and must not
+    raise (an exception is logged and ignored).
+
+    :param event: the event as a JSON-ready mapping with at least ``type``,
+        ``trajectory_id``, ``call_id``, ``parent_call_id``, ``depth`` and
+        ``timestamp``.
+    :return: nothing.
+    """

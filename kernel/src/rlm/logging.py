@@ -1,0 +1,75 @@
+"""Structured logging for rlm: structlog, always to stderr, imported lazily.
+
+Modules take a logger with :func:`get_logger`; structlog itself is imported
+on the first log call, so ``rlm --help`` does not pay for it.  Unless the
+application configured structlog itself, the first log call sends our logs
+to stderr (stdout may be a protocol stream, as with ``rlm mcp-serve``).
+Set the level with ``RLM_LOG_LEVEL`` (debug, info, warning, error).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_default_level = "warning"
+
+
+def _level_from_env(default: str) -> int:
+    name = os.environ.get("RLM_LOG_LEVEL", default).strip().lower()
+    return _LEVELS.get(name, _LEVELS[default])
+
+
+def configure(*, level: str = "warning", stream: Any = None) -> None:
+    """Send structlog output to ``stream`` (stderr) at ``level`` (``RLM_LOG_LEVEL`` wins)."""
+    import structlog
+
+    out = stream if stream is not None else sys.stderr
+    colors = hasattr(out, "isatty") and out.isatty() and "NO_COLOR" not in os.environ
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=structlog.dev.plain_traceback),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_level_from_env(level)),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def set_default_level(level: str) -> None:
+    """The level used when rlm configures logging lazily (the CLI's ``--verbose`` sets ``info``)."""
+    global _default_level
+    _default_level = level
+
+
+def ensure_configured() -> None:
+    """Configure stderr logging unless structlog was configured already."""
+    import structlog
+
+    if not structlog.is_configured():
+        configure(level=_default_level)
+
+
+class _LazyLogger:
+    """A stand-in for a structlog logger that imports structlog on first use."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, method: str) -> Any:
+        import structlog
+
+        ensure_configured()
+        return getattr(structlog.get_logger(self._name), method)
+
+
+def get_logger(name: str) -> Any:
+    """A logger for module ``name``: ``log.info("event_name", key=value)``."""
+    return _LazyLogger(name)

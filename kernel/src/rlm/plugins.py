@@ -1,0 +1,135 @@
+"""Plugin discovery: the plugin manager factory and the record of what loaded.
+
+Plugins come from two places: the kernel's own :data:`DEFAULT_PLUGINS` and
+installed distributions exposing the entry-point group ``rlm``.  Discovery
+fails soft: a plugin that cannot be imported is skipped with a warning and
+recorded as broken (``rlm plugins`` shows why).  ``RLM_STRICT_PLUGINS=1``
+makes such a failure fatal; ``RLM_DISABLE_PLUGINS=a,b`` blocks plugins by
+entry-point name before they are imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import traceback
+from typing import Literal
+
+import pluggy
+from attrs import define
+
+from rlm import hookspecs
+from rlm.logging import get_logger
+from rlm.errors import PluginError
+
+log = get_logger(__name__)
+
+ENTRY_POINT_GROUP = "rlm"
+
+#: The kernel's own pieces, registered through the same hooks as any plugin.
+DEFAULT_PLUGINS: tuple[str, ...] = ("rlm.builtin.commands",)
+
+PluginStatus = Literal["builtin", "loaded", "broken", "disabled"]
+
+
+@define(frozen=True, kw_only=True)
+class PluginRecord:
+    """What discovery did with one plugin."""
+
+    name: str
+    status: PluginStatus
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    error: str | None = None
+
+
+class RLMPluginManager(pluggy.PluginManager):
+    """A pluggy manager that also remembers broken and disabled plugins."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.records: list[PluginRecord] = []
+
+    def record_for(self, name: str) -> PluginRecord | None:
+        return next((r for r in self.records if r.name == name), None)
+
+
+def strict_from_env() -> bool:
+    return os.environ.get("RLM_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def disabled_from_env() -> frozenset[str]:
+    raw = os.environ.get("RLM_DISABLE_PLUGINS", "")
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def create_plugin_manager(
+    *,
+    entry_points: bool = True,
+    default_plugins: bool = True,
+    strict: bool | None = None,
+    disabled: frozenset[str] | set[str] | None = None,
+) -> RLMPluginManager:
+    """Build a fresh plugin manager (never a module global).
+
+    :param entry_points: discover installed plugins (group ``rlm``).
+    :param default_plugins: register the kernel's :data:`DEFAULT_PLUGINS`.
+    :param strict: a broken plugin raises :class:`PluginError`; default from
+        ``RLM_STRICT_PLUGINS``.
+    :param disabled: entry-point names not to load; default from
+        ``RLM_DISABLE_PLUGINS``.
+    """
+    pm = RLMPluginManager()
+    if default_plugins:
+        for module_name in DEFAULT_PLUGINS:
+            pm.register(importlib.import_module(module_name), name=module_name)
+            pm.records.append(PluginRecord(name=module_name, status="builtin", module=module_name))
+    if entry_points:
+        load_entry_points(
+            pm,
+            strict=strict_from_env() if strict is None else strict,
+            disabled=disabled_from_env() if disabled is None else frozenset(disabled),
+        )
+    return pm
+
+
+def load_entry_points(pm: RLMPluginManager, *, strict: bool, disabled: frozenset[str]) -> None:
+    """Import and register every ``rlm`` entry point, recording each outcome."""
+    seen: set[str] = set()
+    from rlm.entrypoints import entry_points
+
+    for ep in sorted(entry_points(ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in seen:  # two distributions declaring one name: the first on sys.path wins
+            log.warning("plugin_name_taken", plugin=ep.name, distribution=ep.distribution)
+            continue
+        seen.add(ep.name)
+        dist, version = ep.distribution, ep.version
+        if ep.name in disabled:
+            pm.records.append(
+                PluginRecord(name=ep.name, status="disabled", module=ep.value, distribution=dist, version=version)
+            )
+            log.info("plugin_disabled", plugin=ep.name)
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # noqa: BLE001 - any import failure of a plugin is recorded
+            reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            if strict:
+                raise PluginError(
+                    f"plugin {ep.name!r} ({dist or ep.value}) failed to load: {reason}",
+                    fix="reinstall or fix it, or block it with RLM_DISABLE_PLUGINS=" + ep.name,
+                ) from exc
+            log.warning("plugin_broken", plugin=ep.name, distribution=dist, error=reason)
+            pm.records.append(
+                PluginRecord(
+                    name=ep.name, status="broken", module=ep.value, distribution=dist, version=version, error=reason
+                )
+            )
+            continue
+        pm.records.append(
+            PluginRecord(name=ep.name, status="loaded", module=ep.value, distribution=dist, version=version)
+        )
+        log.debug("plugin_loaded", plugin=ep.name, distribution=dist)
