@@ -97,6 +97,10 @@ class BackendCapabilities:
     vision: bool = False
     audio: bool = False
     preferred_protocol: str = "tools"
+    #: USD per million (input, output) tokens when the backend knows them (a local model: (0, 0)).
+    pricing_per_mtok: tuple[float, float] | None = None
+    #: The model's context window in tokens, when known.
+    context_window: int | None = None
 
 
 @runtime_checkable

@@ -42,15 +42,37 @@ def plugin_manager() -> RLMPluginManager:
     return pm
 
 
-def build_app(pm: RLMPluginManager):
-    """The cyclopts App with every registered command (bodies not imported)."""
+class UsageError(RLMError):
+    """The command line names no such command."""
+
+    exit_code = 2
+
+
+def build_app(pm: RLMPluginManager, argv: Sequence[str] = ()):
+    """The cyclopts App with every registered command (bodies not imported).
+
+    When ``argv`` names a command, that command's target is imported first:
+    an unknown command or one whose plugin cannot be imported is an
+    :class:`RLMError` (one line, no traceback) instead of a cyclopts crash
+    while it lists the commands.
+    """
     from cyclopts import App
 
     from rlm.plugins import strict_from_env
     from rlm.registry import collect
 
+    commands = collect(pm, "command", strict=strict_from_env())
+    if argv and not argv[0].startswith("-"):
+        reg = commands.get(argv[0])
+        if reg is None:
+            import difflib
+
+            close = difflib.get_close_matches(argv[0], list(commands), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"unknown command {argv[0]!r}{hint}", fix="run `rlm --help` to see the commands")
+        reg.load()
     app = App(name="rlm", help=HELP, version=__version__, version_flags=["--version"], help_format="plaintext")
-    for reg in collect(pm, "command", strict=strict_from_env()).values():
+    for reg in commands.values():
         if not isinstance(reg.target, str):
             log.warning("command_not_lazy", command=reg.name, plugin=reg.plugin)
         app.command(reg.target, name=reg.name, help=reg.description or None)
@@ -93,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         token = _current_pm.set(pm)
         try:
-            app = build_app(pm)
+            app = build_app(pm, args)
             result = app(args, result_action="return_value")
         finally:
             _current_pm.reset(token)

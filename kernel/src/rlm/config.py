@@ -18,7 +18,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import attrs
 import cattrs
@@ -69,6 +69,8 @@ class RLMConfig:
     env_memory_mb: int = field(default=512, metadata=_help("memory cap of the REPL, MiB"))
     allowed_paths: tuple[str, ...] = field(default=(".",), metadata=_help(
         "paths file tools and the REPL may read"))
+    context_window: int | None = field(default=None, metadata=_help(
+        "the model's context window in tokens (unset: from the backend or litellm's map, else 32000)"))
     log_dir: str = field(default="logs", metadata=_help("where JSONL trajectories are written"))
     trajectory_sinks: tuple[str, ...] = field(default=("jsonl",), metadata=_help("trajectory sinks to write to"))
     budget_policies: tuple[str, ...] = field(default=("default",), metadata=_help("budget policies to enforce"))
@@ -155,6 +157,13 @@ def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
     raise ValueError(f"expected a list of strings, got {value!r}")
 
 
+def _structure_literal(value: Any, literal: Any) -> Any:
+    choices = get_args(literal)
+    if value in choices:
+        return value
+    raise ValueError(f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(bool, _structure_bool)
@@ -162,6 +171,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
+    conv.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
     return conv
 
 
@@ -186,6 +196,12 @@ def structure_section(data: Mapping[str, Any], cls: type, *, where: str, sources
         return sources.get(key, f"{where} {key}")
 
     known = {f.name for f in attrs.fields(cls)}
+    secret = {f.name for f in attrs.fields(cls) if f.repr is False}
+
+    def leaf(key: str, exc: BaseException) -> str:  # a secret's value is never echoed
+        message = _leaf_message(exc)
+        return message.split(", got ")[0] + " (value not shown)" if key in secret else message
+
     for key in data:
         if key not in known:
             raise ConfigError(f"{label(key)}: unknown key{_suggest(key, known)}")
@@ -193,7 +209,7 @@ def structure_section(data: Mapping[str, Any], cls: type, *, where: str, sources
         return _converter.structure(dict(data), cls)
     except cattrs.ClassValidationError as exc:
         with_notes, others = exc.group_exceptions()
-        messages = [f"{label(note.name)}: {_leaf_message(sub)}" for sub, note in with_notes]
+        messages = [f"{label(note.name)}: {leaf(note.name, sub)}" for sub, note in with_notes]
         messages += [f"{where}: {_leaf_message(sub)}" for sub in others]
         raise ConfigError("; ".join(messages)) from exc
     except (TypeError, ValueError) as exc:  # attrs validators
@@ -327,6 +343,8 @@ def load_config(
         sources[key] = f"keyword argument {key}"
 
     pricing_table = doc.get("pricing", {})
+    if not isinstance(pricing_table, dict):
+        raise ConfigError(f'{where_file} pricing: must be tables ([pricing."<model>"])')
     pricing = {}
     for model, table in pricing_table.items():
         if not isinstance(table, dict):
@@ -363,7 +381,10 @@ def _load_plugin_sections(
                 fix="install the plugin or remove the table",
             )
     for name, cls in sections.items():
-        data = dict(tables.get(name, {}))
+        table = tables.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where_file} plugins.{name}: must be a table ([plugins.{name}])")
+        data = dict(table)
         srcs: dict[str, str] = {}
         for key, (value, var) in env_tables.get(_norm(name), {}).items():
             data[key] = value

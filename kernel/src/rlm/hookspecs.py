@@ -106,9 +106,10 @@ def rlm_register_budget_policies(register: Callable[..., None]) -> None:
 
     :param register: call ``register(name, factory, *, description="")``.
         The kernel calls ``factory(config=RLMConfig)`` for every policy named
-        in ``[rlm] budget_policies`` and expects an object with
-        ``check(ledger, request) -> str | None`` returning None to allow or the
-        reason to refuse (see :mod:`rlm.budget`).
+        in ``[rlm] budget_policies`` when a run starts, and expects an object
+        with ``check(request: rlm.budget.SpendRequest) -> rlm.budget.Refusal |
+        None``: None allows the spending, a Refusal names the limit and the
+        fix.  It is consulted before every LLM call and every sub-call.
     :return: nothing.
     """
 

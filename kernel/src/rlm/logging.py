@@ -55,6 +55,13 @@ def ensure_configured() -> None:
         configure(level=_default_level)
 
 
+_LAZY_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}
+
+
+def _drop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
 class _LazyLogger:
     """A stand-in for a structlog logger that imports structlog on first use."""
 
@@ -64,6 +71,11 @@ class _LazyLogger:
         self._name = name
 
     def __getattr__(self, method: str) -> Any:
+        # Until something imports structlog, a call below the level we would configure
+        # is dropped without importing it (``rlm --help`` with plugins installed).
+        if method in _LAZY_LEVELS and "structlog" not in sys.modules:
+            if _LAZY_LEVELS[method] < _level_from_env(_default_level):
+                return _drop
         import structlog
 
         ensure_configured()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import traceback
 from typing import Literal
 
 import pluggy
@@ -27,7 +26,12 @@ log = get_logger(__name__)
 ENTRY_POINT_GROUP = "rlm"
 
 #: The kernel's own pieces, registered through the same hooks as any plugin.
-DEFAULT_PLUGINS: tuple[str, ...] = ("rlm.builtin.commands",)
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "rlm.builtin.commands",
+    "rlm.builtin.tools",
+    "rlm.builtin.budget",
+    "rlm.builtin.trajectory",
+)
 
 PluginStatus = Literal["builtin", "loaded", "broken", "disabled"]
 
@@ -95,6 +99,11 @@ def create_plugin_manager(
     return pm
 
 
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (a SyntaxError's caret block would span several)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
 def load_entry_points(pm: RLMPluginManager, *, strict: bool, disabled: frozenset[str]) -> None:
     """Import and register every ``rlm`` entry point, recording each outcome."""
     seen: set[str] = set()
@@ -112,11 +121,14 @@ def load_entry_points(pm: RLMPluginManager, *, strict: bool, disabled: frozenset
             )
             log.info("plugin_disabled", plugin=ep.name)
             continue
+        plugin = None
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
         except Exception as exc:  # noqa: BLE001 - any import failure of a plugin is recorded
-            reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            if plugin is not None and pm.get_plugin(ep.name) is plugin:  # pluggy < 1.7 may half-register
+                pm.unregister(name=ep.name)
+            reason = _one_line(exc)
             if strict:
                 raise PluginError(
                     f"plugin {ep.name!r} ({dist or ep.value}) failed to load: {reason}",

@@ -63,7 +63,7 @@ class Registration:
             return self.target
         try:
             return import_target(self.target)
-        except ImportError as exc:
+        except (ImportError, AttributeError) as exc:
             raise PluginError(
                 f"{self.kind.replace('_', ' ')} {self.name!r} from plugin {self.plugin!r} cannot be imported: {exc}",
                 fix=f"reinstall the distribution that provides plugin {self.plugin!r}",

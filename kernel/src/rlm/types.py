@@ -220,6 +220,10 @@ class CompletionResult:
 
     ``limit_hit`` names the limit that forced the answer (``max_turns``,
     ``token_budget``, ``cost_limit``, ``timeout``...), or is None.
+    ``error_type`` is the class name of the :mod:`rlm.errors` error behind ``error``.
+    ``answer_source`` says where the answer came from: ``text`` (the model's
+    reply), ``final``/``final_var`` (the FINAL protocol), ``forced`` (the
+    last turn after a limit) or ``error``.
     ``parsed`` holds the validated JSON value when ``response_format`` was given.
     """
 
@@ -234,7 +238,9 @@ class CompletionResult:
     duration_ms: float = 0.0
     tool_calls: tuple[ToolCall, ...] = ()
     error: str | None = None
+    error_type: str | None = None
     limit_hit: str | None = None
+    answer_source: str = "text"
     parsed: Any = None
     events: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
 

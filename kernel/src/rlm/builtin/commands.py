@@ -11,6 +11,9 @@ def rlm_register_commands(register):
     register("plugins", "rlm.commands.plugins:plugins", help="List installed, broken and disabled plugins.")
     register("doctor", "rlm.commands.doctor:doctor", help="Check Python, plugins, configuration and keys.")
     register("version", "rlm.commands.version:version", help="Show the versions of rlm and its plugins.")
+    register("run", "rlm.commands.run:run", help="Run a prompt: code, tools and sub-LLM calls; answer on stdout.")
+    register("agent", "rlm.commands.agent:agent", help="Run an autonomous agent until it calls FINAL.")
+    register("logs", "rlm.commands.logs:logs", help="List trajectories, or show one as a tree.")
 
 
 @hookimpl

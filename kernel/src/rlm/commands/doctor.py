@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Annotated
+
+from cyclopts import Parameter
 
 from rlm.doctor import Check, worst
 
 _MARK = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 
 
-def doctor(*, json_output: bool = False) -> int:
+def doctor(*, json_output: Annotated[bool, Parameter(name="--json")] = False) -> int:
     """Check Python, plugins, configuration and provider keys.
 
     Missing optional pieces are warnings (exit 0); real problems exit 1.

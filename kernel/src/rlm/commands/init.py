@@ -44,7 +44,7 @@ def _plugin_sections() -> str:
     chunks = []
     for name, reg in sorted(collect(plugin_manager(), "config_section", strict=False).items()):
         cls = reg.load()
-        lines = [f"\n# [plugins.{name}]   ({reg.description or 'from plugin ' + reg.plugin})"]
+        lines = [f"\n# {reg.description or 'from plugin ' + reg.plugin}", f"# [plugins.{name}]"]
         for f in attrs.fields(cls):
             default = f.default.factory() if isinstance(f.default, attrs.Factory) else f.default
             if f.metadata.get("help"):

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
+
+from cyclopts import Parameter
+
+_PLURAL = {"budget_policy": "budget policies"}
 
 
-def plugins(*, json_output: bool = False) -> int:
+def plugins(*, json_output: Annotated[bool, Parameter(name="--json")] = False) -> int:
     """List installed plugins with what each provides; broken ones with the reason.
 
     Parameters
@@ -42,5 +47,5 @@ def plugins(*, json_output: bool = False) -> int:
         elif row["status"] == "disabled":
             print("    disabled by RLM_DISABLE_PLUGINS")
         for kind, names in row["provides"].items():
-            print(f"    {kind.replace('_', ' ')}s: {', '.join(names)}")
+            print(f"    {_PLURAL.get(kind, kind.replace('_', ' ') + 's')}: {', '.join(names)}")
     return 0

@@ -1,0 +1,317 @@
+"""The autonomous agent: ``AgentRunner`` runs observe -> think -> act until FINAL.
+
+One conversation is kept across iterations (an iteration is one model turn
+and the tools it calls).  ``FINAL(answer)`` and ``FINAL_VAR(name)`` are tools
+that end the run at once (and text markers under the paper-style protocol).
+The whole run has one timeout; :meth:`AgentRunner.cancel` stops it promptly,
+even in the middle of a tool; :attr:`AgentRunner.status` is the live state.
+When a limit is hit the model gets one forced last turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from attrs import define
+
+from rlm.errors import ToolError
+from rlm.logging import get_logger
+from rlm.tools import tool
+from rlm.types import FinalSignal
+
+log = get_logger(__name__)
+
+#: The product text's safety limits: (default, hard cap).
+LIMITS: Mapping[str, tuple[float, float]] = {
+    "max_iterations": (10, 50),
+    "cost_limit": (2.0, 10.0),
+    "timeout": (300.0, 600.0),
+    "max_depth": (4, 5),
+}
+
+AnswerSource = Literal["final", "final_var", "forced", "error", "cancelled"]
+
+AGENT_SYSTEM = """\
+You are an autonomous agent working in a loop: observe (look at files and data with the tools), \
+think, act (run code, delegate sub-problems), and repeat until the task is done.
+
+Tools you can call (there are no others):
+{tool_lines}
+
+Rules:
+- Python runs in a persistent sandboxed REPL: variables and imports persist between execute_code calls.
+- Check your work with code before answering.
+- End the run by calling FINAL(answer) with the complete answer, or FINAL_VAR(name) to answer with the \
+value of a REPL variable. Nothing after FINAL is read."""
+
+
+@tool(name="FINAL")
+async def final_tool(answer: str, ctx) -> str:
+    """End the run with this answer (a complete, self-contained answer to the task).
+
+    Args:
+        answer: The final answer.
+    """
+    ctx.finish(FinalSignal(kind="final", value=str(answer)))
+    return "accepted: the run ends with this answer"
+
+
+@tool(name="FINAL_VAR")
+async def final_var_tool(name: str, ctx) -> str:
+    """End the run with the value of a REPL variable as the answer.
+
+    Args:
+        name: The variable's name in the REPL (set it with execute_code first).
+    """
+    env = await ctx.environment()
+    try:
+        value = await env.get_variable(name)
+    except KeyError:
+        context = await env.get_context()
+        have = ", ".join(sorted(context)) or "none"
+        raise ToolError(f"FINAL_VAR({name!r}): the REPL has no variable named {name!r} (variables: {have})",
+                        fix="define it with execute_code first, or call FINAL(answer)") from None
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    ctx.finish(FinalSignal(kind="final_var", value=text, variable=name))
+    return "accepted: the run ends with this variable's value"
+
+
+@define(frozen=True, kw_only=True)
+class IterationSummary:
+    """One observe-think-act cycle: what the model did and what it cost."""
+
+    iteration: int
+    action: str
+    tokens: int
+    cost: float | None
+    duration_ms: float
+
+
+@define(frozen=True, kw_only=True)
+class AgentResult:
+    """The outcome of :meth:`AgentRunner.run`."""
+
+    answer: str
+    answer_source: AnswerSource
+    iterations: int
+    total_tokens: int
+    total_cost: float | None
+    duration_ms: float
+    forced_termination: bool
+    run_id: str
+    trajectory_id: str
+    error: str | None = None
+    error_type: str | None = None
+    limit_hit: str | None = None
+    iteration_summaries: tuple[IterationSummary, ...] = ()
+
+    @property
+    def response(self) -> str:
+        """The answer (the product text's name for it)."""
+        return self.answer
+
+    @property
+    def success(self) -> bool:
+        return self.answer_source in ("final", "final_var", "forced") and self.error is None
+
+
+@define(frozen=True, kw_only=True)
+class AgentStatus:
+    """The live state of a run: ``state`` is idle, running, completed, failed or cancelled."""
+
+    state: Literal["idle", "running", "completed", "failed", "cancelled"]
+    run_id: str
+    iteration: int = 0
+    max_iterations: int = 0
+    tokens: int = 0
+    cost: float | None = 0.0
+    last_action: str | None = None
+    elapsed_s: float = 0.0
+    trajectory_id: str | None = None
+
+
+def clamp_limit(name: str, value: float | None) -> Any:
+    """``value`` (or the default) clamped to the hard cap, with a warning when clamped."""
+    default, cap = LIMITS[name]
+    if value is None:
+        return type(default)(default)
+    if value > cap:
+        log.warning("limit_clamped", setting=name, requested=value, cap=cap)
+        return type(default)(cap)
+    return value
+
+
+class AgentRunner:
+    """Run a task autonomously until FINAL, a limit, the timeout or :meth:`cancel`.
+
+    :param model: model string; :param environment: REPL environment plugin.
+    :param max_iterations: model turns (default 10, cap 50).
+    :param cost_limit: USD for the whole run (default 2.0, cap 10); needs a known price.
+    :param token_budget: tokens for the whole run (default 50000).
+    :param timeout: seconds for the whole run (default 300, cap 600).
+    :param max_depth: sub-call nesting (default 4, cap 5).
+    Other keyword arguments go to :class:`rlm.RLM` (``plugin_manager=``, ``config=``, ``backend=``...).
+    """
+
+    def __init__(self, model: str | None = None, environment: str | None = None, *,
+                 max_iterations: int | None = None, cost_limit: float | None = None,
+                 token_budget: int | None = 50_000, timeout: float | None = None, max_depth: int | None = None,
+                 **rlm_kwargs: Any) -> None:
+        from rlm.core import RLM
+
+        self.max_iterations = int(clamp_limit("max_iterations", max_iterations))
+        #: None: the default $2 applies once the model's price is known (see RLM.prepare_run)
+        self.cost_limit = clamp_limit("cost_limit", cost_limit) if cost_limit is not None else None
+        self.timeout = clamp_limit("timeout", timeout)
+        depth = clamp_limit("max_depth", max_depth) if max_depth is not None else None
+        self.rlm = RLM(model=model, environment=environment, max_depth=depth, token_budget=token_budget,
+                       cost_limit=self.cost_limit, timeout=self.timeout, max_turns=self.max_iterations,
+                       **rlm_kwargs)
+        self.run_id = ""
+        self._run: Any = None
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state: str = "idle"
+        self._started = 0.0
+        self._last_action: str | None = None
+        self._summaries: list[IterationSummary] = []
+        self._cancel_requested = threading.Event()
+
+    @property
+    def config(self) -> Any:
+        return self.rlm.config
+
+    # --- live state ---------------------------------------------------------------------------
+
+    @property
+    def status(self) -> AgentStatus:
+        run = self._run
+        return AgentStatus(
+            state=self._state,  # type: ignore[arg-type]
+            run_id=self.run_id,
+            iteration=run.top.turns if run is not None and run.top is not None else 0,
+            max_iterations=self.max_iterations,
+            tokens=run.usage.total_tokens if run is not None else 0,
+            cost=run.usage.cost_usd if run is not None else 0.0,
+            last_action=self._last_action,
+            elapsed_s=round(time.monotonic() - self._started, 3) if self._started else 0.0,
+            trajectory_id=run.trajectory_id if run is not None else None,
+        )
+
+    def _observe(self, event: Mapping[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "llm_call" and event.get("depth") == 0:
+            calls = event.get("tool_calls") or []
+            action = ", ".join(c["name"] for c in calls) if calls else "answer"
+            self._last_action = action
+            usage = event.get("token_usage") or {}
+            self._summaries.append(IterationSummary(
+                iteration=len(self._summaries) + 1, action=action, tokens=int(usage.get("total") or 0),
+                cost=event.get("cost"), duration_ms=float(event.get("duration_ms") or 0.0)))
+        elif kind == "tool_start" and event.get("depth") == 0:
+            self._last_action = "running " + ", ".join(c["name"] for c in event.get("tool_calls") or [])
+        elif kind == "repl_execution":
+            first = (event.get("code") or "").strip().splitlines()[:1]
+            self._last_action = f"running code: {first[0][:80] if first else ''}"
+        elif kind == "call_start":
+            self._last_action = f"sub-call: {str(event.get('prompt'))[:80]}"
+
+    # --- control ------------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the run as soon as possible (safe from any thread); the result says "cancelled"."""
+        self._cancel_requested.set()
+        task, loop = self._task, self._loop
+        if task is not None and loop is not None and not task.done():
+            loop.call_soon_threadsafe(task.cancel)
+
+    async def run(self, task: str, *, system: str | None = None) -> AgentResult:
+        """Work on ``task`` until it is done; never raises for run-time failures (see ``answer_source``)."""
+        from rlm.prompts import tool_lines
+        from rlm.trajectory import new_id
+
+        self.run_id = new_id("agent-")
+        self._started = time.monotonic()
+        self._summaries = []
+        self._last_action = None
+        self._state = "running"
+        self._loop = asyncio.get_running_loop()
+        run = self.rlm.prepare_run(extra_tools=(final_tool, final_var_tool),
+                                   default_cost_limit=LIMITS["cost_limit"][0])
+        self._run = run
+        run.recorder.listeners.append(self._observe)
+        agent_system = AGENT_SYSTEM.format(tool_lines=tool_lines(run.tools.values()))
+        coro = self.rlm.execute_run(run, task, system=system,
+                                    system_prompt=agent_system if run.protocol == "tools" else None)
+        self._task = asyncio.ensure_future(coro)
+        if self._cancel_requested.is_set():
+            self._task.cancel()
+        try:
+            result = await self._task
+        except asyncio.CancelledError:
+            if not self._cancel_requested.is_set():
+                self._state = "cancelled"
+                raise  # the caller's own cancellation: let it through
+            await run.close()
+            self._state = "cancelled"
+            return self._result_from_run(run, answer="", source="cancelled", error="the run was cancelled")
+        finally:
+            self._task = None
+        source: AnswerSource
+        if result.error:
+            source = "error"
+        elif result.answer_source in ("final", "final_var", "forced"):
+            source = result.answer_source  # type: ignore[assignment]
+        else:
+            source = "final"  # the model answered in plain text: that ends the run too
+        self._state = "failed" if source == "error" else "completed"
+        return AgentResult(
+            answer=result.response,
+            answer_source=source,
+            iterations=run.top.turns if run.top else 0,
+            total_tokens=result.total_tokens,
+            total_cost=result.total_cost_usd,
+            duration_ms=result.duration_ms,
+            forced_termination=source == "forced",
+            run_id=self.run_id,
+            trajectory_id=result.trajectory_id,
+            error=result.error,
+            error_type=result.error_type,
+            limit_hit=result.limit_hit,
+            iteration_summaries=tuple(self._summaries),
+        )
+
+    def _result_from_run(self, run: Any, *, answer: str, source: AnswerSource, error: str | None) -> AgentResult:
+        if run.top is not None:
+            run.emit(run.top, "run_end", response=answer, error=error, answer_source=source,
+                     total_calls=run.llm_calls, cost=run.usage.cost_usd,
+                     token_usage={"input": run.usage.input_tokens, "output": run.usage.output_tokens,
+                                  "total": run.usage.total_tokens},
+                     duration_ms=round((time.monotonic() - self._started) * 1000, 3))
+        run.recorder.close()
+        return AgentResult(
+            answer=answer,
+            answer_source=source,
+            iterations=run.top.turns if run.top else 0,
+            total_tokens=run.usage.total_tokens,
+            total_cost=run.usage.cost_usd,
+            duration_ms=round((time.monotonic() - self._started) * 1000, 3),
+            forced_termination=False,
+            run_id=self.run_id,
+            trajectory_id=run.trajectory_id,
+            error=error,
+            error_type="Cancelled" if source == "cancelled" else None,
+            iteration_summaries=tuple(self._summaries),
+        )
+
+    async def aclose(self) -> None:
+        await self.rlm.aclose()
+
+
+__all__ = ["AgentResult", "AgentRunner", "AgentStatus", "IterationSummary"]

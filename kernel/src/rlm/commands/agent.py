@@ -1,0 +1,110 @@
+"""``rlm agent``: run a task autonomously (observe -> think -> act) until FINAL; the answer on stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from typing import Annotated, Literal
+
+from cyclopts import Parameter
+
+
+def agent(
+    task: str,
+    *,
+    max_iterations: int | None = None,
+    cost_limit: float | None = None,
+    token_budget: int = 50_000,
+    timeout: float | None = None,
+    env: Annotated[str | None, Parameter(name=["--env", "-e"])] = None,
+    model: str | None = None,
+    backend: str | None = None,
+    max_depth: int | None = None,
+    protocol: Literal["auto", "tools", "repl"] | None = None,
+    log_dir: str | None = None,
+    json_output: Annotated[bool, Parameter(name=["--json"])] = False,
+    verbose: Annotated[bool, Parameter(name=["--verbose", "-v"])] = False,
+) -> int:
+    """Run an autonomous agent: it explores, runs code and delegates until it calls FINAL.
+
+    Live progress (iteration, tokens, cost, current action) goes to stderr; the answer to stdout.
+    Ctrl-C cancels the run cleanly.  Exit codes as for `rlm run`; 130 when cancelled.
+
+    Parameters
+    ----------
+    task: str
+        What to do.
+    max_iterations: int
+        Observe-think-act cycles (default 10, hard cap 50).
+    cost_limit: float
+        USD for the run (default 2.0 when the model's price is known, cap 10).
+    token_budget: int
+        Tokens for the run.
+    timeout: float
+        Seconds for the whole run (default 300, cap 600).
+    env: str
+        REPL environment: local, docker or wasm.
+    model: str
+        Model name.
+    backend: str
+        Backend plugin.
+    max_depth: int
+        Sub-call nesting (default 4, cap 5).
+    protocol: str
+        tools, repl or auto.
+    log_dir: str
+        Where the trajectory is written.
+    json_output: bool
+        Print the result as JSON.
+    verbose: bool
+        Print each step on stderr.
+    """
+    from rlm.agent import AgentRunner
+    from rlm.cli import plugin_manager
+    from rlm.commands.run import exit_code_for
+    from rlm.progress import ProgressPrinter
+
+    pm = plugin_manager()
+    runner = AgentRunner(model=model, environment=env, backend=backend, max_iterations=max_iterations,
+                         cost_limit=cost_limit, token_budget=token_budget, timeout=timeout, max_depth=max_depth,
+                         plugin_manager=pm, protocol=protocol, log_dir=log_dir)
+    progress = ProgressPrinter(stream=sys.stderr, verbose=verbose, max_iterations=runner.max_iterations)
+    pm.register(progress, name="rlm-cli-progress")
+
+    async def main() -> object:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, runner.cancel)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
+            pass
+        try:
+            return await runner.run(task)
+        finally:
+            await runner.aclose()
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        pm.unregister(progress)
+        progress.finish()
+    if json_output:
+        from rlm.trajectory import jsonable
+
+        data = jsonable(result)
+        data["success"] = result.success
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif result.answer:
+        print(result.answer)
+    cost = "unknown cost" if result.total_cost is None else f"${result.total_cost:.4f}"
+    print(f"[rlm] {result.answer_source} after {result.iterations} iteration(s), {result.total_tokens} tokens, "
+          f"{cost}, {result.duration_ms / 1000:.1f}s; trajectory: {runner.config.log_dir}/{result.trajectory_id}.jsonl",
+          file=sys.stderr)
+    if result.answer_source == "cancelled":
+        print("rlm: cancelled", file=sys.stderr)
+        return 130
+    if result.error:
+        print(f"rlm: error: {result.error}", file=sys.stderr)
+        return exit_code_for(result.error_type)
+    return 0

@@ -1,0 +1,158 @@
+"""``rlm logs``: list the trajectories in the log directory, or print one as a call tree."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from typing import Annotated, Any
+
+from cyclopts import Parameter
+
+
+def logs(
+    trajectory: str | None = None,
+    *,
+    log_dir: str | None = None,
+    limit: int = 20,
+    json_output: Annotated[bool, Parameter(name=["--json"])] = False,
+) -> int:
+    """List recent runs (newest first), or show one run as a tree with tokens, cost and durations.
+
+    Parameters
+    ----------
+    trajectory: str
+        A trajectory id (or a unique prefix, or "last") to show.
+    log_dir: str
+        Directory of the JSONL trajectories (default from rlm.toml, else ./logs).
+    limit: int
+        How many runs to list.
+    json_output: bool
+        Print JSON instead of text.
+    """
+    from rlm.config import load_config
+    from rlm.errors import ConfigError
+
+    directory = log_dir or load_config(sections=_sections()).log_dir
+    files = _trajectory_files(directory)
+    if trajectory is None:
+        rows = [_summary(path) for path in files[:limit]]
+        if json_output:
+            print(json.dumps(rows, indent=2, ensure_ascii=False))
+        elif not rows:
+            print(f"no trajectories in {directory}/ yet: run `rlm run \"...\"` first")
+        else:
+            for r in rows:
+                cost = "?" if r["cost"] is None else f"${r['cost']:.4f}"
+                print(f"{r['trajectory_id']}  {r['started']}  {r['status']:<9} {r['tokens']:>7} tok  {cost:>9}  "
+                      f"{r['duration_s']:>6.1f}s  {r['model']}  {r['prompt']}")
+        return 0
+    path = _find(files, trajectory)
+    if path is None:
+        raise ConfigError(f"no trajectory {trajectory!r} in {directory}/", fix="run `rlm logs` to list them")
+    from rlm.trajectory import read_trajectory
+
+    events = read_trajectory(path)
+    if json_output:
+        print(json.dumps(events, indent=2, ensure_ascii=False))
+    else:
+        print(render_tree(events))
+    return 0
+
+
+def _sections() -> dict[str, Any]:
+    from rlm.cli import plugin_manager
+    from rlm.registry import collect
+
+    return {name: reg.load() for name, reg in collect(plugin_manager(), "config_section", strict=False).items()}
+
+
+def _trajectory_files(directory: str) -> list[str]:
+    if not os.path.isdir(directory):
+        return []
+    files = [os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".jsonl")]
+    return sorted(files, key=lambda p: (os.path.getmtime(p), p), reverse=True)
+
+
+def _find(files: list[str], wanted: str) -> str | None:
+    if wanted == "last":
+        return files[0] if files else None
+    matches = [p for p in files if os.path.basename(p).startswith(wanted)]
+    if len(matches) > 1:
+        from rlm.errors import ConfigError
+
+        raise ConfigError(f"{wanted!r} matches {len(matches)} trajectories", fix="give more of the id")
+    return matches[0] if matches else None
+
+
+def _summary(path: str) -> dict[str, Any]:
+    from rlm.trajectory import read_trajectory
+
+    events = read_trajectory(path)
+    start = next((e for e in events if e["type"] == "run_start"), {})
+    end = next((e for e in reversed(events) if e["type"] == "run_end"), None)
+    tokens = sum(int((e.get("token_usage") or {}).get("total") or 0) for e in events if e["type"] == "llm_call")
+    costs = [e.get("cost") for e in events if e["type"] == "llm_call"]
+    status = "running" if end is None else ("failed" if end.get("error") else "ok")
+    first_ts = events[0]["timestamp"] if events else os.path.getmtime(path)
+    last_ts = events[-1]["timestamp"] if events else first_ts
+    prompt = str(start.get("prompt") or "").replace("\n", " ")
+    return {
+        "trajectory_id": os.path.basename(path)[:-6],
+        "path": path,
+        "started": datetime.fromtimestamp(first_ts).strftime("%Y-%m-%d %H:%M:%S"),
+        "status": status,
+        "model": start.get("model"),
+        "tokens": tokens,
+        "cost": None if any(c is None for c in costs) else sum(costs),
+        "duration_s": round(last_ts - first_ts, 3),
+        "prompt": prompt[:60] + ("..." if len(prompt) > 60 else ""),
+        "error": end.get("error") if end else None,
+    }
+
+
+def render_tree(events: list[dict[str, Any]]) -> str:
+    """The calls of a trajectory as an indented tree with their steps."""
+    lines: list[str] = []
+    start = next((e for e in events if e["type"] == "run_start"), None)
+    if start:
+        lines.append(f"run {start['trajectory_id']}  model={start.get('model')}  env={start.get('environment')}  "
+                     f"protocol={start.get('protocol')}")
+        lines.append(f"  prompt: {_short(start.get('prompt'))}")
+    for e in events:
+        pad = "  " * (int(e.get("depth") or 0) + 1)
+        kind = e["type"]
+        if kind == "call_start":
+            lines.append(f"{pad}└─ {e.get('sub_call_type')} [{e['call_id']}] {_short(e.get('prompt'))}")
+        elif kind == "llm_call":
+            usage = e.get("token_usage") or {}
+            cost = "?" if e.get("cost") is None else f"${e['cost']:.5f}"
+            calls = ", ".join(c["name"] for c in e.get("tool_calls") or []) or _short(e.get("response"))
+            lines.append(f"{pad}llm {usage.get('input', 0)}+{usage.get('output', 0)} tok {cost} "
+                         f"{e.get('duration_ms', 0):.0f}ms -> {calls}")
+        elif kind == "repl_execution":
+            status = "error" if e.get("error") else "ok"
+            lines.append(f"{pad}repl ({status}, {e.get('execution_time_ms') or 0:.1f}ms): {_short(e.get('code'))}")
+        elif kind == "tool_results":
+            for r in e.get("tool_results") or []:
+                mark = "!" if r.get("is_error") else "="
+                lines.append(f"{pad}{r['name']} {mark} {_short(r.get('content'))} ({r.get('duration_ms', 0):.0f}ms)")
+        elif kind == "limit_hit":
+            lines.append(f"{pad}LIMIT {e.get('message')}")
+        elif kind == "call_end":
+            lines.append(f"{pad}   => {_short(e.get('response'))}")
+        elif kind == "run_end":
+            usage = e.get("token_usage") or {}
+            cost = "?" if e.get("cost") is None else f"${e['cost']:.4f}"
+            lines.append(f"  answer: {_short(e.get('response'), 200)}")
+            lines.append(f"  {e.get('total_calls')} model calls, {usage.get('total')} tokens, {cost}, "
+                         f"{(e.get('duration_ms') or 0) / 1000:.2f}s" + (f", error: {e['error']}" if e.get("error")
+                                                                         else ""))
+    if not any(e["type"] == "run_end" for e in events):
+        lines.append("  (still running, or it ended without a run_end event)")
+    return "\n".join(lines)
+
+
+def _short(value: Any, width: int = 80) -> str:
+    text = str(value if value is not None else "").replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -1,0 +1,111 @@
+"""``rlm run``: answer one prompt with the recursive loop; the answer on stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Literal
+
+from cyclopts import Parameter
+
+
+def run(
+    prompt: str,
+    *,
+    model: str | None = None,
+    env: Annotated[str | None, Parameter(name=["--env", "-e"])] = None,
+    backend: str | None = None,
+    max_depth: int | None = None,
+    sub_calls: Annotated[bool | None, Parameter(negative="--no-sub-calls")] = None,
+    max_sub_calls: int | None = None,
+    max_turns: int | None = None,
+    token_budget: int | None = None,
+    cost_limit: float | None = None,
+    timeout: float | None = None,
+    protocol: Literal["auto", "tools", "repl"] | None = None,
+    system: str | None = None,
+    log_dir: str | None = None,
+    json_output: Annotated[bool, Parameter(name=["--json"])] = False,
+    verbose: Annotated[bool, Parameter(name=["--verbose", "-v"])] = False,
+) -> int:
+    """Run a prompt: the model may run Python, read files and delegate to sub-LLM calls.
+
+    The answer goes to stdout; progress and the run's summary go to stderr.
+    Exit codes: 0 answered, 1 the run failed, 2 usage or configuration error,
+    3 plugin error, 4 LLM backend error, 5 sandbox error, 6 budget exhausted.
+
+    Parameters
+    ----------
+    prompt: str
+        The task.
+    model: str
+        Model name (default from rlm.toml / RLM_MODEL).
+    env: str
+        REPL environment: local, docker or wasm.
+    backend: str
+        Backend plugin (default: the one that claims the model).
+    max_depth: int
+        Nesting of sub-LLM calls (hard cap 5).
+    sub_calls: bool
+        Let the model delegate to sub-LLM calls.
+    max_sub_calls: int
+        Sub-calls one turn may start.
+    max_turns: int
+        Model turns before it must answer.
+    token_budget: int
+        Tokens the run may spend.
+    cost_limit: float
+        USD the run may spend (hard cap 10).
+    timeout: float
+        Seconds the run may take (hard cap 600).
+    protocol: str
+        tools (native tool calls), repl (code blocks + FINAL) or auto.
+    system: str
+        Extra system instructions.
+    log_dir: str
+        Where the JSONL trajectory is written.
+    json_output: bool
+        Print the whole result as JSON.
+    verbose: bool
+        Show each step on stderr.
+    """
+    from rlm.core import RLM
+    from rlm.errors import RLMError
+    from rlm.progress import ProgressPrinter
+
+    from rlm.cli import plugin_manager
+
+    pm = plugin_manager()
+    rlm = RLM(model=model, environment=env, backend=backend, max_depth=max_depth, plugin_manager=pm,
+              sub_calls=sub_calls, max_subcalls=max_sub_calls, max_turns=max_turns, token_budget=token_budget,
+              cost_limit=cost_limit, timeout=timeout, protocol=protocol, log_dir=log_dir,
+              verbose=verbose or None)
+    progress = ProgressPrinter(stream=sys.stderr, verbose=verbose or rlm.config.verbose)
+    pm.register(progress, name="rlm-cli-progress")
+    try:
+        result = asyncio.run(rlm._complete_and_close(prompt, system=system))
+    finally:
+        pm.unregister(progress)
+        progress.finish()
+    if json_output:
+        from rlm.trajectory import jsonable
+
+        data = jsonable(result)
+        data["success"] = result.success
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif result.response:
+        print(result.response)
+    print(progress.summary(result, rlm.config), file=sys.stderr)
+    if result.error:
+        print(f"rlm: error: {result.error}", file=sys.stderr)
+        return exit_code_for(result.error_type)
+    return 0
+
+
+def exit_code_for(error_type: str | None) -> int:
+    """The exit code of an rlm error class name (1 for anything else)."""
+    import rlm.errors as errors
+
+    cls = getattr(errors, error_type or "", None)
+    return getattr(cls, "exit_code", 1) if isinstance(cls, type) and issubclass(cls, errors.RLMError) else 1

@@ -1,0 +1,480 @@
+"""The public API: :class:`RLM` — configure once, then ``await rlm.completion(prompt)``.
+
+An RLM resolves its plugins (backend, environment, tools, budget policies,
+trajectory sinks) from a plugin manager, applies the configuration
+(keyword > environment > rlm.toml > default) and runs each completion as an
+:class:`rlm.orchestrator.Run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from rlm import prompts
+from rlm.backend import Backend, BackendSettings
+from rlm.budget import BudgetNode
+from rlm.config import ModelPricing, RLMConfig, load_config, structure_section, validate
+from rlm.errors import ConfigError, PluginError, RLMError
+from rlm.logging import get_logger
+from rlm.orchestrator import CallOutcome, FatalRunError, Run
+from rlm.plugins import RLMPluginManager, create_plugin_manager
+from rlm.pricing import price_for
+from rlm.registry import Registration, add_tools, collect
+from rlm.schema import SchemaError, validate as validate_schema
+from rlm.trajectory import Recorder, new_trajectory_id
+from rlm.types import CompletionResult, ContentPart, Message, ToolSpec
+
+log = get_logger(__name__)
+
+#: The product text's hard caps; values above are clamped with a warning.
+HARD_CAPS: Mapping[str, float] = {"max_depth": 5, "cost_limit": 10.0, "timeout": 600.0}
+
+
+def clamp_to_caps(config: RLMConfig) -> RLMConfig:
+    """``config`` with max_depth, cost_limit and timeout clamped to :data:`HARD_CAPS`."""
+    changes: dict[str, Any] = {}
+    for key, cap in HARD_CAPS.items():
+        value = getattr(config, key)
+        if value is not None and value > cap:
+            log.warning("limit_clamped", setting=key, requested=value, cap=cap)
+            changes[key] = type(value)(cap)
+    return attrs.evolve(config, **changes) if changes else config
+
+
+def _override(config: RLMConfig, overrides: Mapping[str, Any]) -> RLMConfig:
+    """Apply keyword overrides to a given config, validated like any other layer."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return config
+    data = {f.name: getattr(config, f.name) for f in attrs.fields(RLMConfig)
+            if f.name not in ("pricing", "plugins", "source")}
+    data.update(given)
+    structured = structure_section(data, RLMConfig, where="keyword arguments:",
+                                   sources={k: f"keyword argument {k}" for k in given})
+    new = attrs.evolve(structured, pricing=config.pricing, plugins=config.plugins, source=config.source)
+    validate(new, {k: f"keyword argument {k}" for k in given})
+    return new
+
+
+def _parse_json_answer(text: str) -> Any:
+    stripped = text.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*\n?(.*?)\n?```", stripped, re.DOTALL)
+    if fenced:
+        stripped = fenced.group(1).strip()
+    return json.loads(stripped)
+
+
+class RLM:
+    """A Recursive Language Model runtime.
+
+    :param model: model string (``"gpt-4o-mini"``, ``"anthropic/claude-..."``).
+    :param environment: REPL environment plugin (``"local"``, ``"docker"``, ``"wasm"``).
+    :param backend: backend plugin name; default: the one that claims ``model``.
+    :param config: an :class:`RLMConfig`; default: loaded from rlm.toml and ``RLM_*``.
+    :param tools: extra tools (``@rlm.tool`` functions or ToolSpecs).
+    :param max_depth: nesting of sub-LLM calls (hard cap 5).
+    :param plugin_manager: a plugin manager to use (tests pass their own).
+    :param system_prompt: replaces the default system prompt.
+    :param settings: any other ``[rlm]`` key (``token_budget=``, ``max_turns=``...).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        environment: str | None = None,
+        backend: str | None = None,
+        config: RLMConfig | None = None,
+        tools: Iterable[ToolSpec] | None = None,
+        max_depth: int | None = None,
+        *,
+        plugin_manager: RLMPluginManager | None = None,
+        system_prompt: str | None = None,
+        **settings: Any,
+    ) -> None:
+        self.pm = plugin_manager or create_plugin_manager()
+        self._sections = {name: reg.load() for name, reg in collect(self.pm, "config_section").items()}
+        overrides = {"model": model, "environment": environment, "backend": backend, "max_depth": max_depth,
+                     **settings}
+        if config is None:
+            config = load_config(sections=self._sections, **overrides)
+        else:
+            config = _override(config, overrides)
+        self.config = clamp_to_caps(config)
+        self.system_prompt = system_prompt
+        self._extra_tools = list(tools or ())
+        for spec in self._extra_tools:
+            if not isinstance(spec, ToolSpec):
+                raise ConfigError(f"tools=[...] holds {spec!r}, which is not a tool",
+                                  fix="decorate the function with @rlm.tool")
+        self._backend: Backend | None = None
+        self._session_budget = BudgetNode(name="session", cost_limit=self.config.session_cost_cap,
+                                          cost_limit_name="session_cost_cap")
+        self._environments = collect(self.pm, "environment")
+        self._backends = collect(self.pm, "backend")
+        self._pricing_checked = False
+        self.pricing: ModelPricing | None = price_for(self.config.model, self.config)
+        if self.pricing is None and self._cost_limited() and not self._backends:
+            self._check_pricing(None)
+
+    def _cost_limited(self) -> bool:
+        return self.config.cost_limit is not None or self.config.session_cost_cap is not None
+
+    def _check_pricing(self, backend: Backend | None) -> None:
+        """Price the model (rlm.toml, litellm's map, then the backend); a cost limit needs a price."""
+        if self.pricing is None and backend is not None:
+            caps = backend.capabilities(self.config.model)
+            if caps.pricing_per_mtok is not None:
+                self.pricing = ModelPricing(input_per_mtok=caps.pricing_per_mtok[0],
+                                            output_per_mtok=caps.pricing_per_mtok[1])
+        if self.pricing is None and self._cost_limited():
+            raise ConfigError(
+                f"a cost limit is set but the price of model {self.config.model!r} is unknown",
+                fix=f'add [pricing."{self.config.model}"] input_per_mtok/output_per_mtok to rlm.toml, '
+                    "or remove cost_limit",
+            )
+
+    # --- plugin resolution -------------------------------------------------------------------
+
+    def backend_name(self) -> str:
+        """The backend that serves the configured model."""
+        if self.config.backend:
+            name = self.config.backend
+        else:
+            name = self.pm.hook.rlm_resolve_backend(model=self.config.model, config=self.config)
+            if name is None and len(self._backends) == 1:
+                name = next(iter(self._backends))
+        if name is None:
+            raise PluginError(
+                f"no installed backend serves model {self.config.model!r}",
+                fix="pip install rlm-backend-litellm (or rlm-runtime), or set backend=",
+            )
+        if name not in self._backends:
+            have = ", ".join(sorted(self._backends)) or "none"
+            raise PluginError(f"backend {name!r} is not installed (installed: {have})",
+                              fix=f"pip install rlm-backend-{name}, or choose one of the installed backends")
+        return name
+
+    def _get_backend(self) -> Backend:
+        if self._backend is None:
+            reg = self._backends[self.backend_name()]
+            factory = reg.load()
+            settings = BackendSettings(
+                base_url=self.config.api_base,
+                timeout=min(self.config.timeout, 600.0),
+                options=self.config.plugin(f"backend-{reg.name}"),
+            )
+            self._backend = factory(settings=settings)
+        return self._backend
+
+    def _environment_factory(self) -> Any:
+        name = self.config.environment
+        reg: Registration | None = self._environments.get(name)
+        if reg is None:
+            have = ", ".join(sorted(self._environments)) or "none"
+            raise PluginError(f"environment {name!r} is not installed (installed: {have})",
+                              fix=f"pip install rlm-env-{name}, or use --env with one of the installed ones")
+        return reg.load()
+
+    def _tools(self) -> dict[str, ToolSpec]:
+        found = collect(self.pm, "tool", config=self.config)
+        found = add_tools(found, self._extra_tools, source="RLM(tools=...)")
+        return {name: reg.target for name, reg in found.items()}
+
+    def _policies(self) -> list[Any]:
+        regs = collect(self.pm, "budget_policy")
+        out = []
+        for name in self.config.budget_policies:
+            if name not in regs:
+                raise ConfigError(f"[rlm] budget_policies: no budget policy named {name!r} is installed",
+                                  fix=f"installed: {', '.join(sorted(regs)) or 'none'}")
+            out.append(regs[name].load()(config=self.config))
+        return out
+
+    def _sinks(self) -> list[Any]:
+        regs = collect(self.pm, "trajectory_sink")
+        out = []
+        for name in self.config.trajectory_sinks:
+            if name not in regs:
+                raise ConfigError(f"[rlm] trajectory_sinks: no sink named {name!r} is installed",
+                                  fix=f"installed: {', '.join(sorted(regs)) or 'none'}")
+            out.append(regs[name].load()(config=self.config))
+        return out
+
+    def _protocol(self, requested: str | None) -> str:
+        protocol = requested or self.config.protocol
+        if protocol == "auto":
+            caps = self._get_backend().capabilities(self.config.model)
+            protocol = caps.preferred_protocol if caps.native_tools else "repl"
+        if protocol not in ("tools", "repl"):
+            raise ConfigError(f"protocol {protocol!r} is not one of auto, tools, repl")
+        return protocol
+
+    # --- completions ---------------------------------------------------------------------------
+
+    async def completion(
+        self,
+        prompt: str | Sequence[ContentPart],
+        *,
+        system: str | None = None,
+        context: Any = None,
+        response_format: Mapping[str, Any] | None = None,
+        protocol: str | None = None,
+        max_turns: int | None = None,
+    ) -> CompletionResult:
+        """Answer ``prompt``; the model may run code, call tools and delegate.
+
+        :param prompt: text, or a list of content parts (text/image/audio).
+        :param system: a system prompt added to the default one.
+        :param context: data for the REPL variable ``context`` (repl protocol;
+            default: the prompt itself).
+        :param response_format: a JSON Schema the answer must satisfy;
+            ``result.parsed`` holds the validated value.
+        :param protocol: ``"tools"`` or ``"repl"`` (default from config).
+        :param max_turns: overrides ``max_turns`` for this call.
+        """
+        return await self._complete(prompt, system=system, context=context, response_format=response_format,
+                                    protocol=protocol, max_turns=max_turns)
+
+    async def stream(self, prompt: str | Sequence[ContentPart], *, system: str | None = None,
+                     protocol: str | None = None) -> AsyncIterator[str]:
+        """Yield the answer's text as it arrives (tool turns run in between).
+
+        After the iteration ends, :attr:`last_result` holds the CompletionResult.
+        """
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        done = object()
+
+        async def produce() -> CompletionResult:
+            try:
+                return await self._complete(prompt, system=system, protocol=protocol, stream_queue=queue)
+            finally:
+                await queue.put(done)
+
+        task = asyncio.create_task(produce())
+        try:
+            while True:
+                item = await queue.get()
+                if item is done:
+                    break
+                yield item
+            self.last_result = await task
+        finally:
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
+
+    last_result: CompletionResult | None = None
+
+    def completion_sync(self, prompt: str | Sequence[ContentPart], **kwargs: Any) -> CompletionResult:
+        """:meth:`completion` for scripts without an event loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._complete_and_close(prompt, **kwargs))
+        raise RuntimeError("completion_sync() cannot run inside an event loop: use 'await rlm.completion(...)'")
+
+    async def _complete_and_close(self, prompt: Any, **kwargs: Any) -> CompletionResult:
+        try:
+            return await self.completion(prompt, **kwargs)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the backend's connections."""
+        if self._backend is not None:
+            backend, self._backend = self._backend, None
+            await backend.aclose()
+
+    async def __aenter__(self) -> RLM:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def _complete(
+        self,
+        prompt: str | Sequence[ContentPart],
+        *,
+        system: str | None = None,
+        context: Any = None,
+        response_format: Mapping[str, Any] | None = None,
+        protocol: str | None = None,
+        max_turns: int | None = None,
+        stream_queue: asyncio.Queue[Any] | None = None,
+    ) -> CompletionResult:
+        run = self.prepare_run(protocol=protocol, stream_queue=stream_queue)
+        return await self.execute_run(run, prompt, system=system, context=context,
+                                      response_format=response_format, max_turns=max_turns)
+
+    def prepare_run(self, *, protocol: str | None = None, stream_queue: asyncio.Queue[Any] | None = None,
+                    extra_tools: Sequence[ToolSpec] = (), default_cost_limit: float | None = None) -> Run:
+        """Resolve plugins and budgets for one run (nothing is sent yet).
+
+        ``default_cost_limit`` applies when no cost limit was configured and
+        the model's price is known; with an unknown price it cannot be
+        enforced, which is logged as a warning (an explicit limit is an error).
+        """
+        backend = self._get_backend()
+        self._check_pricing(backend)
+        config = self.config
+        if config.cost_limit is None and default_cost_limit is not None:
+            if self.pricing is not None:
+                config = attrs.evolve(config, cost_limit=default_cost_limit)
+            else:
+                log.warning("cost_limit_not_enforced", model=config.model, default_cost_limit=default_cost_limit,
+                            fix=f'add [pricing."{config.model}"] to rlm.toml to enforce it')
+        protocol = self._protocol(protocol)
+        tools = self._tools()
+        for spec in extra_tools:
+            if spec.name in tools:
+                raise PluginError(f"tool {spec.name!r} is registered twice", fix="rename one of the tools")
+            tools[spec.name] = spec
+        env_factory = self._environment_factory() if (protocol == "repl" or "execute_code" in tools) else None
+        if env_factory is None:
+            tools.pop("execute_code", None)
+        recorder = Recorder(trajectory_id=new_trajectory_id(), sinks=self._sinks(), hook=self.pm.hook)
+        return Run(
+            config=config,
+            backend=backend,
+            model=self.config.model,
+            tools=tools,
+            environment_factory=env_factory,
+            policies=self._policies(),
+            recorder=recorder,
+            session_budget=self._session_budget,
+            pricing=self.pricing,
+            protocol=protocol,
+            stream_queue=stream_queue,
+        )
+
+    async def execute_run(
+        self,
+        run: Run,
+        prompt: str | Sequence[ContentPart],
+        *,
+        system: str | None = None,
+        context: Any = None,
+        response_format: Mapping[str, Any] | None = None,
+        max_turns: int | None = None,
+        system_prompt: str | None = None,
+    ) -> CompletionResult:
+        """Run a prepared :class:`Run` to its answer; the environments are closed at the end.
+
+        ``system_prompt`` replaces the default system prompt for this run.
+        """
+        started = time.monotonic()
+        trajectory_id, recorder, backend, tools, protocol = (run.trajectory_id, run.recorder, run.backend,
+                                                              run.tools, run.protocol)
+        user_text = prompt if isinstance(prompt, str) else Message.user(list(prompt)).text
+        fmt = None
+        if response_format is not None:
+            schema = response_format.get("schema", response_format)
+            fmt = {"name": str(response_format.get("name", schema.get("title", "response"))), "schema": schema}
+        top = run.top = run.new_call(parent=None, budget=run.budget, sub_call_type=None)
+        run.emit(top, "run_start", prompt=user_text, system=system, model=self.config.model,
+                 backend=getattr(backend, "name", None), environment=self.config.environment, protocol=protocol,
+                 token_budget=self.config.token_budget, cost_limit=self.config.cost_limit,
+                 max_depth=self.config.max_depth, tools=sorted(tools))
+        error: RLMError | None = None
+        outcome = CallOutcome(text="")
+        parsed: Any = None
+        try:
+            if protocol == "repl":
+                messages = await self._repl_messages(run, top, prompt, system, context, system_prompt)
+                outcome = await run.repl_loop(top, messages, max_turns=max_turns)
+            else:
+                messages = self._tool_messages(prompt, system, tools, system_prompt)
+                outcome = await run.tools_loop(top, messages, response_format=fmt, max_turns=max_turns)
+            if fmt is not None:
+                outcome, parsed, error = await self._structured(run, top, messages, outcome, fmt)
+        except FatalRunError as exc:
+            error = exc.error
+        except RLMError as exc:
+            error = exc
+        finally:
+            await run.close()
+        result = CompletionResult(
+            response=outcome.text,
+            trajectory_id=trajectory_id,
+            total_calls=run.llm_calls,
+            total_tokens=run.usage.total_tokens,
+            total_input_tokens=run.usage.input_tokens,
+            total_output_tokens=run.usage.output_tokens,
+            total_tool_calls=len(run.tool_calls),
+            total_cost_usd=run.usage.cost_usd,
+            duration_ms=round((time.monotonic() - started) * 1000, 3),
+            tool_calls=tuple(run.tool_calls),
+            error=str(error) if error else None,
+            error_type=type(error).__name__ if error else None,
+            limit_hit=outcome.limit or (run.limits_hit[0] if run.limits_hit else None),
+            answer_source=outcome.source if error is None else "error",
+            parsed=parsed,
+            events=tuple(recorder.events),
+        )
+        run.emit(top, "run_end", response=result.response, error=result.error, error_type=result.error_type,
+                 limit_hit=result.limit_hit, answer_source=result.answer_source, total_calls=result.total_calls,
+                 token_usage={"input": result.total_input_tokens, "output": result.total_output_tokens,
+                              "total": result.total_tokens},
+                 cost=result.total_cost_usd, duration_ms=result.duration_ms,
+                 total_tool_calls=result.total_tool_calls)
+        recorder.close()
+        result = attrs.evolve(result, events=tuple(recorder.events))
+        return result
+
+    def _tool_messages(self, prompt: Any, system: str | None, tools: Mapping[str, ToolSpec],
+                       system_prompt: str | None = None) -> list[Message]:
+        base = system_prompt or self.system_prompt or prompts.tools_system(tools.values())
+        system_text = f"{base}\n\n{system}" if system else base
+        return [Message.system(system_text), Message.user(prompt if isinstance(prompt, str) else list(prompt))]
+
+    async def _repl_messages(self, run: Run, top: Any, prompt: Any, system: str | None,
+                             context: Any, system_prompt: str | None = None) -> list[Message]:
+        text = prompt if isinstance(prompt, str) else Message.user(list(prompt)).text
+        value = text if context is None else context
+        env = await run.environment_for(top)
+        await env.set_context("context", value)
+        desc = f"{type(value).__name__}, {len(value) if hasattr(value, '__len__') else '?'} items/characters"
+        base = system_prompt or self.system_prompt or prompts.repl_system(desc)
+        system_text = f"{base}\n\n{system}" if system else base
+        if context is None:
+            query = text if len(text) <= 4000 else text[:4000] + "\n[... the full text is in `context`]"
+            user = f"Task (also stored in the REPL variable `context`):\n{query}"
+        else:
+            user = text
+        return [Message.system(system_text), Message.user(user)]
+
+    async def _structured(self, run: Run, top: Any, messages: list[Message], outcome: CallOutcome,
+                          fmt: Mapping[str, Any]) -> tuple[CallOutcome, Any, RLMError | None]:
+        """Parse and validate a JSON answer; one repair turn if it is invalid."""
+        for attempt in range(2):
+            try:
+                value = _parse_json_answer(outcome.text)
+                validate_schema(value, fmt["schema"])
+                return outcome, value, None
+            except (json.JSONDecodeError, SchemaError) as exc:
+                reason = f"not JSON ({exc.msg} at position {exc.pos})" if isinstance(exc, json.JSONDecodeError) \
+                    else str(exc)
+                if attempt == 1:
+                    return outcome, None, RLMError(
+                        f"Structured output invalid: {reason}",
+                        fix="simplify the schema or use a model with JSON Schema support",
+                    )
+                messages.append(Message.user(prompts.JSON_REPAIR.format(reason=reason)))
+                try:
+                    response = await run.llm(top, messages, response_format=fmt)
+                except Exception as err:  # noqa: BLE001 - keep the first answer and say why
+                    return outcome, None, RLMError(f"Structured output invalid: {reason} ({err})")
+                outcome = CallOutcome(text=response.message.text, limit=outcome.limit, forced=outcome.forced,
+                                      source=outcome.source)
+        raise AssertionError("unreachable")
+

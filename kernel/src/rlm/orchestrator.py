@@ -1,0 +1,662 @@
+"""The recursive loop: one :class:`Run` per top-level completion.
+
+A run owns the call tree.  Each :class:`CallNode` is one LLM conversation
+(the top-level call, an ``rlm_sub_complete`` sub-call, an ``llm_query`` from
+the REPL...) with its own budget node, REPL session (started on first use)
+and turn counter.  Two protocols drive a call:
+
+* ``tools``: native tool calling; tools run concurrently (bounded by
+  ``max_parallel``) and their results go back as JSON tool messages.
+* ``repl``: the paper-style protocol; the input lives in the REPL variable
+  ``context``, the model writes ```repl blocks and ends with FINAL/FINAL_VAR.
+
+Reaching a limit never throws the work away: the call gets one last turn,
+told to answer with what it has, and the result names the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from attrs import define, field
+
+from rlm import prompts
+from rlm.backend import Backend, LLMRequest, LLMResponse, StreamEnd, TextDelta, ToolSchema
+from rlm.budget import BudgetNode, Refusal, SpendRequest
+from rlm.config import ModelPricing, RLMConfig
+from rlm.context import ToolContext
+from rlm.environment import Environment, EnvironmentSettings
+from rlm.errors import BackendError, BudgetExceeded, RLMError, SandboxError, ToolError
+from rlm.logging import get_logger
+from rlm.pricing import cost_of
+from rlm.repl_protocol import code_blocks, find_final
+from rlm.schema import SchemaError, validate
+from rlm.trajectory import Recorder, new_id
+from rlm.types import FinalSignal, Message, ToolCall, ToolResult, ToolSpec, Usage
+
+log = get_logger(__name__)
+
+#: Output tokens reserved for one LLM call when the request gives no max_tokens.
+DEFAULT_MAX_OUTPUT = 4096
+#: A call that cannot reserve at least this many output tokens is not made.
+MIN_OUTPUT = 32
+#: Characters of one REPL output shown back to the model in the repl protocol.
+REPL_FEEDBACK_CHARS = 20_000
+#: Context window assumed when neither config, backend nor litellm's map knows it.
+DEFAULT_CONTEXT_WINDOW = 32_000
+#: Older tool outputs are cut once the prompt passes this share of the window ...
+COMPACT_AT = 0.75
+#: ... down to this many characters each.
+COMPACT_KEEP_CHARS = 500
+
+
+def estimate_tokens(messages: Sequence[Message], tools: Sequence[ToolSchema] = ()) -> int:
+    """A cheap upper-ish estimate of prompt tokens (4 characters a token, plus overhead)."""
+    chars = 0
+    for m in messages:
+        chars += len(m.text) + 16
+        if not isinstance(m.content, str):
+            chars += 1000 * sum(1 for p in m.content if getattr(p, "type", "") != "text")
+        for c in m.tool_calls:
+            chars += len(c.name) + len(json.dumps(dict(c.arguments), default=str))
+    for t in tools:
+        chars += len(t.name) + len(t.description) + len(json.dumps(dict(t.parameters)))
+    return chars // 4 + 8
+
+
+def to_json_text(value: Any) -> str:
+    """A tool's return value as JSON text (never Python repr for JSON-able data)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        from rlm.trajectory import jsonable
+
+        return json.dumps(jsonable(value), ensure_ascii=False, default=str)
+
+
+class LimitReached(Exception):
+    """Internal: a limit stops the turn loop; the call then gets its forced last turn."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+
+
+class FatalRunError(Exception):
+    """Internal: the run cannot go on (permanent backend error, sandbox down)."""
+
+    def __init__(self, error: RLMError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@define(kw_only=True, eq=False)
+class CallNode:
+    """One LLM conversation in the call tree."""
+
+    call_id: str
+    depth: int
+    budget: BudgetNode
+    parent: CallNode | None = None
+    sub_call_type: str | None = None
+    subcalls_this_turn: int = 0
+    turns: int = 0
+    final: FinalSignal | None = None
+    environment: Environment | None = field(default=None, repr=False)
+
+    @property
+    def parent_call_id(self) -> str | None:
+        return self.parent.call_id if self.parent else None
+
+
+@define(frozen=True, kw_only=True)
+class CallOutcome:
+    """How a call ended: its answer, the limit that forced it (if any)."""
+
+    text: str
+    limit: str | None = None
+    forced: bool = False
+    source: str = "text"  # text | final | final_var | forced
+
+
+class Run:
+    """One top-level completion: call tree, budgets, environments, trajectory."""
+
+    def __init__(
+        self,
+        *,
+        config: RLMConfig,
+        backend: Backend,
+        model: str,
+        tools: Mapping[str, ToolSpec],
+        environment_factory: Any,
+        policies: Sequence[Any],
+        recorder: Recorder,
+        session_budget: BudgetNode,
+        pricing: ModelPricing | None,
+        protocol: str,
+        stream_queue: asyncio.Queue[Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.model = model
+        self.tools = dict(tools)
+        self.environment_factory = environment_factory
+        self.policies = list(policies)
+        self.recorder = recorder
+        self.pricing = pricing
+        self.protocol = protocol
+        self.stream_queue = stream_queue
+        self.trajectory_id = recorder.trajectory_id
+        self.started = time.monotonic()
+        self.deadline = self.started + config.timeout
+        #: the work stops here so that a forced last turn still fits before the deadline
+        self.soft_deadline = self.deadline - min(15.0, 0.2 * config.timeout)
+        self.budget = session_budget.child(
+            new_id("run-"), tokens=config.token_budget, cost=config.cost_limit, share=1.0
+        )
+        if config.cost_limit is not None:
+            self.budget.cost_limit_name = "cost_limit"
+        self.usage = Usage(input_tokens=0, output_tokens=0, cost_usd=0.0 if pricing else None)
+        self.llm_calls = 0
+        self.tool_calls: list[ToolCall] = []
+        self.limits_hit: list[str] = []
+        self._environments: list[Environment] = []
+        self.top: CallNode | None = None
+        self._context_window: int | None = None
+
+    # --- bookkeeping ------------------------------------------------------------------------
+
+    def emit(self, call: CallNode, type: str, **fields: Any) -> dict[str, Any]:
+        return self.recorder.emit(
+            type,
+            call_id=call.call_id,
+            parent_call_id=call.parent_call_id,
+            depth=call.depth,
+            sub_call_type=call.sub_call_type,
+            **fields,
+        )
+
+    def remaining_time(self, *, soft: bool = True) -> float:
+        return (self.soft_deadline if soft else self.deadline) - time.monotonic()
+
+    def check(self, request: SpendRequest) -> Refusal | None:
+        for policy in self.policies:
+            refusal = policy.check(request)
+            if refusal is not None:
+                return refusal
+        return None
+
+    def new_call(self, *, parent: CallNode | None, budget: BudgetNode, sub_call_type: str | None) -> CallNode:
+        return CallNode(
+            call_id=new_id("call-"),
+            depth=0 if parent is None else parent.depth + 1,
+            budget=budget,
+            parent=parent,
+            sub_call_type=sub_call_type,
+        )
+
+    async def environment_for(self, call: CallNode) -> Environment:
+        """The REPL session of ``call``, started on first use."""
+        if call.environment is None:
+            settings = EnvironmentSettings(
+                timeout=self.config.env_timeout,
+                memory_limit_mb=self.config.env_memory_mb,
+                allowed_paths=self.config.allowed_paths,
+                options=self.config.plugin(f"env-{self.config.environment}"),
+            )
+            env = self.environment_factory(settings=settings, callbacks=_HostCallbacks(self, call))
+            self._environments.append(env)
+            call.environment = env
+            await env.start()
+        return call.environment
+
+    async def close(self) -> None:
+        for env in self._environments:
+            try:
+                await env.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not hide the answer
+                log.warning("environment_close_failed", error=str(exc))
+
+    # --- one LLM call -----------------------------------------------------------------------
+
+    async def llm(
+        self,
+        call: CallNode,
+        messages: list[Message],
+        *,
+        tools: Sequence[ToolSchema] = (),
+        tool_choice: str | None = None,
+        response_format: Mapping[str, Any] | None = None,
+        forced: bool = False,
+        max_tokens: int | None = None,
+    ) -> LLMResponse:
+        """One model call under the budgets; raises LimitReached when it may not be made."""
+        self.compact(call, messages)
+        timeout = self.remaining_time(soft=not forced)
+        if timeout <= 0:
+            raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s"))
+        est_input = estimate_tokens(messages, tools)
+        room = call.budget.remaining_tokens() - est_input
+        wanted = max_tokens or DEFAULT_MAX_OUTPUT
+        output_cap = wanted if math.isinf(room) else int(min(wanted, room))
+        if output_cap < MIN_OUTPUT:
+            if not forced:
+                raise LimitReached(Refusal.of("token_budget", f"{max(0, int(room))} tokens left for output"))
+            output_cap = min(wanted, 256)  # the one last turn may overshoot by this reservation
+        reserve_tokens = est_input + output_cap
+        reserve_cost = cost_of(self.pricing, est_input, output_cap) or 0.0
+        if not forced:
+            refusal = self.check(SpendRequest(kind="llm_call", node=call.budget, depth=call.depth,
+                                              tokens=reserve_tokens, cost_usd=reserve_cost))
+            if refusal is not None:
+                raise LimitReached(refusal)
+        request = LLMRequest(
+            model=self.model,
+            messages=tuple(messages),
+            tools=tuple(tools),
+            tool_choice=tool_choice,
+            response_format=response_format,
+            max_tokens=output_cap if (max_tokens or not math.isinf(room)) else None,
+            timeout=max(1.0, timeout),
+        )
+        reservation = call.budget.reserve(reserve_tokens, reserve_cost)
+        started = time.monotonic()
+        settled = False
+        try:
+            response = await asyncio.wait_for(self._send(call, request), timeout=max(0.001, timeout))
+            usage = response.usage
+            cost = cost_of(self.pricing, usage.input_tokens, usage.output_tokens)
+            if cost is None:
+                cost = usage.cost_usd
+            call.budget.settle(reservation, tokens=usage.total_tokens, cost=cost or 0.0)
+            settled = True
+        except asyncio.TimeoutError:
+            raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s")) from None
+        except BackendError as exc:
+            self.emit(call, "error", error=str(exc), error_type=type(exc).__name__, where="llm_call")
+            raise FatalRunError(exc) from exc
+        finally:
+            if not settled:
+                call.budget.settle(reservation, tokens=0, cost=0.0)
+        self.llm_calls += 1
+        self.usage = self.usage + Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                                        cost_usd=cost)
+        self.emit(
+            call,
+            "llm_call",
+            model=response.model or self.model,
+            prompt=[m for m in messages[-_new_messages(messages):]],
+            response=response.message.text,
+            tool_calls=response.message.tool_calls,
+            token_usage={"input": usage.input_tokens, "output": usage.output_tokens, "total": usage.total_tokens},
+            cost=cost,
+            duration_ms=round((time.monotonic() - started) * 1000, 3),
+            finish_reason=response.finish_reason,
+            forced=forced,
+        )
+        return response
+
+    def compact(self, call: CallNode, messages: list[Message]) -> None:
+        """Near the context window, cut older tool outputs (the newest two stay whole).
+
+        The conversation keeps every turn; only the bodies of old tool results
+        and REPL feedback shrink to a head and a note.  Recorded as a
+        ``context_compacted`` event.
+        """
+        limit = int(self.context_window * COMPACT_AT)
+        if estimate_tokens(messages) <= limit:
+            return
+        candidates = [i for i, m in enumerate(messages)
+                      if m.role == "tool" or (m.role == "user" and m.text.startswith("REPL output:"))][:-2]
+        saved = 0
+        for i in candidates:
+            m = messages[i]
+            if len(m.text) <= COMPACT_KEEP_CHARS:
+                continue
+            cut = len(m.text) - COMPACT_KEEP_CHARS
+            text = m.text[:COMPACT_KEEP_CHARS] + f"\n[... {cut} characters of this older output removed to fit the context window]"
+            messages[i] = Message.tool(m.tool_call_id or "", text, name=m.name) if m.role == "tool" else Message.user(text)
+            saved += cut
+            if estimate_tokens(messages) <= limit:
+                break
+        if saved:
+            self.emit(call, "context_compacted", removed_chars=saved, window=self.context_window,
+                      estimated_tokens=estimate_tokens(messages))
+
+    @property
+    def context_window(self) -> int:
+        if self._context_window is None:
+            window = self.config.context_window
+            if window is None:
+                window = self.backend.capabilities(self.model).context_window
+            if window is None:
+                from rlm.pricing import litellm_cost_map
+
+                entry = litellm_cost_map().get(self.model) or litellm_cost_map().get(self.model.split("/")[-1])
+                window = entry.get("max_input_tokens") if isinstance(entry, dict) else None
+            self._context_window = int(window or DEFAULT_CONTEXT_WINDOW)
+        return self._context_window
+
+    async def _send(self, call: CallNode, request: LLMRequest) -> LLMResponse:
+        if self.stream_queue is None or call.depth != 0:
+            return await self.backend.complete(request)
+        final: LLMResponse | None = None
+        async for event in self.backend.stream(request):
+            if isinstance(event, TextDelta) and event.text:
+                await self.stream_queue.put(event.text)
+            elif isinstance(event, StreamEnd):
+                final = event.response
+        if final is None:
+            raise BackendError("the backend's stream ended without a final response",
+                               fix="report this to the backend plugin's authors")
+        return final
+
+    # --- the tools protocol -----------------------------------------------------------------
+
+    def tool_schemas(self) -> list[ToolSchema]:
+        return [ToolSchema(name=t.name, description=t.description, parameters=t.parameters)
+                for t in self.tools.values()]
+
+    async def tools_loop(self, call: CallNode, messages: list[Message], *,
+                         response_format: Mapping[str, Any] | None = None,
+                         max_turns: int | None = None) -> CallOutcome:
+        schemas = self.tool_schemas()
+        turns = max_turns or self.config.max_turns
+        limit: Refusal | None = None
+        last_text = ""
+        try:
+            for _ in range(turns):
+                call.turns += 1
+                call.subcalls_this_turn = 0
+                response = await self.llm(call, messages, tools=schemas, response_format=response_format)
+                messages.append(_assistant(response.message))
+                last_text = response.message.text or last_text
+                if not response.message.tool_calls:
+                    return CallOutcome(text=response.message.text)
+                await self.run_tools(call, response.message.tool_calls, messages)
+                if call.final is not None:
+                    return CallOutcome(text=call.final.value, source=call.final.kind)
+            limit = Refusal.of("max_turns", f"{turns} turns")
+        except LimitReached as stop:
+            limit = stop.refusal
+        return await self.forced_answer(call, messages, limit, schemas=schemas, last_text=last_text,
+                                        response_format=response_format)
+
+    async def forced_answer(self, call: CallNode, messages: list[Message], limit: Refusal, *,
+                            schemas: Sequence[ToolSchema] = (), last_text: str = "",
+                            response_format: Mapping[str, Any] | None = None,
+                            repl: bool = False) -> CallOutcome:
+        """One last turn, told to answer now; the outcome names the limit."""
+        self.limits_hit.append(limit.limit)
+        self.emit(call, "limit_hit", limit=limit.limit, message=str(limit))
+        template = prompts.FORCED_ANSWER_REPL if repl else prompts.FORCED_ANSWER
+        messages.append(Message.user(template.format(message=limit.message)))
+        try:
+            # Only the top-level call may overshoot its budget for this last turn: it runs after all
+            # sub-calls ended, so a run exceeds a budget by at most this one call's reservation.
+            response = await self.llm(call, messages, tools=schemas, tool_choice="none" if schemas else None,
+                                      response_format=response_format, forced=call.depth == 0)
+        except LimitReached as stop:
+            if call.depth > 0 and not last_text:
+                raise BudgetExceeded(stop.refusal.message, limit=stop.refusal.limit, fix=stop.refusal.fix) from None
+            return CallOutcome(text=last_text, limit=limit.limit, forced=True, source="forced")
+        messages.append(_assistant(response.message))
+        text = response.message.text
+        if repl:
+            marker = find_final(text)
+            if marker is not None:
+                text = await self._final_value(call, marker.kind, marker.value) or text
+        return CallOutcome(text=text or last_text, limit=limit.limit, forced=True, source="forced")
+
+    async def run_tools(self, call: CallNode, tool_calls: Sequence[ToolCall], messages: list[Message]) -> None:
+        """Run the calls concurrently (at most ``max_parallel`` at once); append their results."""
+        semaphore = asyncio.Semaphore(self.config.max_parallel)
+        self.emit(call, "tool_start", tool_calls=tool_calls)
+
+        async def one(tc: ToolCall) -> ToolResult:
+            async with semaphore:
+                return await self.run_tool(call, tc)
+
+        results = await asyncio.gather(*(one(tc) for tc in tool_calls))
+        self.tool_calls.extend(tool_calls)
+        for result in results:
+            messages.append(Message.tool(result.call_id, result.content, name=result.name))
+        self.emit(call, "tool_results", tool_results=results)
+
+    async def run_tool(self, call: CallNode, tc: ToolCall) -> ToolResult:
+        started = time.monotonic()
+        spec = self.tools.get(tc.name)
+        is_error = False
+        if spec is None:
+            payload: Any = {"error": f"unknown tool {tc.name!r}; available tools: {', '.join(sorted(self.tools))}"}
+            is_error = True
+        else:
+            try:
+                args = dict(tc.arguments)
+                try:
+                    validate(args, spec.parameters)
+                except SchemaError as exc:
+                    raise ToolError(f"invalid arguments for {tc.name}: {exc}") from None
+                if spec.takes_context:
+                    args["ctx"] = ToolContext(self, call)
+                remaining = self.remaining_time()  # tools stop at the soft deadline: the last turn still fits
+                payload = await asyncio.wait_for(spec.handler(**args), timeout=max(0.001, remaining))
+            except asyncio.TimeoutError:
+                payload, is_error = {"error": "the run's timeout expired while this tool ran"}, True
+            except (ToolError, BudgetExceeded) as exc:
+                payload, is_error = {"error": str(exc)}, True
+            except SandboxError as exc:
+                payload, is_error = {"error": str(exc)}, True
+            except FatalRunError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a tool bug becomes a tool error the model sees
+                log.warning("tool_failed", tool=tc.name, error=repr(exc))
+                payload, is_error = {"error": f"{type(exc).__name__}: {exc}"}, True
+        return ToolResult(call_id=tc.id, name=tc.name, content=to_json_text(payload), is_error=is_error,
+                          duration_ms=round((time.monotonic() - started) * 1000, 3))
+
+    # --- sub-calls --------------------------------------------------------------------------
+
+    def _admit_sub_calls(self, parent: CallNode, count: int) -> None:
+        refusal = self.check(SpendRequest(kind="sub_call", node=parent.budget, depth=parent.depth + 1,
+                                          subcalls_this_turn=parent.subcalls_this_turn, count=count))
+        if refusal is not None:
+            self.emit(parent, "limit_hit", limit=refusal.limit, message=str(refusal))
+            raise BudgetExceeded(refusal.message, limit=refusal.limit, fix=refusal.fix)
+        parent.subcalls_this_turn += count
+
+    def _child_budget(self, parent_budget: BudgetNode, max_tokens: int | None) -> BudgetNode:
+        child = parent_budget.child(new_id("budget-"), tokens=max_tokens, share=0.5)
+        if child.token_limit is not None and child.token_limit < MIN_OUTPUT * 4:
+            refusal = Refusal.of("token_budget", f"only {child.token_limit} tokens for a sub-call")
+            raise BudgetExceeded(refusal.message, limit="token_budget", fix=refusal.fix)
+        return child
+
+    async def sub_complete(self, parent: CallNode, query: str, *, system: str | None = None,
+                           max_tokens: int | None = None, context: str | None = None,
+                           budget: BudgetNode | None = None, admitted: bool = False,
+                           sub_call_type: str = "rlm_sub_complete") -> str:
+        """A recursive call with tools at depth + 1 under an inherited budget."""
+        if not admitted:
+            self._admit_sub_calls(parent, 1)
+        node_budget = budget if budget is not None else self._child_budget(parent.budget, max_tokens)
+        child = self.new_call(parent=parent, budget=node_budget, sub_call_type=sub_call_type)
+        user = query if not context else f"{query}\n\nContext:\n{context}"
+        messages = [Message.system(system or prompts.SUB_CALL_SYSTEM), Message.user(user)]
+        self.emit(child, "call_start", prompt=user, system=system, token_limit=node_budget.token_limit)
+        started = time.monotonic()
+        try:
+            outcome = await self.tools_loop(child, messages)
+        finally:
+            if child.environment is not None:
+                await child.environment.close()
+        self.emit(child, "call_end", response=outcome.text, limit=outcome.limit,
+                  duration_ms=round((time.monotonic() - started) * 1000, 3),
+                  tokens_spent=node_budget.tokens_spent, cost=node_budget.cost_spent)
+        return outcome.text
+
+    async def llm_query(self, parent: CallNode, prompt: str, *, budget: BudgetNode | None = None,
+                        admitted: bool = False) -> str:
+        """A plain sub-LLM call (no tools) made from inside the REPL."""
+        if not admitted:
+            self._admit_sub_calls(parent, 1)
+        node_budget = budget if budget is not None else self._child_budget(parent.budget, None)
+        child = self.new_call(parent=parent, budget=node_budget, sub_call_type="llm_query")
+        messages = [Message.system(prompts.LLM_QUERY_SYSTEM), Message.user(prompt)]
+        self.emit(child, "call_start", prompt=prompt, token_limit=node_budget.token_limit)
+        started = time.monotonic()
+        try:
+            response = await self.llm(child, messages)
+            text = response.message.text
+        except LimitReached as stop:
+            self.emit(child, "limit_hit", limit=stop.refusal.limit, message=str(stop.refusal))
+            raise BudgetExceeded(stop.refusal.message, limit=stop.refusal.limit, fix=stop.refusal.fix) from None
+        self.emit(child, "call_end", response=text, duration_ms=round((time.monotonic() - started) * 1000, 3),
+                  tokens_spent=node_budget.tokens_spent, cost=node_budget.cost_spent)
+        return text
+
+    async def _batch(self, parent: CallNode, items: Sequence[str], worker: Any, *,
+                     max_parallel: int | None) -> list[Any]:
+        if not items:
+            return []
+        self._admit_sub_calls(parent, len(items))
+        shared = self._child_budget(parent.budget, None)  # one budget for the whole batch ...
+        # ... split evenly up front, so early calls cannot starve later ones
+        per_call = None if shared.token_limit is None else max(1, shared.token_limit // len(items))
+        semaphore = asyncio.Semaphore(max(1, min(max_parallel or self.config.max_parallel,
+                                                 self.config.max_parallel)))
+
+        async def one(item: str) -> Any:
+            async with semaphore:
+                node = shared.child(new_id("budget-"), tokens=per_call, share=1.0)
+                try:
+                    return await worker(parent, item, budget=node, admitted=True)
+                except (BudgetExceeded, ToolError) as exc:
+                    return f"error: {exc}"
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
+
+    async def batch_complete(self, parent: CallNode, queries: Sequence[str], *,
+                             max_parallel: int | None = None) -> list[Any]:
+        return await self._batch(parent, queries, self.sub_complete, max_parallel=max_parallel)
+
+    async def llm_query_batched(self, parent: CallNode, prompts_: Sequence[str]) -> list[Any]:
+        return await self._batch(parent, prompts_, self.llm_query, max_parallel=None)
+
+    # --- the paper-style repl protocol -----------------------------------------------------
+
+    async def repl_loop(self, call: CallNode, messages: list[Message], *,
+                        max_turns: int | None = None) -> CallOutcome:
+        turns = max_turns or self.config.max_turns
+        env = await self.environment_for(call)
+        nudged = False
+        last_text = ""
+        try:
+            for _ in range(turns):
+                call.turns += 1
+                call.subcalls_this_turn = 0
+                response = await self.llm(call, messages)
+                text = response.message.text
+                last_text = text or last_text
+                messages.append(Message.assistant(text))
+                blocks = code_blocks(text)
+                feedback = []
+                for code in blocks:
+                    result = await self.execute(call, env, code)
+                    if result.final is not None:
+                        return CallOutcome(text=result.final.value, source=result.final.kind)
+                    feedback.append(_repl_feedback(code, result))
+                marker = find_final(text)
+                if marker is not None:
+                    value = await self._final_value(call, marker.kind, marker.value, messages)
+                    if value is not None:
+                        return CallOutcome(text=value, source=marker.kind)
+                    continue
+                if blocks:
+                    messages.append(Message.user("\n\n".join(feedback)))
+                elif not nudged:
+                    nudged = True
+                    messages.append(Message.user(prompts.REPL_NUDGE))
+                else:  # twice no code and no FINAL: the text is the answer
+                    return CallOutcome(text=text)
+            limit = Refusal.of("max_turns", f"{turns} turns")
+        except LimitReached as stop:
+            limit = stop.refusal
+        return await self.forced_answer(call, messages, limit, last_text=last_text, repl=True)
+
+    async def execute(self, call: CallNode, env: Environment, code: str) -> Any:
+        started = time.monotonic()
+        result = await env.execute(code)
+        self.emit(call, "repl_execution", code=code, output=result.output, value=result.value, error=result.error,
+                  truncated=result.truncated, execution_time_ms=result.execution_time_ms,
+                  duration_ms=round((time.monotonic() - started) * 1000, 3),
+                  final=result.final)
+        return result
+
+    async def _final_value(self, call: CallNode, kind: str, value: str,
+                           messages: list[Message] | None = None) -> str | None:
+        if kind != "final_var":
+            return value
+        env = await self.environment_for(call)
+        try:
+            found = await env.get_variable(value)
+        except KeyError:
+            if messages is not None:
+                messages.append(Message.user(
+                    f"FINAL_VAR({value}) failed: the REPL has no variable named {value!r}. "
+                    "Define it first, or answer with FINAL(answer)."
+                ))
+            return None
+        return found if isinstance(found, str) else json.dumps(found, ensure_ascii=False, default=str)
+
+
+def _new_messages(messages: Sequence[Message]) -> int:
+    """How many trailing messages are new since the last assistant message (at least 1)."""
+    count = 0
+    for m in reversed(messages):
+        if m.role == "assistant":
+            break
+        count += 1
+    return max(1, count)
+
+
+def _assistant(message: Message) -> Message:
+    return Message.assistant(message.text, tool_calls=message.tool_calls) if message.role == "assistant" else message
+
+
+def _repl_feedback(code: str, result: Any) -> str:
+    parts = []
+    if result.output:
+        parts.append(result.output)
+    if result.value is not None:
+        parts.append(result.value)
+    if result.error:
+        parts.append(result.error)
+    body = "\n".join(parts) if parts else "(no output)"
+    if len(body) > REPL_FEEDBACK_CHARS:
+        body = body[:REPL_FEEDBACK_CHARS] + f"\n... [{len(body) - REPL_FEEDBACK_CHARS} more characters cut]"
+    if result.truncated:
+        body += "\n[output truncated by the sandbox]"
+    return f"REPL output:\n{body}"
+
+
+class _HostCallbacks:
+    """What REPL code can ask of the orchestrator (``llm_query`` and friends)."""
+
+    def __init__(self, run: Run, call: CallNode) -> None:
+        self._run = run
+        self._call = call
+
+    async def llm_query(self, prompt: str) -> str:
+        return await self._run.llm_query(self._call, str(prompt))
+
+    async def llm_query_batched(self, prompts_: Sequence[str]) -> list[str]:
+        return [str(x) for x in await self._run.llm_query_batched(self._call, [str(p) for p in prompts_])]

@@ -1,0 +1,76 @@
+"""The paper-style protocol: context in the REPL, ```repl blocks, llm_query, FINAL/FINAL_VAR in text."""
+
+from __future__ import annotations
+
+from rlm.trajectory import read_trajectory
+
+
+def test_context_lives_in_the_repl_and_final_ends(make_rlm):
+    script = ["Let me look.\n```repl\nn = len(context.splitlines())\nprint(n)\n```", "FINAL(3 lines)"]
+    rlm, backend = make_rlm(script, protocol="repl")
+    result = rlm.completion_sync("a\nb\nc")
+    assert result.response == "3 lines" and result.success
+    feedback = backend.requests[1].messages[-1].text
+    assert feedback.startswith("REPL output:") and "3" in feedback
+    assert "`context`" in backend.requests[0].messages[0].text
+    assert not backend.requests[0].tools  # no native tools in this protocol
+
+
+def test_final_var_reads_the_real_variable(make_rlm):
+    rlm, _ = make_rlm(["```repl\nanswer = 6 * 7\n```", "FINAL_VAR(answer)"], protocol="repl")
+    assert rlm.completion_sync("compute").response == "42"
+
+
+def test_final_var_of_missing_variable_is_explained_and_the_loop_continues(make_rlm):
+    rlm, backend = make_rlm(["FINAL_VAR(nothing)", "FINAL(ok)"], protocol="repl")
+    result = rlm.completion_sync("x")
+    assert result.response == "ok"
+    assert "no variable named 'nothing'" in backend.requests[1].messages[-1].text
+
+
+def test_llm_query_from_inside_the_repl_is_a_sub_call(make_rlm, tmp_path):
+    def script(request):
+        system = request.messages[0].text
+        if system.startswith("Answer the request"):
+            return "SUB:" + request.messages[-1].text
+        if len(request.messages) == 2:
+            return "```repl\nr = llm_query('hello')\nrs = llm_query_batched(['a', 'b'])\nprint(r, rs)\n```"
+        return "FINAL_VAR(rs)"
+
+    rlm, backend = make_rlm(script, protocol="repl")
+    result = rlm.completion_sync("q")
+    assert result.response == '["SUB:a", "SUB:b"]'
+    assert "SUB:hello ['SUB:a', 'SUB:b']" in backend.requests[4].messages[-1].text
+    events = read_trajectory(str(tmp_path / "logs" / f"{result.trajectory_id}.jsonl"))
+    subs = [e for e in events if e["type"] == "call_start"]
+    assert len(subs) == 3 and {e["sub_call_type"] for e in subs} == {"llm_query"}
+    assert {e["depth"] for e in subs} == {1}
+    assert result.total_calls == 5
+
+
+def test_final_called_in_code_ends_the_run(make_rlm):
+    rlm, _ = make_rlm(["```python\nFINAL('from code')\n```"], protocol="repl")
+    assert rlm.completion_sync("x").response == "from code"
+
+
+def test_plain_answers_get_one_nudge_then_count(make_rlm):
+    rlm, backend = make_rlm(["I think it is 5", "It is 5"], protocol="repl")
+    result = rlm.completion_sync("x")
+    assert result.response == "It is 5" and "FINAL(answer)" in backend.requests[1].messages[-1].text
+
+
+def test_turn_limit_in_repl_protocol_forces_final(make_rlm):
+    def script(request):
+        if "Do not write code" in request.messages[-1].text:
+            return "FINAL(best guess)"
+        return "```repl\nprint(1)\n```"
+
+    rlm, _ = make_rlm(script, protocol="repl", max_turns=2)
+    result = rlm.completion_sync("x")
+    assert result.response == "best guess" and result.limit_hit == "max_turns"
+
+
+def test_auto_protocol_follows_the_backend(make_rlm):
+    rlm, backend = make_rlm(["FINAL(x)"], backend_kwargs={"native_tools": False})
+    assert rlm.completion_sync("q").response == "x"
+    assert not backend.requests[0].tools
