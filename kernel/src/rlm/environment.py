@@ -51,7 +51,10 @@ class EnvironmentSettings:
     characters of output kept per execution (more is cut, ``truncated`` set).
     ``allowed_paths`` may be read by code (``open``); ``writable_paths`` may also
     be written. ``workdir`` is the session's working directory. ``options`` is
-    the plugin's own config section (an attrs instance) or None.
+    the plugin's own config section (an attrs instance) or None.  ``config``
+    is the run's whole :class:`rlm.config.RLMConfig` (None outside a run), for
+    product-level keys such as ``docker_image``, ``docker_cpus`` and
+    ``docker_memory`` that live in ``[rlm]``.
     """
 
     timeout: float = 30.0
@@ -63,6 +66,7 @@ class EnvironmentSettings:
     writable_paths: tuple[str, ...] = field(default=(), converter=_paths)
     workdir: str = field(factory=os.getcwd)
     options: Any = None
+    config: Any = field(default=None, repr=False)
 
 
 @runtime_checkable

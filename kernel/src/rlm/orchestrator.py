@@ -55,15 +55,31 @@ COMPACT_AT = 0.75
 COMPACT_KEEP_CHARS = 500
 
 
-def estimate_tokens(messages: Sequence[Message], tools: Sequence[ToolSchema] = ()) -> int:
-    """A cheap upper-ish estimate of prompt tokens (4 characters a token, plus overhead)."""
+def _message_chars(m: Message) -> int:
+    chars = len(m.text) + 16
+    if not isinstance(m.content, str):
+        chars += 1000 * sum(1 for p in m.content if getattr(p, "type", "") != "text")
+    for c in m.tool_calls:
+        chars += len(c.name) + len(json.dumps(dict(c.arguments), default=str))
+    return chars
+
+
+def estimate_tokens(messages: Sequence[Message], tools: Sequence[ToolSchema] = (),
+                    cache: dict[int, tuple[Message, int]] | None = None) -> int:
+    """A cheap upper-ish estimate of prompt tokens (4 characters a token, plus overhead).
+
+    ``cache`` (id -> (message, chars)) makes repeated estimates of a growing
+    conversation cost only the new messages.
+    """
     chars = 0
     for m in messages:
-        chars += len(m.text) + 16
-        if not isinstance(m.content, str):
-            chars += 1000 * sum(1 for p in m.content if getattr(p, "type", "") != "text")
-        for c in m.tool_calls:
-            chars += len(c.name) + len(json.dumps(dict(c.arguments), default=str))
+        if cache is None:
+            chars += _message_chars(m)
+            continue
+        hit = cache.get(id(m))
+        if hit is None or hit[0] is not m:
+            hit = cache[id(m)] = (m, _message_chars(m))
+        chars += hit[1]
     for t in tools:
         chars += len(t.name) + len(t.description) + len(json.dumps(dict(t.parameters)))
     return chars // 4 + 8
@@ -171,6 +187,7 @@ class Run:
         self._environments: list[Environment] = []
         self.top: CallNode | None = None
         self._context_window: int | None = None
+        self._size_cache: dict[int, tuple[Message, int]] = {}
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -211,6 +228,7 @@ class Run:
                 memory_limit_mb=self.config.env_memory_mb,
                 allowed_paths=self.config.allowed_paths,
                 options=self.config.plugin(f"env-{self.config.environment}"),
+                config=self.config,
             )
             env = self.environment_factory(settings=settings, callbacks=_HostCallbacks(self, call))
             self._environments.append(env)
@@ -243,7 +261,7 @@ class Run:
         timeout = self.remaining_time(soft=not forced)
         if timeout <= 0:
             raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s"))
-        est_input = estimate_tokens(messages, tools)
+        est_input = estimate_tokens(messages, tools, self._size_cache)
         room = call.budget.remaining_tokens() - est_input
         wanted = max_tokens or DEFAULT_MAX_OUTPUT
         output_cap = wanted if math.isinf(room) else int(min(wanted, room))
@@ -312,7 +330,7 @@ class Run:
         ``context_compacted`` event.
         """
         limit = int(self.context_window * COMPACT_AT)
-        if estimate_tokens(messages) <= limit:
+        if estimate_tokens(messages, cache=self._size_cache) <= limit:
             return
         candidates = [i for i, m in enumerate(messages)
                       if m.role == "tool" or (m.role == "user" and m.text.startswith("REPL output:"))][:-2]
@@ -325,7 +343,7 @@ class Run:
             text = m.text[:COMPACT_KEEP_CHARS] + f"\n[... {cut} characters of this older output removed to fit the context window]"
             messages[i] = Message.tool(m.tool_call_id or "", text, name=m.name) if m.role == "tool" else Message.user(text)
             saved += cut
-            if estimate_tokens(messages) <= limit:
+            if estimate_tokens(messages, cache=self._size_cache) <= limit:
                 break
         if saved:
             self.emit(call, "context_compacted", removed_chars=saved, window=self.context_window,

@@ -84,6 +84,8 @@ def _protocol_of(method: str, path: str, headers: Mapping[str, str]) -> Protocol
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without this, Nagle + delayed ACK add ~40 ms a reply
+    disable_nagle_algorithm = True
     server_version = "rlm-testing-scripted-llm/0.1"
     timeout = 30  # idle keep-alive connections are closed after this many seconds
     owner: ScriptedLLMServer  # set on the subclass made per server
