@@ -1,0 +1,88 @@
+"""Latency benchmark of the local REPL environment, through the public Environment API.
+
+Prints the cold start (create + start + first execute, fresh worker each
+time) and the warm execute latency of a few small cells (median / p90 /
+min over N runs in one session), plus an ``llm_query`` round trip through
+fake host callbacks.  No assertions; the goal for warm execution is < 2 ms.
+
+    python bench/env_local.py            # 200 warm runs, 10 cold starts
+    python bench/env_local.py -n 1000 --cold 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+
+from rlm.environment import EnvironmentSettings
+from rlm_env_local.session import LocalEnvironment
+
+CELLS = {
+    "assign": "x = 1",
+    "expression": "x + 41",
+    "print": "print('hello', x)",
+    "function call": "def f(n):\n    return sum(range(n))\nf(100)",
+}
+
+
+class _Callbacks:
+    async def llm_query(self, prompt: str) -> str:
+        return prompt
+
+    async def llm_query_batched(self, prompts: Sequence[str]) -> list[str]:
+        return list(prompts)
+
+
+def _stats(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+    return (f"median {statistics.median(ordered) * 1000:7.3f} ms   p90 {p90 * 1000:7.3f} ms   "
+            f"min {ordered[0] * 1000:7.3f} ms")
+
+
+async def main(runs: int, cold: int) -> None:
+    workdir = tempfile.mkdtemp(prefix="rlm-bench-")
+    settings = EnvironmentSettings(workdir=workdir, allowed_paths=(workdir,))
+
+    starts = []
+    for _ in range(cold):
+        began = time.perf_counter()
+        env = LocalEnvironment(settings=settings)
+        await env.start()
+        await env.execute("1")
+        starts.append(time.perf_counter() - began)
+        await env.close()
+    print(f"cold start (create + start + first execute), {cold} runs:  {_stats(starts)}")
+
+    env = LocalEnvironment(settings=settings, callbacks=_Callbacks())
+    await env.start()
+    await env.execute("x = 1")
+    for name, code in CELLS.items():
+        for _ in range(10):  # warm up
+            await env.execute(code)
+        samples = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            result = await env.execute(code)
+            samples.append(time.perf_counter() - began)
+            assert result.error is None, result.error
+        print(f"warm execute {name!r:17} {runs} runs:  {_stats(samples)}")
+    samples = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        await env.execute("llm_query('ping')")
+        samples.append(time.perf_counter() - began)
+    print(f"warm execute {'llm_query':17} {runs} runs:  {_stats(samples)}")
+    await env.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=200, help="warm executions per cell")
+    parser.add_argument("--cold", type=int, default=10, help="cold starts")
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, args.cold))

@@ -1,0 +1,401 @@
+"""Conformance tests every environment plugin runs: subclass :class:`EnvironmentConformance`.
+
+::
+
+    from rlm_testing.environment_suite import EnvironmentConformance
+
+    class TestMyEnvironment(EnvironmentConformance):
+        supports_memory_limit = True          # capabilities the suite may test
+
+        def make_environment(self, settings, callbacks):
+            return MyEnvironment(settings=settings, callbacks=callbacks)
+
+Each test builds a fresh environment from ``make_environment`` (with
+:meth:`EnvironmentConformance.make_settings`), starts it, runs code through the
+public :class:`rlm.environment.Environment` API only, and closes it.  Tests are
+plain synchronous pytest tests that drive coroutines with ``asyncio.run`` (no
+pytest-asyncio needed).  :class:`FakeHostCallbacks` stands in for the
+orchestrator behind ``llm_query``/``llm_query_batched``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from rlm.environment import Environment, EnvironmentSettings, HostCallbacks
+from rlm.types import REPLResult
+
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    """Run a coroutine to completion in a fresh event loop."""
+    async def wrapper() -> T:
+        return await coro
+
+    return asyncio.run(wrapper())
+
+
+class FakeHostCallbacks:
+    """HostCallbacks that answer ``answer:<prompt>`` and record every prompt they saw."""
+
+    def __init__(self, answer: Callable[[str], str] | None = None) -> None:
+        self.answer = answer or (lambda prompt: f"answer:{prompt}")
+        self.prompts: list[str] = []
+        self.batches: list[list[str]] = []
+
+    async def llm_query(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        await asyncio.sleep(0)
+        return self.answer(prompt)
+
+    async def llm_query_batched(self, prompts: Sequence[str]) -> list[str]:
+        self.batches.append(list(prompts))
+        return [self.answer(p) for p in prompts]
+
+
+class EnvironmentConformance:
+    """What every :class:`rlm.environment.Environment` must do.  Subclass and override
+    :meth:`make_environment`; set the capability flags to what the environment supports."""
+
+    #: The environment enforces ``settings.memory_limit_mb`` (a memory bomb gives an error).
+    supports_memory_limit: bool = True
+    #: Wall-clock timeout used by the timeout tests (seconds); keep it short.
+    timeout_s: float = 1.5
+    #: Timeout of every other execution (slow engines may raise it).
+    default_timeout_s: float = 20.0
+    #: Memory limit used by the memory-bomb test (MiB).
+    memory_limit_mb: int = 256
+
+    # --- what subclasses provide ----------------------------------------------------------
+
+    def make_environment(self, settings: EnvironmentSettings, callbacks: HostCallbacks | None) -> Environment:
+        raise NotImplementedError("override make_environment(settings, callbacks) in your subclass")
+
+    def make_settings(self, tmp_path: Path, **overrides: Any) -> EnvironmentSettings:
+        """Settings of one test: the temporary directory is the workdir and the allowed path."""
+        values: dict[str, Any] = {"timeout": self.default_timeout_s, "allowed_paths": (str(tmp_path),),
+                                  "workdir": str(tmp_path)}
+        values.update(overrides)
+        return EnvironmentSettings(**values)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def session(self, tmp_path: Path, *, callbacks: HostCallbacks | None = None,
+                      **overrides: Any) -> AsyncIterator[Environment]:
+        env = self.make_environment(self.make_settings(tmp_path, **overrides), callbacks)
+        try:
+            await env.start()
+            yield env
+        finally:
+            await env.close()
+
+    @staticmethod
+    async def ok(env: Environment, code: str, **kwargs: Any) -> REPLResult:
+        """Execute ``code`` and fail the test if it errored."""
+        result = await env.execute(code, **kwargs)
+        assert result.error is None, f"unexpected error for {code!r}:\n{result.error}"
+        return result
+
+    async def assert_alive(self, env: Environment) -> None:
+        result = await self.ok(env, "alive_check = 40 + 2\nalive_check")
+        assert result.value == "42"
+
+    # --- the protocol ----------------------------------------------------------------------
+
+    def test_satisfies_protocol(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            env = self.make_environment(self.make_settings(tmp_path), None)
+            assert isinstance(env, Environment)
+            assert isinstance(env.name, str) and env.name
+            await env.start()
+            await env.start()  # idempotent
+            result = await env.execute("1")
+            assert isinstance(result, REPLResult)
+            assert result.execution_time_ms >= 0
+            await env.close()
+        run(body())
+
+    # --- state -----------------------------------------------------------------------------
+
+    def test_state_persists_across_executions(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                await self.ok(env, "count = 10")
+                await self.ok(env, "def double(n):\n    return n * 2")
+                await self.ok(env, "class Box:\n    def __init__(self, v):\n        self.v = v\n"
+                                   "    def get(self):\n        return self.v")
+                await self.ok(env, "import json")
+                result = await self.ok(env, "json.dumps({'n': double(count), 'box': Box(5).get()})")
+                assert result.value == repr('{"n": 20, "box": 5}')
+        run(body())
+
+    def test_code_is_rerun_every_time(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                await self.ok(env, "runs = 0")
+                code = "runs = runs + 1\nprint('run', runs)"
+                first = await self.ok(env, code)
+                second = await self.ok(env, code)
+                assert first.output == "run 1\n"
+                assert second.output == "run 2\n"
+                assert (await self.ok(env, "runs")).value == "2"
+        run(body())
+
+    def test_trailing_expression_value_is_shown(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                assert (await self.ok(env, "1 + 1")).value == "2"
+                assert (await self.ok(env, "x = 3\nx * 2")).value == "6"
+                assert (await self.ok(env, "'text'")).value == "'text'"
+                assert (await self.ok(env, "y = 4")).value is None
+                assert (await self.ok(env, "None")).value is None
+                printed = await self.ok(env, "print('shown')")
+                assert printed.output == "shown\n" and printed.value is None
+        run(body())
+
+    def test_augmented_assignment(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                await self.ok(env, "x = 1")
+                assert (await self.ok(env, "x += 1\nx")).value == "2"
+                assert (await self.ok(env, "items = [1]\nitems += [2]\nitems")).value == "[1, 2]"
+                code = "def total(ns):\n    t = 0\n    for n in ns:\n        t += n\n    return t\ntotal([1, 2, 3])"
+                assert (await self.ok(env, code)).value == "6"
+                assert (await self.ok(env, "s = 'a'\ns *= 3\ns")).value == "'aaa'"
+        run(body())
+
+    def test_print_everywhere(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                code = (
+                    "def f():\n    print('in function')\n"
+                    "class C:\n    print('in class body')\n"
+                    "    def m(self):\n        print('in method')\n"
+                    "f()\nC().m()\n"
+                    "[print('in comprehension', i) for i in range(2)]\n"
+                    "def gen():\n    for i in range(2):\n        print('in generator', i)\n        yield i\n"
+                    "list(gen())\n"
+                    "show = lambda v: print('in lambda', v)\nshow(1)\n"
+                    "print('a', 'b', sep='-', end='!\\n')\n"
+                )
+                result = await self.ok(env, code)
+                assert result.output.splitlines() == [
+                    "in class body", "in function", "in method", "in comprehension 0", "in comprehension 1",
+                    "in generator 0", "in generator 1", "in lambda 1", "a-b!",
+                ]
+                again = await self.ok(env, "f()")  # a function from an earlier execution prints here
+                assert again.output == "in function\n"
+        run(body())
+
+    def test_fstrings_with_and_generators(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                assert (await self.ok(env, "n = 7\nf'{n} {n * 2:03d} {n!r} {\"x\"}'")).value == "'7 014 7 x'"
+                code = (
+                    "class Tracker:\n"
+                    "    def __init__(self):\n        self.events = []\n"
+                    "    def __enter__(self):\n        self.events.append('enter')\n        return self\n"
+                    "    def __exit__(self, exc_type, exc, tb):\n        self.events.append('exit')\n"
+                    "        return False\n"
+                    "t = Tracker()\n"
+                    "with t as inside:\n    inside.events.append('body')\n"
+                    "t.events"
+                )
+                assert (await self.ok(env, code)).value == "['enter', 'body', 'exit']"
+                code = ("def squares(n):\n    for i in range(n):\n        yield i * i\n"
+                        "sum(squares(4)), list(x for x in 'ab')")
+                assert (await self.ok(env, code)).value == "(14, ['a', 'b'])"
+        run(body())
+
+    # --- errors ----------------------------------------------------------------------------
+
+    def test_exception_gives_error_with_user_traceback(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                await self.ok(env, "kept = 'still here'")
+                code = "def inner():\n    raise ValueError('boom')\ndef outer():\n    inner()\nouter()"
+                result = await env.execute(code)
+                assert result.error is not None
+                assert "ValueError: boom" in result.error
+                assert "inner" in result.error and "outer" in result.error
+                assert '.py"' not in result.error, f"sandbox frames leaked into the traceback:\n{result.error}"
+                assert (await self.ok(env, "kept")).value == "'still here'"
+                caught = await self.ok(env, "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    msg = str(e)\nmsg")
+                assert caught.value == "'division by zero'"
+        run(body())
+
+    def test_output_before_an_error_is_kept(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                result = await env.execute("print('before')\nraise KeyError('k')")
+                assert result.output == "before\n"
+                assert result.error is not None and "KeyError" in result.error
+        run(body())
+
+    def test_syntax_error_is_an_error_result(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                result = await env.execute("def broken(:\n    pass")
+                assert result.error is not None and "SyntaxError" in result.error
+                await self.assert_alive(env)
+        run(body())
+
+    # --- context ---------------------------------------------------------------------------
+
+    def test_context_operations_use_the_real_variables(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                await self.ok(env, "import math\nanswer = 6 * 7\ndata = {'k': [1, 2]}\nclass Obj:\n    pass\n"
+                                   "thing = Obj()")
+                context = await env.get_context()
+                assert context["answer"] == "42"
+                assert "data" in context and "thing" in context
+                assert "math" not in context, "modules are left out of the context"
+                for host_name in ("llm_query", "llm_query_batched", "FINAL", "FINAL_VAR"):
+                    assert host_name not in context
+                assert await env.get_variable("answer") == 42
+                assert await env.get_variable("data") == {"k": [1, 2]}
+                assert isinstance(await env.get_variable("thing"), str)  # not JSON: its repr
+                with pytest.raises(KeyError, match="missing_name"):
+                    await env.get_variable("missing_name")
+
+                await env.set_context("given", {"a": [1, "two", None]})
+                assert (await self.ok(env, "given['a'][1]")).value == "'two'"
+                await env.set_context("answer", 7)
+                assert (await self.ok(env, "answer + 1")).value == "8"
+
+                await env.clear_context()
+                assert await env.get_context() == {}
+                result = await env.execute("answer")
+                assert result.error is not None and "NameError" in result.error
+                await self.assert_alive(env)
+        run(body())
+
+    def test_reset_starts_a_fresh_session(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                await self.ok(env, "before_reset = 1")
+                await env.reset()
+                result = await env.execute("before_reset")
+                assert result.error is not None and "NameError" in result.error
+                await self.assert_alive(env)
+        run(body())
+
+    # --- FINAL -----------------------------------------------------------------------------
+
+    def test_final_and_final_var(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                result = await self.ok(env, "FINAL('x')")
+                assert result.final is not None
+                assert (result.final.kind, result.final.value) == ("final", "x")
+
+                result = await self.ok(env, "answer = 6 * 7\nFINAL_VAR('answer')")
+                assert result.final is not None
+                assert (result.final.kind, result.final.value, result.final.variable) == ("final_var", "42", "answer")
+
+                plain = await self.ok(env, "no_final_here = 1")
+                assert plain.final is None
+
+                missing = await env.execute("FINAL_VAR('not_defined_anywhere')")
+                assert missing.final is None
+                assert missing.error is not None and "not_defined_anywhere" in missing.error
+                await self.assert_alive(env)
+        run(body())
+
+    # --- host callbacks --------------------------------------------------------------------
+
+    def test_llm_query_reaches_the_host(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            callbacks = FakeHostCallbacks()
+            async with self.session(tmp_path, callbacks=callbacks) as env:
+                result = await self.ok(env, "reply = llm_query('p')\nprint(reply)\nreply.upper()")
+                assert result.output == "answer:p\n"
+                assert result.value == "'ANSWER:P'"
+                assert callbacks.prompts == ["p"]
+                batched = await self.ok(env, "llm_query_batched(['a', 'b', 'c'])")
+                assert batched.value == "['answer:a', 'answer:b', 'answer:c']"
+                assert callbacks.batches == [["a", "b", "c"]]
+                code = "answers = [llm_query(f'q{i}') for i in range(3)]\nanswers"
+                assert (await self.ok(env, code)).value == "['answer:q0', 'answer:q1', 'answer:q2']"
+        run(body())
+
+    def test_llm_query_failure_and_missing_callbacks_are_errors_in_the_code(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            def failing(prompt: str) -> str:
+                raise RuntimeError("budget exhausted")
+
+            async with self.session(tmp_path, callbacks=FakeHostCallbacks(failing)) as env:
+                result = await env.execute("llm_query('p')")
+                assert result.error is not None and "budget exhausted" in result.error
+                handled = await self.ok(env, "try:\n    llm_query('p')\nexcept Exception:\n    r = 'handled'\nr")
+                assert handled.value == "'handled'"
+            async with self.session(tmp_path, callbacks=None) as env:
+                result = await env.execute("llm_query('p')")
+                assert result.error is not None and "llm_query" in result.error
+                await self.assert_alive(env)
+        run(body())
+
+    # --- limits ----------------------------------------------------------------------------
+
+    def _check_timeout(self, tmp_path: Path, code: str) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                await self.ok(env, "import time")
+                result = await env.execute(code, timeout=self.timeout_s)
+                assert result.error is not None
+                assert "timeout" in result.error.lower() or "timed out" in result.error.lower()
+                assert result.execution_time_ms < (self.timeout_s + 10) * 1000
+                await self.assert_alive(env)
+        run(body())
+
+    def test_timeout_on_busy_loop(self, tmp_path: Path) -> None:
+        self._check_timeout(tmp_path, "while True:\n    pass")
+
+    def test_timeout_on_blocking_sleep(self, tmp_path: Path) -> None:
+        self._check_timeout(tmp_path, "import time\ntime.sleep(3600)")
+
+    def test_memory_bomb_is_an_error_and_the_session_survives(self, tmp_path: Path) -> None:
+        if not self.supports_memory_limit:
+            pytest.skip("this environment does not enforce memory_limit_mb")
+
+        async def body() -> None:
+            async with self.session(tmp_path, memory_limit_mb=self.memory_limit_mb) as env:
+                result = await env.execute(f"blob = bytearray({self.memory_limit_mb * 8} * 1024 * 1024)")
+                assert result.error is not None
+                result = await env.execute("chunks = []\nwhile True:\n    chunks.append('x' * 10_000_000)")
+                assert result.error is not None
+                await env.execute("chunks = None")
+                await self.assert_alive(env)
+        run(body())
+
+    def test_output_flood_is_truncated(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            async with self.session(tmp_path, output_limit=1000) as env:
+                result = await self.ok(env, "for i in range(20000):\n    print('flood line', i)")
+                assert result.truncated is True
+                assert len(result.output) <= 1100
+                assert result.output.startswith("flood line 0\n")
+                small = await self.ok(env, "print('small')")
+                assert small.truncated is False and small.output == "small\n"
+        run(body())
+
+    def test_close_is_idempotent(self, tmp_path: Path) -> None:
+        async def body() -> None:
+            never_started = self.make_environment(self.make_settings(tmp_path), None)
+            await never_started.close()
+            await never_started.close()
+            env = self.make_environment(self.make_settings(tmp_path), None)
+            await env.start()
+            await self.ok(env, "1")
+            await env.close()
+            await env.close()
+        run(body())

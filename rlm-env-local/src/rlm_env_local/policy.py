@@ -1,0 +1,98 @@
+"""Compiling user code: RestrictedPython's transformer, widened a little, plus notebook display.
+
+:func:`compile_cell` parses one execution's code, runs the restricting
+transformer over it (attribute access becomes ``_getattr_``, writes
+``_write_``, iteration ``_getiter_``...), then rewrites a trailing expression
+statement into ``_rlm_display_(expr)`` so its value is shown as in a notebook.
+
+Compared with RestrictedPython's own policy this one also allows annotated
+assignments (``x: int = 1``, needed by dataclasses), the common magic methods
+in class bodies (``__repr__``, ``__len__``, ``__enter__``...) and reading a
+handful of harmless dunder attributes (``super().__init__``, ``f.__name__``);
+it refuses ``from __future__`` imports.  Runs inside the worker process.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTransformer
+
+#: Dunder attributes code may read (``_getattr_`` allows exactly these too).
+SAFE_DUNDER_ATTRS = frozenset({"__init__", "__name__", "__qualname__", "__doc__", "__class__"})
+
+#: Magic methods a class body may define.  Left out on purpose: ``__getattribute__``,
+#: ``__del__``, ``__reduce__``/``__reduce_ex__``, ``__init_subclass__``, ``__set_name__``,
+#: ``__class_getitem__``, descriptors (``__get__``/``__set__``) and ``__new__``.
+ALLOWED_MAGIC_METHODS = frozenset({
+    "__init__", "__post_init__", "__repr__", "__str__", "__format__", "__hash__", "__bool__",
+    "__len__", "__contains__", "__iter__", "__next__", "__reversed__", "__getitem__", "__setitem__",
+    "__delitem__", "__missing__", "__getattr__", "__call__", "__enter__", "__exit__",
+    "__lt__", "__le__", "__eq__", "__ne__", "__gt__", "__ge__",
+    "__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__", "__mul__", "__rmul__",
+    "__imul__", "__matmul__", "__rmatmul__", "__truediv__", "__rtruediv__", "__itruediv__",
+    "__floordiv__", "__rfloordiv__", "__ifloordiv__", "__mod__", "__rmod__", "__imod__",
+    "__pow__", "__rpow__", "__ipow__", "__divmod__", "__rdivmod__", "__lshift__", "__rlshift__",
+    "__rshift__", "__rrshift__", "__and__", "__rand__", "__iand__", "__or__", "__ror__", "__ior__",
+    "__xor__", "__rxor__", "__ixor__", "__neg__", "__pos__", "__abs__", "__invert__",
+    "__int__", "__float__", "__complex__", "__index__", "__round__", "__trunc__", "__floor__",
+    "__ceil__", "__copy__", "__deepcopy__", "__getstate__", "__setstate__",
+})
+
+DISPLAY_HOOK = "_rlm_display_"
+
+
+class CellPolicy(RestrictingNodeTransformer):
+    """RestrictedPython's policy with the additions described in the module docstring."""
+
+    def check_name(self, node: ast.AST, name: str | None, allow_magic_methods: bool = False) -> None:
+        if (name is not None and allow_magic_methods and name in ALLOWED_MAGIC_METHODS
+                and getattr(node, "col_offset", 0) != 0):
+            return
+        super().check_name(node, name, allow_magic_methods=False)
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        if node.attr in SAFE_DUNDER_ATTRS and isinstance(node.ctx, ast.Load):
+            value = self.visit(node.value)
+            call = ast.Call(func=ast.Name("_getattr_", ast.Load()), args=[value, ast.Constant(node.attr)],
+                            keywords=[])
+            return ast.copy_location(call, node)
+        return super().visit_Attribute(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        """``x: int = 1`` and ``self.x: int = 1``: targets are checked like assignments."""
+        return self.node_contents_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
+        if node.module == "__future__":
+            self.error(node, "from __future__ imports are not allowed in the sandbox.")
+        return super().visit_ImportFrom(node)
+
+
+class CellSyntaxError(Exception):
+    """The code does not parse, or uses something the sandbox refuses at compile time."""
+
+
+def compile_cell(source: str, filename: str) -> object:
+    """A code object for ``source``, restricted; its trailing expression is displayed."""
+    try:
+        tree = ast.parse(source, filename, "exec")
+    except SyntaxError as exc:
+        line = (exc.text or "").strip()
+        where = f"line {exc.lineno}" + (f": {line}" if line else "")
+        raise CellSyntaxError(f"SyntaxError: {exc.msg} ({where})") from None
+    errors: list[str] = []
+    policy = CellPolicy(errors, [], {})
+    tree = policy.visit(tree)
+    if errors:
+        raise CellSyntaxError("SyntaxError: the sandbox refused this code:\n" + "\n".join(errors))
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = tree.body[-1]
+        call = ast.Call(func=ast.Name(DISPLAY_HOOK, ast.Load()), args=[last.value], keywords=[])
+        tree.body[-1] = ast.copy_location(ast.Expr(ast.copy_location(call, last)), last)
+    ast.fix_missing_locations(tree)
+    return compile(tree, filename, "exec", dont_inherit=True)
+
+
+__all__ = ["ALLOWED_MAGIC_METHODS", "INSPECT_ATTRIBUTES", "SAFE_DUNDER_ATTRS", "CellSyntaxError",
+           "compile_cell"]

@@ -1,0 +1,274 @@
+""":class:`LocalEnvironment`: the "local" Environment, one worker process per session.
+
+The session starts its worker lazily (or on :meth:`start`), sends it one
+request at a time, answers its ``llm_query`` callbacks through the host's
+:class:`rlm.environment.HostCallbacks`, and turns timeouts and crashes into
+clear results: a timed-out execution kills the worker and starts a fresh one
+(state is lost, the result says so); errors in user code come back in
+``REPLResult.error`` and are never raised.  ``SandboxError`` is raised only
+when the environment itself cannot work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import keyword
+import signal
+import time
+from typing import Any
+
+from rlm.environment import EnvironmentSettings, HostCallbacks
+from rlm.errors import SandboxError
+from rlm.logging import get_logger
+from rlm.types import FinalSignal, REPLResult
+
+from rlm_env_local.config import LocalEnvConfig
+from rlm_env_local.process import ProtocolError, WorkerDied, WorkerProcess, WorkerTimeout, default_python
+
+log = get_logger(__name__)
+
+_LOST = "the session was restarted: variables, functions and imports defined before are gone"
+
+
+def _death_reason(returncode: int | None, cpu_limit: float | None) -> str:
+    if returncode is None:
+        return "the worker stopped answering"
+    if returncode == -signal.SIGXCPU:
+        limit = f" of {cpu_limit:g}s" if cpu_limit else ""
+        return f"the CPU time limit{limit} was exceeded"
+    if returncode == -signal.SIGKILL:
+        return "the worker was killed (out of memory?)"
+    if returncode == -signal.SIGSEGV:
+        return "the worker crashed (segmentation fault, e.g. recursion too deep inside C code)"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"the worker was killed by signal {name}"
+    return f"the worker exited with status {returncode}"
+
+
+class LocalEnvironment:
+    """A REPL session running RestrictedPython in a sandboxed worker subprocess."""
+
+    name = "local"
+
+    def __init__(self, *, settings: EnvironmentSettings | None = None,
+                 callbacks: HostCallbacks | None = None) -> None:
+        self.settings = settings if settings is not None else EnvironmentSettings()
+        options = self.settings.options
+        self.options = options if isinstance(options, LocalEnvConfig) else LocalEnvConfig()
+        self.callbacks = callbacks
+        self._worker: WorkerProcess | None = None
+        self._closed = False
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def _get_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id (None when not running)."""
+        return self._worker.pid if self._worker is not None and self._worker.alive else None
+
+    async def start(self) -> None:
+        async with self._get_lock():
+            await self._ensure_started()
+
+    async def _ensure_started(self) -> WorkerProcess:
+        if self._closed:
+            raise SandboxError("this local environment was closed", fix="create a new environment")
+        if self._worker is not None and self._worker.alive:
+            return self._worker
+        if self._worker is not None:
+            self._worker.kill("dead")
+            self._worker = None
+        s = self.settings
+        init = {
+            "allowed_paths": list(s.allowed_paths), "writable_paths": list(s.writable_paths),
+            "workdir": s.workdir, "memory_limit_mb": s.memory_limit_mb, "max_open_files": s.max_open_files,
+            "max_file_size_mb": self.options.max_file_size_mb, "output_limit": s.output_limit,
+            "has_callbacks": self.callbacks is not None, "extra_modules": list(self.options.extra_modules),
+        }
+        python = self.options.python or default_python()
+        try:
+            worker = WorkerProcess(python=python, init=init, cwd=s.workdir)
+        except OSError as exc:
+            raise SandboxError(f"cannot start the local REPL worker ({python}): {exc}",
+                               fix="check [plugins.env-local] python and that settings.workdir exists") from exc
+        try:
+            await worker.handshake(self.options.startup_timeout)
+        except (WorkerDied, WorkerTimeout, ProtocolError) as exc:
+            detail = worker.stderr_tail().strip().splitlines()
+            worker.kill("failed to start")
+            reason = detail[-1] if detail else type(exc).__name__
+            raise SandboxError(f"the local REPL worker did not start: {reason}",
+                               fix="make sure RestrictedPython is installed for that Python "
+                                   "(pip install rlm-env-local) and memory_limit_mb leaves room "
+                                   "for the interpreter (at least 64)") from exc
+        except BaseException:
+            worker.kill("start cancelled")
+            raise
+        self._worker = worker
+        return worker
+
+    async def _restart(self, reason: str) -> None:
+        if self._worker is not None:
+            self._worker.kill(reason)
+            self._worker = None
+        try:
+            await self._ensure_started()
+        except SandboxError as exc:  # the next call will try again and raise
+            log.warning("worker_restart_failed", error=str(exc))
+
+    async def reset(self) -> None:
+        async with self._get_lock():
+            if self._worker is not None:
+                self._worker.kill("reset")
+                self._worker = None
+            await self._ensure_started()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._worker is not None:
+            self._worker.kill("close")
+            self._worker = None
+
+    # --- callbacks ---------------------------------------------------------------------------
+
+    async def _on_callback(self, op: str, message: dict[str, Any]) -> dict[str, Any]:
+        callbacks = self.callbacks
+        if callbacks is None:
+            return {"ok": False, "error": f"{op} is not available: no host callbacks"}
+        try:
+            if op == "llm_query":
+                value: Any = str(await callbacks.llm_query(str(message.get("prompt", ""))))
+            else:
+                prompts = [str(p) for p in message.get("prompts", [])]
+                value = [str(v) for v in await callbacks.llm_query_batched(prompts)]
+                if len(value) != len(prompts):
+                    raise RuntimeError(f"the host returned {len(value)} answers for {len(prompts)} prompts")
+        except Exception as exc:  # noqa: BLE001 - reported inside the code, which may handle it
+            log.info("llm_callback_failed", op=op, error=str(exc))
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": True, "value": value}
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def _call(self, op: str, payload: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """One non-exec request; timeouts and crashes become SandboxError (after a restart)."""
+        timeout = self.settings.timeout if timeout is None else timeout
+        cpu_limit = self.settings.cpu_limit_s or timeout
+        async with self._get_lock():
+            worker = await self._ensure_started()
+            try:
+                reply = await worker.request(op, {**payload, "cpu_limit": cpu_limit}, timeout=timeout,
+                                             on_callback=self._on_callback)
+            except WorkerTimeout:
+                await self._restart("timeout")
+                raise SandboxError(f"the REPL did not answer {op} within {timeout:g}s (a __repr__ that never "
+                                   f"returns?); {_LOST}", fix="avoid slow __repr__ methods") from None
+            except WorkerDied as died:
+                reason = _death_reason(died.returncode, cpu_limit)
+                await self._restart("died")
+                raise SandboxError(f"the REPL worker died during {op}: {reason}; {_LOST}",
+                                   fix="check memory_limit_mb and the code's resource use") from None
+            except ProtocolError as exc:
+                await self._restart("protocol error")
+                raise SandboxError(f"the REPL worker broke the protocol: {exc}; {_LOST}",
+                                   fix="report this as a bug of rlm-env-local") from None
+            except BaseException:
+                worker.kill("cancelled")
+                self._worker = None
+                raise
+        if reply.get("fault"):
+            raise SandboxError(f"the REPL worker failed internally: {reply['fault']}",
+                               fix="report this as a bug of rlm-env-local")
+        return reply
+
+    async def execute(self, code: str, *, timeout: float | None = None) -> REPLResult:
+        if not isinstance(code, str):
+            raise TypeError("execute(code): code must be a str")
+        timeout = self.settings.timeout if timeout is None else float(timeout)
+        cpu_limit = self.settings.cpu_limit_s or timeout
+        async with self._get_lock():
+            worker = await self._ensure_started()
+            started = time.perf_counter()
+
+            def elapsed() -> float:
+                return round((time.perf_counter() - started) * 1000, 3)
+
+            try:
+                reply = await worker.request("exec", {"code": code, "cpu_limit": cpu_limit}, timeout=timeout,
+                                             on_callback=self._on_callback)
+            except WorkerTimeout:
+                log.info("execution_timeout", pid=worker.pid, timeout=timeout)
+                ms = elapsed()
+                await self._restart("timeout")
+                return REPLResult(error=f"TimeoutError: the execution exceeded the {timeout:g}s wall-clock "
+                                        f"limit and was stopped; {_LOST}. Make the code faster or split the "
+                                        "work into smaller steps.", execution_time_ms=ms)
+            except WorkerDied as died:
+                reason = _death_reason(died.returncode, cpu_limit)
+                log.info("worker_died", pid=worker.pid, returncode=died.returncode, stderr=died.stderr[-500:])
+                ms = elapsed()
+                await self._restart("died")
+                return REPLResult(error=f"SandboxError: {reason}; {_LOST}.", execution_time_ms=ms)
+            except ProtocolError as exc:
+                await self._restart("protocol error")
+                raise SandboxError(f"the REPL worker broke the protocol: {exc}; {_LOST}",
+                                   fix="report this as a bug of rlm-env-local") from None
+            except BaseException:
+                worker.kill("cancelled")
+                self._worker = None
+                raise
+            ms = elapsed()
+        if reply.get("fault"):
+            raise SandboxError(f"the REPL worker failed internally: {reply['fault']}",
+                               fix="report this as a bug of rlm-env-local")
+        final = reply.get("final")
+        return REPLResult(
+            output=reply.get("output", ""),
+            error=reply.get("error"),
+            value=reply.get("value"),
+            execution_time_ms=ms,
+            truncated=bool(reply.get("truncated")),
+            memory_peak_bytes=reply.get("maxrss"),
+            cpu_time_ms=reply.get("cpu_ms"),
+            final=FinalSignal(kind=final["kind"], value=final["value"], variable=final.get("variable"))
+            if final else None,
+        )
+
+    async def get_context(self) -> dict[str, str]:
+        reply = await self._call("context", {})
+        return dict(reply.get("context", {}))
+
+    async def get_variable(self, name: str) -> Any:
+        reply = await self._call("get", {"name": name})
+        if not reply.get("found"):
+            raise KeyError(f"no variable named {name!r} in the REPL")
+        if "json" in reply:
+            return json.loads(reply["json"])
+        return reply.get("repr")
+
+    async def set_context(self, name: str, value: Any) -> None:
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) \
+                or name.startswith("_"):
+            raise ValueError(f"set_context: {name!r} is not a valid variable name (identifiers not starting "
+                             "with '_')")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"set_context({name!r}): the value must be JSON-serialisable ({exc})") from None
+        await self._call("set", {"name": name, "value": value})
+
+    async def clear_context(self) -> None:
+        await self._call("clear", {})
