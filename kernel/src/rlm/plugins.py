@@ -104,6 +104,25 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
+def _check_hook_names(plugin: object) -> None:
+    """A misspelled ``@hookimpl`` (no such hookspec) is an error, not silently ignored."""
+    import difflib
+
+    specs = {name for name in dir(hookspecs) if name.startswith("rlm_")}
+    marker = f"{hookspecs.PROJECT_NAME}_impl"
+    for name in dir(plugin):
+        if name.startswith("_"):
+            continue
+        try:
+            attr = getattr(plugin, name)
+        except Exception:  # noqa: BLE001 - odd attributes are not hooks
+            continue
+        if hasattr(attr, marker) and name not in specs:
+            close = difflib.get_close_matches(name, specs, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(f"@hookimpl {name!r} matches no rlm hookspec{hint}")
+
+
 def load_entry_points(pm: RLMPluginManager, *, strict: bool, disabled: frozenset[str]) -> None:
     """Import and register every ``rlm`` entry point, recording each outcome."""
     seen: set[str] = set()
@@ -124,6 +143,7 @@ def load_entry_points(pm: RLMPluginManager, *, strict: bool, disabled: frozenset
         plugin = None
         try:
             plugin = ep.load()
+            _check_hook_names(plugin)
             pm.register(plugin, name=ep.name)
         except Exception as exc:  # noqa: BLE001 - any import failure of a plugin is recorded
             if plugin is not None and pm.get_plugin(ep.name) is plugin:  # pluggy < 1.7 may half-register

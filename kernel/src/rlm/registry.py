@@ -74,7 +74,12 @@ def _call_per_plugin(pm: RLMPluginManager, hook_name: str, make_register: Callab
                      **kwargs: Any) -> None:
     """Call one register hook implementation at a time, each with its own ``register``."""
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # registration order, as pluggy would call them last-first
+    # tryfirst, plain, trylast; within each, registration order: the kernel's own plugins come first,
+    # so on a clash (non-strict) a built-in name wins over an installed plugin's
+    impls = caller.get_hookimpls()
+    ordered = ([i for i in impls if i.tryfirst] + [i for i in impls if not (i.tryfirst or i.trylast)]
+               + [i for i in impls if i.trylast])
+    for impl in ordered:
         register = make_register(impl.plugin_name)
         args = {"register": register, **kwargs}
         impl.function(**{name: args[name] for name in impl.argnames if name in args})

@@ -29,7 +29,10 @@ def init(*, force: bool = False, path: Path = Path("rlm.toml")) -> int:
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists", fix="edit it, or pass --force to overwrite it")
     body = HEADER + to_toml_comment_block() + _plugin_sections()
-    path.write_text(body, encoding="utf-8")
+    try:
+        path.write_text(body, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror}", fix="check the folder exists and is writable") from exc
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -70,11 +70,9 @@ def run(
     verbose: bool
         Show each step on stderr.
     """
-    from rlm.core import RLM
-    from rlm.errors import RLMError
-    from rlm.progress import ProgressPrinter
-
     from rlm.cli import plugin_manager
+    from rlm.core import RLM
+    from rlm.progress import ProgressPrinter
 
     pm = plugin_manager()
     rlm = RLM(model=model, environment=env, backend=backend, max_depth=max_depth, plugin_manager=pm,
