@@ -416,3 +416,25 @@ def test_a_command_name_taken_twice_warns_unless_strict(rlm_cli, subprocess_site
         "rlm: error: command 'twin' is registered by both plugin 'twin_a' and plugin 'twin_b': "
         "uninstall one of them or block one with RLM_DISABLE_PLUGINS=twin_b"
     ]
+
+
+def test_multi_word_command_names_form_kernel_owned_groups(rlm_cli, subprocess_site):
+    """Two plugins can both add `rlm env <name>`: the kernel owns the group `env`."""
+    for dist, module, sub in (("rlm-grp-a", "grp_a_mod", "alpha"), ("rlm-grp-b", "grp_b_mod", "beta")):
+        subprocess_site.add(dist, {module.removesuffix("_mod"): module}, {module: f"""
+            from rlm import hookimpl
+
+            @hookimpl
+            def rlm_register_commands(register):
+                register("env {sub}", "{module}:run", help="{sub} things")
+
+            def run() -> int:
+                print("ran {sub}")
+                return 0
+            """})
+    top = rlm_cli("--help", plugin_dirs=[subprocess_site.root])
+    assert top.returncode == 0 and "env" in top.stdout and "alpha, beta" in top.stdout
+    assert rlm_cli("env", "beta", plugin_dirs=[subprocess_site.root]).stdout == "ran beta\n"
+    group = rlm_cli("env", "--help", plugin_dirs=[subprocess_site.root])
+    assert group.returncode == 0 and "alpha" in group.stdout and "beta" in group.stdout
+    assert rlm_cli("env", "gamma", plugin_dirs=[subprocess_site.root]).returncode != 0

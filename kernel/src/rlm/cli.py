@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import contextvars
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 
 from rlm import __version__
 from rlm.logging import get_logger
 from rlm.errors import RLMError
 from rlm.plugins import RLMPluginManager, create_plugin_manager
+
+if TYPE_CHECKING:
+    from rlm.registry import Registration
 
 log = get_logger(__name__)
 
@@ -63,20 +67,47 @@ def build_app(pm: RLMPluginManager, argv: Sequence[str] = ()):
 
     commands = collect(pm, "command", strict=strict_from_env())
     if argv and not argv[0].startswith("-"):
-        reg = commands.get(argv[0])
-        if reg is None:
+        words = [w for w in argv if not w.startswith("-")]
+        reg = next((commands[" ".join(words[:n])] for n in range(len(words), 0, -1)
+                    if " ".join(words[:n]) in commands), None)
+        if reg is None and argv[0] not in _groups(commands):
             import difflib
 
-            close = difflib.get_close_matches(argv[0], list(commands), n=1)
+            close = difflib.get_close_matches(argv[0], [n.split()[0] for n in commands], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"unknown command {argv[0]!r}{hint}", fix="run `rlm --help` to see the commands")
-        reg.load()
+        if reg is not None:
+            reg.load()
     app = App(name="rlm", help=HELP, version=__version__, version_flags=["--version"], help_format="plaintext")
+    groups: dict[str, App] = {}
     for reg in commands.values():
         if not isinstance(reg.target, str):
             log.warning("command_not_lazy", command=reg.name, plugin=reg.plugin)
-        app.command(reg.target, name=reg.name, help=reg.description or None)
+        *path, leaf = reg.name.split()
+        parent = app
+        for depth in range(len(path)):  # "env docker": the kernel owns the group "env"
+            key = " ".join(path[: depth + 1])
+            if key not in groups:
+                groups[key] = App(name=path[depth], help=_group_help(key, commands), help_format="plaintext")
+                parent.command(groups[key])
+            parent = groups[key]
+        parent.command(reg.target, name=leaf, help=reg.description or None)
     return app
+
+
+def _groups(commands: Mapping[str, Registration]) -> dict[str, list[str]]:
+    """Command groups formed by multi-word names: ``{"env": ["docker", "wasm"]}``."""
+    groups: dict[str, list[str]] = {}
+    for name in commands:
+        head, _, rest = name.partition(" ")
+        if rest:
+            groups.setdefault(head, []).append(rest)
+    return groups
+
+
+def _group_help(key: str, commands: Mapping[str, Registration]) -> str:
+    subs = sorted(n[len(key) + 1:].split()[0] for n in commands if n.startswith(key + " "))
+    return f"Commands of the installed plugins: {', '.join(subs)}."
 
 
 def top_level_help(pm: RLMPluginManager) -> str:
@@ -89,10 +120,13 @@ def top_level_help(pm: RLMPluginManager) -> str:
     from rlm.plugins import strict_from_env
     from rlm.registry import collect
 
-    commands = sorted(collect(pm, "command", strict=strict_from_env()).values(), key=lambda r: r.name)
-    width = max([len(r.name) for r in commands] + [len("--help, -h")]) + 3
+    registered = collect(pm, "command", strict=strict_from_env())
+    rows = {r.name: r.description for r in registered.values() if " " not in r.name}
+    for head, subs in _groups(registered).items():
+        rows.setdefault(head, f"{', '.join(sorted(subs))} (run `rlm {head} --help`)")
+    width = max([len(name) for name in rows] + [len("--help, -h")]) + 3
     lines = ["Usage: rlm COMMAND [ARGS]", "", HELP.replace("`", ""), "", "Commands:"]
-    lines += [f"  {r.name.ljust(width)}{r.description}" for r in commands]
+    lines += [f"  {name.ljust(width)}{rows[name]}" for name in sorted(rows)]
     lines += ["", "Options:", f"  {'--help, -h'.ljust(width)}Show this message and exit.",
               f"  {'--version'.ljust(width)}Show the version and exit.", "",
               "Run `rlm COMMAND --help` for the options of a command."]
@@ -134,4 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:  # pragma: no cover - console script shim
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `rlm ... | head`: the reader left; that is not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)

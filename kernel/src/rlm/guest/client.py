@@ -1,0 +1,349 @@
+"""Host side of the guest REPL protocol: :class:`GuestClient`.
+
+A :class:`GuestClient` drives one :mod:`rlm.guest.repl_server` over any pair of
+async line streams -- an object with ``async readline() -> bytes`` (``b""`` at
+end of stream) and one with ``write(bytes)`` + ``async drain()``;
+:class:`asyncio.StreamReader`/:class:`asyncio.StreamWriter` fit (give the
+reader a ``limit`` of a few MiB: one reply holds a whole execution's output).
+Docker attaches it to the container's stdin/stdout, WebAssembly to its
+instance's stdin FIFO and stdout callback.
+
+The protocol (see :mod:`rlm.guest.repl_server` for every field):
+
+1. :meth:`GuestClient.start` sends ``{"op": "init", "nonce", ...}`` and waits
+   for ``{"op": "ready"}`` carrying that nonce.
+2. Each request is ``{"id": n, "op": "exec"|"context"|"get"|"set"|"clear"|"ping",
+   ...}`` with a fresh integer ``n``; the guest answers ``{"nonce", "id": n,
+   "op": "done", ...}``.  Only lines carrying this session's nonce *and* the
+   current request's id count: anything else (not JSON, another nonce, a stale
+   id, an unknown op) is logged and skipped.
+3. Meanwhile the guest may send ``{"nonce", "id": n, "op": "llm_query", "seq",
+   "prompt"}`` or ``{..., "op": "llm_query_batched", "seq", "prompts"}``; the
+   client awaits the :class:`rlm.environment.HostCallbacks` and writes
+   ``{"op": "reply", "seq", "ok": true, "value"}`` or ``{"op": "reply", "seq",
+   "ok": false, "error"}``.  The request's timeout keeps counting while it
+   waits for the host.
+
+When a request outlives its timeout the client calls the ``interrupt``
+coroutine it was given (Docker sends ``SIGINT``), waits ``grace`` seconds for
+the ``done`` and raises :class:`GuestTimeout` -- with ``recovered=True`` and the
+interrupted execution's :class:`~rlm.types.REPLResult` when the guest survived,
+``recovered=False`` when the caller must kill and restart it.  The end of the
+stream raises :class:`GuestClosed`; ``{"fault"}`` replies raise
+:class:`GuestFault`.  These are internal signals for environments, which turn
+them into results or :class:`rlm.errors.SandboxError`.
+
+One request at a time; the client holds no loop-bound state, so it works from
+whichever event loop calls it (as long as its streams do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from rlm.environment import HostCallbacks
+from rlm.logging import get_logger
+from rlm.types import FinalSignal, REPLResult
+
+log = get_logger(__name__)
+
+CALLBACK_OPS = ("llm_query", "llm_query_batched")
+Interrupt = Callable[[], Awaitable[None]]
+
+
+class LineReader(Protocol):
+    async def readline(self) -> bytes: ...
+
+
+class LineWriter(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+class GuestError(Exception):
+    """Base of the client's internal signals."""
+
+
+class GuestClosed(GuestError):
+    """The guest's stream ended or broke (the process or sandbox is gone)."""
+
+
+class GuestFault(GuestError):
+    """The guest could not serve a request (``{"fault"}`` reply): a bug or a bad request."""
+
+
+class GuestTimeout(GuestError):
+    """A request outlived its timeout.
+
+    ``recovered`` is True when the guest answered after the interrupt (its
+    state is intact; ``result`` is the interrupted execution's result with a
+    timeout error); False when the caller must kill and restart the guest.
+    """
+
+    def __init__(self, timeout: float, *, recovered: bool = False, result: REPLResult | None = None) -> None:
+        super().__init__(f"no answer within {timeout:g}s")
+        self.timeout = timeout
+        self.recovered = recovered
+        self.result = result
+
+
+def timeout_message(timeout: float, *, state_kept: bool) -> str:
+    """The error text of an execution stopped at its wall-clock limit."""
+    if state_kept:
+        after = "was interrupted; the variables defined before are kept"
+    else:
+        after = "was stopped; the session was restarted: variables, functions and imports defined before are gone"
+    return (f"TimeoutError: the execution exceeded the {timeout:g}s wall-clock limit and {after}. "
+            "Make the code faster or split the work into smaller steps.")
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def result_from_reply(reply: dict[str, Any], *, execution_time_ms: float) -> REPLResult:
+    """The :class:`REPLResult` of an ``exec`` reply (fields checked: the guest is untrusted)."""
+    final = reply.get("final")
+    signal = None
+    if isinstance(final, dict) and final.get("kind") in ("final", "final_var"):
+        signal = FinalSignal(kind=final["kind"], value=str(final.get("value", "")),
+                             variable=_opt_str(final.get("variable")))
+    peak = reply.get("memory_peak_bytes")
+    return REPLResult(
+        output=str(reply.get("output") or ""),
+        error=_opt_str(reply.get("error")),
+        value=_opt_str(reply.get("value")),
+        execution_time_ms=round(execution_time_ms, 3),
+        truncated=bool(reply.get("truncated")),
+        memory_peak_bytes=peak if isinstance(peak, int) and not isinstance(peak, bool) else None,
+        cpu_time_ms=_opt_float(reply.get("cpu_time_ms")),
+        final=signal,
+    )
+
+
+class GuestClient:
+    """Drives one guest REPL server over a line reader/writer pair."""
+
+    def __init__(self, reader: LineReader, writer: LineWriter, *, callbacks: HostCallbacks | None = None,
+                 nonce: str | None = None, name: str = "guest") -> None:
+        self.reader = reader
+        self.writer = writer
+        self.callbacks = callbacks
+        self.nonce = nonce or secrets.token_hex(16)
+        self.name = name
+        self.ready: dict[str, Any] | None = None
+        self._next_id = 0
+        self._busy = False
+        #: Lines skipped since the start (not JSON, wrong nonce, stale id...).
+        self.ignored_lines = 0
+
+    # --- streams ------------------------------------------------------------------------------
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        data = (json.dumps(message) + "\n").encode("ascii")
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (OSError, RuntimeError) as exc:  # broken pipe, reset, closed transport
+            raise GuestClosed(f"cannot write to the {self.name}: {exc}") from exc
+
+    def _ignore(self, reason: str, line: bytes | str) -> None:
+        self.ignored_lines += 1
+        log.warning("guest_line_ignored", guest=self.name, reason=reason, line=str(line[:200]))
+
+    async def _next_message(self) -> dict[str, Any]:
+        """The next line of this session (right nonce), parsed; GuestClosed at end of stream."""
+        while True:
+            try:
+                line = await self.reader.readline()
+            except (asyncio.LimitOverrunError, ValueError) as exc:
+                raise GuestClosed(f"the {self.name} sent a line longer than the reader accepts: {exc}") from exc
+            except (OSError, EOFError) as exc:
+                raise GuestClosed(f"cannot read from the {self.name}: {exc}") from exc
+            if not line:
+                raise GuestClosed(f"the {self.name} closed its output (it exited or was killed)")
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                self._ignore("not_json", line)
+                continue
+            if not isinstance(message, dict):
+                self._ignore("not_an_object", line)
+                continue
+            if message.get("nonce") != self.nonce:
+                self._ignore("wrong_nonce", line)
+                continue
+            return message
+
+    # --- handshake ----------------------------------------------------------------------------
+
+    async def start(self, *, timeout: float = 30.0, output_limit: int = 100_000, memory_limit_mb: int | None = None,
+                    workdir: str | None = None, **extra: Any) -> dict[str, Any]:
+        """Send ``init`` and wait for ``ready``; returns the ready message."""
+        init = {"op": "init", "nonce": self.nonce, "output_limit": int(output_limit),
+                "has_callbacks": self.callbacks is not None, "memory_limit_mb": memory_limit_mb,
+                "workdir": workdir, **extra}
+
+        async def handshake() -> dict[str, Any]:
+            await self._send(init)
+            while True:
+                message = await self._next_message()
+                if message.get("op") == "ready":
+                    return message
+                self._ignore("not_ready", json.dumps(message))
+
+        try:
+            self.ready = await asyncio.wait_for(handshake(), timeout)
+        except TimeoutError:
+            raise GuestTimeout(timeout) from None
+        return self.ready
+
+    # --- requests -----------------------------------------------------------------------------
+
+    async def _service(self, message: dict[str, Any]) -> dict[str, Any]:
+        op, seq = message.get("op"), message.get("seq")
+        callbacks = self.callbacks
+        if callbacks is None:
+            return {"op": "reply", "seq": seq, "ok": False,
+                    "error": f"{op} is not available: this session has no host callbacks"}
+        try:
+            if op == "llm_query":
+                value: Any = str(await callbacks.llm_query(str(message.get("prompt", ""))))
+            else:
+                prompts = message.get("prompts")
+                if not isinstance(prompts, list):
+                    raise TypeError("llm_query_batched needs a list of prompts")
+                prompts = [str(p) for p in prompts]
+                value = [str(v) for v in await callbacks.llm_query_batched(prompts)]
+                if len(value) != len(prompts):
+                    raise RuntimeError(f"the host returned {len(value)} answers for {len(prompts)} prompts")
+        except Exception as exc:  # noqa: BLE001 - reported inside the user's code, which may handle it
+            log.info("guest_callback_failed", guest=self.name, op=op, error=str(exc))
+            return {"op": "reply", "seq": seq, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"op": "reply", "seq": seq, "ok": True, "value": value}
+
+    async def _await_done(self, request_id: int, *, answer_callbacks: bool) -> dict[str, Any]:
+        while True:
+            message = await self._next_message()
+            if message.get("id") != request_id:
+                self._ignore("unmatched_id", json.dumps(message)[:200])
+                continue
+            op = message.get("op")
+            if op == "done":
+                return message
+            if op in CALLBACK_OPS:
+                if answer_callbacks:
+                    reply = await self._service(message)
+                else:
+                    reply = {"op": "reply", "seq": message.get("seq"), "ok": False,
+                             "error": "the execution timed out"}
+                reply["id"] = request_id
+                await self._send(reply)
+                continue
+            self._ignore("unknown_op", json.dumps(message)[:200])
+
+    async def request(self, op: str, fields: dict[str, Any] | None = None, *, timeout: float,
+                      interrupt: Interrupt | None = None, grace: float = 2.0) -> dict[str, Any]:
+        """Send one request and return its ``done`` reply (callbacks serviced meanwhile).
+
+        Raises :class:`GuestTimeout` (after ``interrupt`` and ``grace`` when given),
+        :class:`GuestClosed` or :class:`GuestFault`.
+        """
+        if self._busy:
+            raise RuntimeError("GuestClient serves one request at a time")
+        self._busy = True
+        try:
+            self._next_id += 1
+            request_id = self._next_id
+            await self._send({**(fields or {}), "id": request_id, "op": op})
+            try:
+                reply = await asyncio.wait_for(self._await_done(request_id, answer_callbacks=True), timeout)
+            except TimeoutError:
+                reply = await self._after_timeout(request_id, timeout, interrupt, grace)
+                raise GuestTimeout(timeout, recovered=reply is not None,
+                                   result=None if reply is None else _interrupted(reply, timeout)) from None
+        finally:
+            self._busy = False
+        if reply.get("fault"):
+            raise GuestFault(str(reply["fault"]))
+        return reply
+
+    async def _after_timeout(self, request_id: int, timeout: float, interrupt: Interrupt | None,
+                             grace: float) -> dict[str, Any] | None:
+        log.info("guest_request_timeout", guest=self.name, timeout=timeout, interrupt=interrupt is not None)
+        if interrupt is None:
+            return None
+        try:
+            await interrupt()
+            return await asyncio.wait_for(self._await_done(request_id, answer_callbacks=False), grace)
+        except (TimeoutError, GuestError) as exc:
+            log.info("guest_interrupt_failed", guest=self.name, error=type(exc).__name__)
+            return None
+        except Exception as exc:  # noqa: BLE001 - the interrupt itself failed: kill and restart instead
+            log.warning("guest_interrupt_error", guest=self.name, error=str(exc))
+            return None
+
+    async def execute(self, code: str, *, timeout: float, interrupt: Interrupt | None = None, grace: float = 2.0,
+                      output_limit: int | None = None, cpu_limit_s: float | None = None) -> REPLResult:
+        """Run ``code`` in the guest; its :class:`REPLResult` (user errors in ``error``)."""
+        fields: dict[str, Any] = {"code": code}
+        if output_limit:
+            fields["output_limit"] = int(output_limit)
+        if cpu_limit_s:
+            fields["cpu_limit_s"] = float(cpu_limit_s)
+        started = time.perf_counter()
+        try:
+            reply = await self.request("exec", fields, timeout=timeout, interrupt=interrupt, grace=grace)
+        except GuestTimeout as exc:
+            if exc.result is not None:
+                exc.result = REPLResult(
+                    output=exc.result.output, truncated=exc.result.truncated, error=exc.result.error,
+                    execution_time_ms=round((time.perf_counter() - started) * 1000, 3),
+                    cpu_time_ms=exc.result.cpu_time_ms, memory_peak_bytes=exc.result.memory_peak_bytes)
+            raise
+        return result_from_reply(reply, execution_time_ms=(time.perf_counter() - started) * 1000)
+
+    async def context(self, *, timeout: float) -> dict[str, str]:
+        """The user's variables: name -> short repr."""
+        reply = await self.request("context", timeout=timeout)
+        context = reply.get("context")
+        return {str(k): str(v) for k, v in context.items()} if isinstance(context, dict) else {}
+
+    async def get(self, name: str, *, timeout: float) -> Any:
+        """A variable's value (JSON) or repr; ``KeyError`` naming it when absent."""
+        reply = await self.request("get", {"name": name}, timeout=timeout)
+        if not reply.get("found"):
+            raise KeyError(f"no variable named {name!r} in the REPL")
+        if "json" in reply:
+            return json.loads(str(reply["json"]))
+        return _opt_str(reply.get("repr"))
+
+    async def set(self, name: str, value: Any, *, timeout: float) -> None:
+        """Bind ``name`` to a JSON value."""
+        await self.request("set", {"name": name, "value": value}, timeout=timeout)
+
+    async def clear(self, *, timeout: float) -> None:
+        """Delete every user variable."""
+        await self.request("clear", timeout=timeout)
+
+    async def ping(self, *, timeout: float) -> dict[str, Any]:
+        return await self.request("ping", timeout=timeout)
+
+
+def _interrupted(reply: dict[str, Any], timeout: float) -> REPLResult:
+    result = result_from_reply(reply, execution_time_ms=0.0)
+    return REPLResult(output=result.output, truncated=result.truncated,
+                      error=timeout_message(timeout, state_kept=True),
+                      cpu_time_ms=result.cpu_time_ms, memory_peak_bytes=result.memory_peak_bytes)
