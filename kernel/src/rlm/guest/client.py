@@ -142,7 +142,6 @@ class GuestClient:
         self.nonce = nonce or secrets.token_hex(16)
         self.name = name
         self.ready: dict[str, Any] | None = None
-        self._next_id = 0
         self._busy = False
         #: Lines skipped since the start (not JSON, wrong nonce, stale id...).
         self.ignored_lines = 0
@@ -265,8 +264,8 @@ class GuestClient:
             raise RuntimeError("GuestClient serves one request at a time")
         self._busy = True
         try:
-            self._next_id += 1
-            request_id = self._next_id
+            # random ids: guest code that learns the nonce still cannot pre-answer later requests
+            request_id = secrets.randbits(62)
             await self._send({**(fields or {}), "id": request_id, "op": op})
             try:
                 reply = await asyncio.wait_for(self._await_done(request_id, answer_callbacks=True), timeout)

@@ -42,7 +42,7 @@ cell with notebook semantics in the persistent namespace (a module named
 ``__main__``): a trailing expression's value is shown as its ``repr``.
 Reply: ``{"output": str, "truncated": bool, "value": str|null,
 "error": str|null, "final": {"kind": "final"|"final_var", "value": str,
-"variable": str|null}|null, "cpu_time_ms": float,
+"variable": str|null}|null, "cpu_time_ms": float|null,
 "memory_peak_bytes": int|null}``.  ``output`` is everything printed (stdout
 and stderr interleaved), cut at ``output_limit`` characters (``truncated``
 says so); ``error`` is the traceback restricted to the user's frames
@@ -461,7 +461,8 @@ class Session:
             "value": self.value,
             "error": error,
             "final": self.final,
-            "cpu_time_ms": round((time.process_time() - cpu_start) * 1000, 3),
+            # without ``resource`` (WASI) process_time() is an emulation that reports nonsense
+            "cpu_time_ms": round((time.process_time() - cpu_start) * 1000, 3) if resource is not None else None,
             "memory_peak_bytes": _peak_memory(),
         }
 

@@ -1,0 +1,215 @@
+"""The Anthropic backend: the Messages API through the official ``anthropic`` SDK.
+
+Model strings may carry the ``anthropic/`` prefix rlm routes by; it is
+stripped before sending.  ``base_url`` (``[rlm] api_base``) points the SDK
+at an Anthropic-compatible server, which gets a placeholder key when none is
+set.  The SDK's own retries are off: :mod:`.retry` retries 429/5xx/529,
+timeouts and connection failures with backoff, jitter and ``Retry-After``.
+SDK exceptions are turned into :mod:`rlm.errors` by :mod:`.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEvent
+from rlm.errors import BackendError, NoProvidersConfigured, PluginError, ProviderUnavailableError
+from rlm.logging import get_logger
+
+from rlm_backend_anthropic import convert
+from rlm_backend_anthropic.errors import classify
+from rlm_backend_anthropic.options import AnthropicOptions
+from rlm.retry import RetryPolicy, call_with_retries, give_up
+
+log = get_logger(__name__)
+
+PREFIX = "anthropic/"
+KEY_ENV = "ANTHROPIC_API_KEY"
+BASE_URL_ENV = "ANTHROPIC_BASE_URL"
+SDK_REQUIREMENT = "anthropic>=2,<3"
+INSTALL_HINT = f"pip install '{SDK_REQUIREMENT}'  (or: pip install rlm-backend-anthropic)"
+NO_KEY_MESSAGE = "No providers configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY"
+#: Sent as the key to a custom base_url when no key is set.
+PLACEHOLDER_KEY = "sk-ant-no-key-required"
+
+
+def require_sdk() -> None:
+    """Raise a PluginError naming the pip command when the anthropic SDK is not installed."""
+    try:
+        found = importlib.util.find_spec("anthropic") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise PluginError("the anthropic backend needs the anthropic SDK, which is not installed", fix=INSTALL_HINT)
+
+
+def import_sdk() -> Any:
+    """The ``anthropic`` module (imported on first use: it takes a while)."""
+    try:
+        return importlib.import_module("anthropic")
+    except ImportError as exc:
+        raise PluginError(f"the anthropic SDK cannot be imported ({exc})", fix=INSTALL_HINT) from exc
+
+
+def model_id(model: str) -> str:
+    """The model as Anthropic names it: without rlm's ``anthropic/`` routing prefix."""
+    return model.removeprefix(PREFIX)
+
+
+class AnthropicBackend:
+    """:class:`rlm.backend.Backend` for Anthropic's Messages API.
+
+    Constructing it does no I/O and does not import the SDK; the client is
+    made on the first call and closed by :meth:`aclose`.
+    """
+
+    name = "anthropic"
+
+    def __init__(self, *, settings: BackendSettings | None = None) -> None:
+        require_sdk()
+        self.settings = settings or BackendSettings()
+        options = self.settings.options
+        self.options = options if isinstance(options, AnthropicOptions) else AnthropicOptions()
+        self.policy = RetryPolicy(
+            max_retries=max(0, self.settings.max_retries),
+            base_delay=self.options.retry_base_delay,
+            max_delay=self.options.retry_max_delay,
+        )
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    # --- configuration -----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str | None:
+        return self.settings.base_url or os.environ.get(BASE_URL_ENV) or None
+
+    def api_key(self) -> str:
+        """The key to send: settings, then $ANTHROPIC_API_KEY, then a placeholder for a custom base_url."""
+        key = self.settings.api_key or os.environ.get(KEY_ENV)
+        if key:
+            return key
+        if self.base_url:
+            return PLACEHOLDER_KEY
+        raise NoProvidersConfigured(
+            NO_KEY_MESSAGE,
+            fix=f"export {KEY_ENV}=sk-ant-... for Anthropic models, or set api_base to an Anthropic-compatible "
+            "server",
+        )
+
+    def client(self) -> Any:
+        """The SDK client, made on first use with the SDK's retries off.
+
+        A client made under another event loop (a second ``asyncio.run``) is
+        replaced: its connections belong to that loop.
+        """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._client is not None and loop is not None and self._client_loop not in (None, loop):
+            log.debug("client_replaced", reason="new event loop")
+            self._client = None
+        if self._client is None:
+            self._client_loop = loop
+            anthropic = import_sdk()
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self.api_key(),
+                base_url=self.base_url,
+                timeout=self.settings.timeout,
+                max_retries=0,
+            )
+        return self._client
+
+    # --- the Backend protocol ----------------------------------------------------------------
+
+    def capabilities(self, model: str) -> BackendCapabilities:
+        return BackendCapabilities(
+            native_tools=True,
+            json_schema=True,
+            vision=True,
+            audio=False,
+            preferred_protocol="tools",
+        )
+
+    def _prepare(self, request: LLMRequest) -> tuple[convert.Prepared, float]:
+        model = model_id(request.model)
+        max_tokens = request.max_tokens or self.options.default_max_tokens or convert.default_max_tokens(model)
+        prepared = convert.request_params(
+            request, model=model, max_tokens=max_tokens, structured_output=self.options.structured_output
+        )
+        timeout = request.timeout if request.timeout is not None else self.settings.timeout
+        prepared.params["timeout"] = timeout
+        return prepared, timeout
+
+    def _classify(self, model: str, timeout: float) -> Any:
+        def classify_exc(exc: BaseException) -> Any:
+            return classify(exc, model=model, base_url=self.settings.base_url, timeout=timeout)
+
+        return classify_exc
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        prepared, timeout = self._prepare(request)
+        client = self.client()
+        params = prepared.params
+
+        async def attempt() -> Any:
+            return await client.messages.create(**params)
+
+        message = await call_with_retries(
+            attempt, self._classify(params["model"], timeout), self.policy, provider=self.name
+        )
+        try:
+            return convert.from_anthropic_message(message, model=params["model"], output_tool=prepared.output_tool)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ProviderUnavailableError(
+                f"{self.name} sent a message that could not be read: {exc}",
+                fix="try again; if it persists, check that api_base points at an Anthropic-compatible server",
+            ) from exc
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+        prepared, timeout = self._prepare(request)
+        client = self.client()
+        params = dict(prepared.params, stream=True)
+        classify_exc = self._classify(params["model"], timeout)
+        retry = 0
+        while True:
+            yielded = False
+            try:
+                stream = await client.messages.create(**params)
+                assembler = convert.StreamAssembler(model=params["model"], output_tool=prepared.output_tool)
+                try:
+                    async for event in stream:
+                        for out in assembler.feed(event):
+                            yielded = True
+                            yield out
+                finally:
+                    await stream.close()
+                for out in assembler.finish():
+                    yield out
+                return
+            except BackendError:
+                raise
+            except Exception as exc:
+                failure = classify_exc(exc)
+                if failure is None:
+                    raise
+                wait = self.policy.delay(retry, failure.retry_after) if failure.retryable and not yielded else None
+                if wait is None:
+                    raise give_up(failure, retry + 1) from exc
+                log.info("retrying", provider=self.name, attempt=retry + 1, delay=round(wait, 3), stream=True)
+                await asyncio.sleep(wait)
+                retry += 1
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.close()
+            except RuntimeError:  # made under an event loop that is gone
+                pass

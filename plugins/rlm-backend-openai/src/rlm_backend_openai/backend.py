@@ -1,0 +1,224 @@
+"""The OpenAI backend: Chat Completions through the official ``openai`` SDK.
+
+Model strings may carry the ``openai/`` prefix rlm routes by; it is stripped
+before sending.  ``base_url`` (``[rlm] api_base``) points the SDK at any
+OpenAI-compatible server; such a server needs no key, so a placeholder is
+sent when none is set.  The SDK's own retries are off: :mod:`.retry` retries
+429/5xx/connection failures with backoff, jitter and ``Retry-After``.  SDK
+exceptions are turned into :mod:`rlm.errors` by :mod:`.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import os
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEvent
+from rlm.errors import BackendError, NoProvidersConfigured, PluginError, ProviderUnavailableError
+from rlm.logging import get_logger
+
+from rlm import openai_format as convert
+from rlm_backend_openai.errors import classify
+from rlm_backend_openai.options import OpenAIOptions
+from rlm.retry import RetryPolicy, call_with_retries, give_up
+
+log = get_logger(__name__)
+
+PREFIX = "openai/"
+KEY_ENV = "OPENAI_API_KEY"
+BASE_URL_ENV = "OPENAI_BASE_URL"
+SDK_REQUIREMENT = "openai>=2,<4"
+INSTALL_HINT = f"pip install '{SDK_REQUIREMENT}'  (or: pip install rlm-backend-openai)"
+NO_KEY_MESSAGE = "No providers configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY"
+#: Sent as the key to a custom base_url when no key is set (local servers ignore it).
+PLACEHOLDER_KEY = "sk-no-key-required"
+
+_TEXT_ONLY = re.compile(r"^(gpt-3\.5|gpt-4(-\d{4})?$|gpt-4-32k|o1-mini|o1-preview|o3-mini|text-|davinci|babbage)")
+_NO_JSON_SCHEMA = re.compile(r"^(gpt-3\.5|gpt-4(-\d{4})?$|gpt-4-32k|gpt-4-turbo|o1-mini|o1-preview)")
+
+
+def require_sdk() -> None:
+    """Raise a PluginError naming the pip command when the openai SDK is not installed."""
+    try:
+        found = importlib.util.find_spec("openai") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise PluginError("the openai backend needs the openai SDK, which is not installed", fix=INSTALL_HINT)
+
+
+def import_sdk() -> Any:
+    """The ``openai`` module (imported on first use: it takes a while)."""
+    try:
+        return importlib.import_module("openai")
+    except ImportError as exc:
+        raise PluginError(f"the openai SDK cannot be imported ({exc})", fix=INSTALL_HINT) from exc
+
+
+def model_id(model: str) -> str:
+    """The model as OpenAI names it: without rlm's ``openai/`` routing prefix."""
+    return model.removeprefix(PREFIX)
+
+
+class OpenAIBackend:
+    """:class:`rlm.backend.Backend` for OpenAI and OpenAI-compatible servers.
+
+    Constructing it does no I/O and does not import the SDK; the client is
+    made on the first call and closed by :meth:`aclose`.
+    """
+
+    name = "openai"
+
+    def __init__(self, *, settings: BackendSettings | None = None) -> None:
+        require_sdk()
+        self.settings = settings or BackendSettings()
+        options = self.settings.options
+        self.options = options if isinstance(options, OpenAIOptions) else OpenAIOptions()
+        self.policy = RetryPolicy(
+            max_retries=max(0, self.settings.max_retries),
+            base_delay=self.options.retry_base_delay,
+            max_delay=self.options.retry_max_delay,
+        )
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    # --- configuration -----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str | None:
+        return self.settings.base_url or os.environ.get(BASE_URL_ENV) or None
+
+    def api_key(self) -> str:
+        """The key to send: settings, then $OPENAI_API_KEY, then a placeholder for a custom base_url."""
+        key = self.settings.api_key or os.environ.get(KEY_ENV)
+        if key:
+            return key
+        if self.base_url:
+            return PLACEHOLDER_KEY
+        raise NoProvidersConfigured(
+            NO_KEY_MESSAGE,
+            fix=f"export {KEY_ENV}=sk-... for OpenAI models, or set api_base to a local OpenAI-compatible "
+            "server (which needs no key)",
+        )
+
+    def max_tokens_param(self) -> str:
+        choice = self.options.max_tokens_param
+        if choice != "auto":
+            return choice
+        return "max_tokens" if self.base_url else "max_completion_tokens"
+
+    def client(self) -> Any:
+        """The SDK client, made on first use with the SDK's retries off.
+
+        A client made under another event loop (a second ``asyncio.run``) is
+        replaced: its connections belong to that loop.
+        """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._client is not None and loop is not None and self._client_loop not in (None, loop):
+            log.debug("client_replaced", reason="new event loop")
+            self._client = None
+        if self._client is None:
+            self._client_loop = loop
+            openai = import_sdk()
+            self._client = openai.AsyncOpenAI(
+                api_key=self.api_key(),
+                base_url=self.base_url,
+                organization=self.options.organization,
+                project=self.options.project,
+                timeout=self.settings.timeout,
+                max_retries=0,
+            )
+        return self._client
+
+    # --- the Backend protocol ----------------------------------------------------------------
+
+    def capabilities(self, model: str) -> BackendCapabilities:
+        name = model_id(model).lower()
+        return BackendCapabilities(
+            native_tools=True,
+            json_schema=not _NO_JSON_SCHEMA.match(name),
+            vision=not _TEXT_ONLY.match(name) and "audio" not in name,
+            audio="audio" in name,
+            preferred_protocol="tools",
+        )
+
+    def _params(self, request: LLMRequest) -> dict[str, Any]:
+        params = convert.request_params(request, max_tokens_param=self.max_tokens_param())
+        if request.max_tokens is None and self.options.default_max_tokens is not None:
+            params[self.max_tokens_param()] = self.options.default_max_tokens
+        params["model"] = model_id(request.model)
+        params["timeout"] = request.timeout if request.timeout is not None else self.settings.timeout
+        return params
+
+    def _classify(self, params: dict[str, Any]) -> Any:
+        def classify_exc(exc: BaseException) -> Any:
+            return classify(exc, model=params["model"], base_url=self.settings.base_url, timeout=params["timeout"])
+
+        return classify_exc
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        client = self.client()
+        params = self._params(request)
+
+        async def attempt() -> Any:
+            return await client.chat.completions.create(**params)
+
+        completion = await call_with_retries(attempt, self._classify(params), self.policy, provider=self.name)
+        try:
+            return convert.from_openai_completion(completion, model=params["model"])
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ProviderUnavailableError(
+                f"{self.name} sent a completion that could not be read: {exc}",
+                fix="try again; if it persists, check that api_base points at an OpenAI-compatible server",
+            ) from exc
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+        client = self.client()
+        params = self._params(request)
+        params["stream"] = True
+        params["stream_options"] = {"include_usage": True}
+        classify_exc = self._classify(params)
+        retry = 0
+        while True:
+            yielded = False
+            try:
+                stream = await client.chat.completions.create(**params)
+                assembler = convert.StreamAssembler(model=params["model"])
+                try:
+                    async for chunk in stream:
+                        for event in assembler.feed(chunk):
+                            yielded = True
+                            yield event
+                finally:
+                    await stream.close()
+                for event in assembler.finish():
+                    yield event
+                return
+            except BackendError:
+                raise
+            except Exception as exc:
+                failure = classify_exc(exc)
+                if failure is None:
+                    raise
+                wait = self.policy.delay(retry, failure.retry_after) if failure.retryable and not yielded else None
+                if wait is None:
+                    raise give_up(failure, retry + 1) from exc
+                log.info("retrying", provider=self.name, attempt=retry + 1, delay=round(wait, 3), stream=True)
+                await asyncio.sleep(wait)
+                retry += 1
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.close()
+            except RuntimeError:  # made under an event loop that is gone
+                pass

@@ -1,0 +1,13 @@
+"""The shared Environment conformance suite, run against the wasm environment."""
+
+from __future__ import annotations
+
+from rlm_env_wasm.session import WasmEnvironment
+from rlm_testing.environment_suite import EnvironmentConformance
+
+
+class TestWasmConformance(EnvironmentConformance):
+    supports_memory_limit = True
+
+    def make_environment(self, settings, callbacks):
+        return WasmEnvironment(settings=settings, callbacks=callbacks)
