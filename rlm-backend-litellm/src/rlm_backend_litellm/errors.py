@@ -18,76 +18,18 @@ class names.
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from rlm.errors import (
-    AuthenticationError,
-    BackendError,
-    ContextTooLongError,
-    ModelNotFoundError,
-    ProviderUnavailableError,
-    RateLimitError,
-)
+from rlm.errors import BackendError, ContextTooLongError, ProviderUnavailableError
+from rlm.provider_errors import error_code, error_message, from_status, headers_of, is_transport_error, mro_names
 
 from rlm.retry import Failure, parse_retry_after
-
-_CONTEXT_WORDS = re.compile(
-    r"context[_ ]length|context window|maximum context|too many tokens|prompt is too long|reduce the length",
-    re.IGNORECASE,
-)
-
-
-def _headers(exc: BaseException) -> Any:
-    response = getattr(exc, "response", None)
-    return getattr(response, "headers", None)
-
 
 _LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*|\w+(?:Error|Exception)(?::|\s+-)\s*|\w+Exception\s+-\s*)+")
 
 
 def _message(exc: BaseException) -> str:
     """The provider's words, without litellm's ``litellm.RateLimitError: RateLimitError: OpenAIException -``."""
-    return _LITELLM_PREFIX.sub("", _raw_message(exc)).strip() or type(exc).__name__
-
-
-def _raw_message(exc: BaseException) -> str:
-    """The provider's own words (from the error body when there is one), without a final period."""
-    text = ""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            text = inner["message"]
-    if not text:
-        message = getattr(exc, "message", None)
-        text = str(message if isinstance(message, str) and message else exc)
-    return text.strip().rstrip(".").strip() or type(exc).__name__
-
-
-def _code(exc: BaseException) -> str:
-    code = getattr(exc, "code", None)
-    if code:
-        return str(code)
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
-        if isinstance(inner, dict) and inner.get("code"):
-            return str(inner["code"])
-    return ""
-
-
-def _mro_names(exc: BaseException) -> set[str]:
-    return {cls.__name__ for cls in type(exc).__mro__}
-
-
-_TRANSPORT_MODULES = ("httpx", "httpcore", "httpx2", "httpcore2", "aiohttp", "h11", "anyio")
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    """An HTTP-library error raised while reading a response (a stream cut short, a read timeout)."""
-    if "HTTPStatusError" in _mro_names(exc):  # an error status, not a transport failure
-        return False
-    return type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES or isinstance(exc, (ConnectionError, EOFError))
+    return _LITELLM_PREFIX.sub("", error_message(exc)).strip() or type(exc).__name__
 
 
 def _underlying(exc: BaseException) -> BaseException | None:
@@ -96,8 +38,8 @@ def _underlying(exc: BaseException) -> BaseException | None:
     cause = exc.__cause__ or exc.__context__
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        names = _mro_names(cause)
-        if names & {"APIConnectionError", "APITimeoutError", "JSONDecodeError"} or _is_transport_error(cause):
+        names = mro_names(cause)
+        if names & {"APIConnectionError", "APITimeoutError", "JSONDecodeError"} or is_transport_error(cause):
             return cause
         cause = cause.__cause__ or cause.__context__
     return None
@@ -113,12 +55,12 @@ def classify(
     timeout: float | None = None,
 ) -> Failure | None:
     """The rlm error for an SDK exception, or None when ``exc`` is not a provider failure."""
-    names = _mro_names(exc)
+    names = mro_names(exc)
     where = f" at {base_url}" if base_url else ""
     status = getattr(exc, "status_code", None)
     if not isinstance(status, int) or isinstance(status, bool):
         status = None
-    headers = _headers(exc)
+    headers = headers_of(exc)
     retry_after = parse_retry_after(headers)
     should_retry = headers.get("x-should-retry") if headers is not None else None
     message = _message(exc)
@@ -126,14 +68,14 @@ def classify(
     underlying = _underlying(exc) if status in (None, 500) else None
     if underlying is not None:
         # litellm reports a dropped connection or an unreadable body as a 500 of its own
-        names, status, message = _mro_names(underlying), None, _message(underlying)
+        names, status, message = mro_names(underlying), None, _message(underlying)
         if isinstance(underlying, ValueError):
             error = ProviderUnavailableError(
                 f"{provider}{where} sent a response that is not valid JSON: {message}",
                 fix="try again; if it persists, check that api_base points at an OpenAI-compatible server",
             )
             return Failure(error=error, retryable=False)
-    transport = _is_transport_error(exc) or (underlying is not None and _is_transport_error(underlying))
+    transport = is_transport_error(exc) or (underlying is not None and is_transport_error(underlying))
     timed_out = "APITimeoutError" in names or "Timeout" in names
     if timed_out or (transport and ("TimeoutException" in names or isinstance(exc, TimeoutError))):
         within = f" within the {timeout:g}s timeout" if timeout else " in time"
@@ -154,7 +96,7 @@ def classify(
             fix="shorten the prompt or context, or use a model with a larger context window",
         ))
     elif status is not None:
-        failure = _from_status(status, message, _code(exc), model=model, provider=provider, key_env=key_env,
+        failure = _from_status(status, message, error_code(exc), model=model, provider=provider, key_env=key_env,
                                where=where, retry_after=retry_after)
     elif "APIResponseValidationError" in names or "OpenAIError" in names or "APIError" in names:
         error = ProviderUnavailableError(
@@ -177,54 +119,13 @@ def classify(
     return failure
 
 
-def _from_status(
-    status: int,
-    message: str,
-    code: str,
-    *,
-    model: str,
-    provider: str,
-    key_env: str,
-    where: str,
-    retry_after: float | None,
-) -> Failure:
-    said = f"{provider}{where} answered {status}: {message}"
-    if status in (401, 403):
-        return Failure(error=AuthenticationError(
-            f"{provider}{where} rejected the API key ({status}): {message}",
-            fix=f"check {key_env} (or the key given as api_key); it may be wrong, revoked or lack access",
-        ))
-    if status == 404:
-        return Failure(error=ModelNotFoundError(
-            f"{provider}{where} does not know model {model!r}: {message}",
-            fix="check the model name" + (" and api_base" if where else "") + " (list the models your key can use)",
-        ))
+def _from_status(status: int, message: str, code: str, *, model: str, provider: str, key_env: str, where: str,
+                 retry_after: float | None) -> Failure:
     if status == 400 and "LLM Provider NOT provided" in message:
         return Failure(error=BackendError(
             f"litellm cannot tell which provider serves model {model!r}",
             fix='prefix the model with its provider ("openai/...", "anthropic/...", "ollama/..."), or set '
                 "[plugins.backend-litellm] custom_llm_provider",
         ))
-    if status == 413 or (status == 400 and (code == "context_length_exceeded" or _CONTEXT_WORDS.search(message))):
-        return Failure(error=ContextTooLongError(
-            f"the prompt is too long for {model!r}: {message}",
-            fix="shorten the prompt or context, or use a model with a larger context window",
-        ))
-    if status == 429:
-        if code == "insufficient_quota" or "quota" in message.lower() and "exceeded" in message.lower():
-            error = RateLimitError(f"{provider} quota exhausted: {message}", fix="check the plan and billing of the account")
-            error.permanent = True
-            return Failure(error=error)
-        return Failure(
-            error=RateLimitError(f"{provider}{where} rate limit hit: {message}",
-                                 fix="wait a minute, lower the request rate, or raise the account's limits"),
-            retryable=True,
-            retry_after=retry_after,
-        )
-    if status in (408, 409) or status >= 500:
-        return Failure(
-            error=ProviderUnavailableError(said, fix="the provider is failing or overloaded; try again later"),
-            retryable=True,
-            retry_after=retry_after,
-        )
-    return Failure(error=BackendError(said, fix="the request was refused; check the model's parameters"))
+    return from_status(status, message, code, model=model, provider=provider, key_env=key_env, where=where,
+                       retry_after=retry_after)

@@ -1,0 +1,191 @@
+"""HTTP-API SDK exceptions as rlm errors, with whether a retry can help.
+
+Shared by the backends whose SDKs follow the same design (openai,
+anthropic and SDKs generated like them): exceptions are recognised by
+their attributes (``status_code``, ``body``, ``response.headers``) and
+class names, so no SDK is imported here.
+
+401/403 -> AuthenticationError; 404 -> ModelNotFoundError; 400 about the
+context length and 413 -> ContextTooLongError; 429 -> RateLimitError
+(retried, except ``insufficient_quota``); 408/409/5xx, timeouts and
+connection failures -> ProviderUnavailableError (retried); a body that
+cannot be read -> ProviderUnavailableError (not retried); other 4xx ->
+BackendError.  ``x-should-retry`` from the server overrides the guess.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rlm.errors import (
+    AuthenticationError,
+    BackendError,
+    ContextTooLongError,
+    ModelNotFoundError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+from rlm.retry import Failure, parse_retry_after
+
+CONTEXT_WORDS = re.compile(
+    r"context[_ ]length|context window|maximum context|too many tokens|prompt is too long|reduce the length",
+    re.IGNORECASE,
+)
+
+
+def headers_of(exc: BaseException) -> Any:
+    response = getattr(exc, "response", None)
+    return getattr(response, "headers", None)
+
+
+def error_message(exc: BaseException) -> str:
+    """The provider's own words (from the error body when there is one), without a final period."""
+    text = ""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            text = inner["message"]
+    if not text:
+        message = getattr(exc, "message", None)
+        text = str(message if isinstance(message, str) and message else exc)
+    return text.strip().rstrip(".").strip() or type(exc).__name__
+
+
+def error_code(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    if code:
+        return str(code)
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        if isinstance(inner, dict) and inner.get("code"):
+            return str(inner["code"])
+    return ""
+
+
+def mro_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+_TRANSPORT_MODULES = ("httpx", "httpcore", "httpx2", "httpcore2", "aiohttp", "h11", "anyio")
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """An HTTP-library error raised while reading a response (a stream cut short, a read timeout)."""
+    if "HTTPStatusError" in mro_names(exc):  # an error status, not a transport failure
+        return False
+    return type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES or isinstance(exc, (ConnectionError, EOFError))
+
+
+def classify(
+    exc: BaseException,
+    *,
+    model: str,
+    provider: str,
+    key_env: str,
+    sdk_errors: tuple[str, ...] = ("APIError",),
+    base_url: str | None = None,
+    timeout: float | None = None,
+) -> Failure | None:
+    """The rlm error for an SDK exception, or None when ``exc`` is not a provider failure.
+
+    ``provider`` names the service in messages, ``key_env`` the variable of
+    its key; ``sdk_errors`` are the class names of the SDK's base errors
+    (a response the SDK could not read).
+    """
+    names = mro_names(exc)
+    where = f" at {base_url}" if base_url else ""
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int) or "APIStatusError" not in names:
+        status = None
+    headers = headers_of(exc)
+    retry_after = parse_retry_after(headers)
+    should_retry = headers.get("x-should-retry") if headers is not None else None
+    message = error_message(exc)
+
+    transport = is_transport_error(exc)
+    timed_out = "APITimeoutError" in names or ("Timeout" in names and status is None)
+    if timed_out or (transport and ("TimeoutException" in names or isinstance(exc, TimeoutError))):
+        within = f" within the {timeout:g}s timeout" if timeout else " in time"
+        error: BackendError = ProviderUnavailableError(
+            f"{provider}{where} did not answer{within} (request timed out)",
+            fix="try again later, or raise the timeout",
+        )
+        failure = Failure(error=error, retryable=True)
+    elif ("APIConnectionError" in names and status is None) or transport:
+        error = ProviderUnavailableError(
+            f"cannot reach {provider}{where}: {message}",
+            fix="check the network and api_base, then try again",
+        )
+        failure = Failure(error=error, retryable=True)
+    elif status is not None:
+        failure = from_status(status, message, error_code(exc), model=model, provider=provider, key_env=key_env,
+                               where=where, retry_after=retry_after)
+    elif "APIResponseValidationError" in names or names & set(sdk_errors):
+        error = ProviderUnavailableError(
+            f"{provider}{where} sent a response that could not be read: {message}",
+            fix=f"try again; if it persists, check that api_base points at an {provider}-compatible server",
+        )
+        failure = Failure(error=error, retryable=False)
+    elif isinstance(exc, (ValueError, KeyError, TypeError)) and "json" in type(exc).__module__:
+        error = ProviderUnavailableError(
+            f"{provider}{where} sent a response that is not valid JSON: {exc}",
+            fix=f"try again; if it persists, check that api_base points at an {provider}-compatible server",
+        )
+        failure = Failure(error=error, retryable=False)
+    else:
+        return None
+    if should_retry == "false" and failure.retryable:
+        failure = Failure(error=failure.error, retryable=False, retry_after=failure.retry_after)
+    elif should_retry == "true" and not failure.retryable and not failure.error.permanent:
+        failure = Failure(error=failure.error, retryable=True, retry_after=failure.retry_after)
+    return failure
+
+
+def from_status(
+    status: int,
+    message: str,
+    code: str,
+    *,
+    model: str,
+    provider: str,
+    key_env: str,
+    where: str,
+    retry_after: float | None,
+) -> Failure:
+    said = f"{provider}{where} answered {status}: {message}"
+    if status in (401, 403):
+        return Failure(error=AuthenticationError(
+            f"{provider}{where} rejected the API key ({status}): {message}",
+            fix=f"check {key_env} (or the key given as api_key); it may be wrong, revoked or lack access",
+        ))
+    if status == 404:
+        return Failure(error=ModelNotFoundError(
+            f"{provider}{where} does not know model {model!r}: {message}",
+            fix="check the model name" + (" and api_base" if where else "") + " (list the models your key can use)",
+        ))
+    if status == 413 or (status == 400 and (code == "context_length_exceeded" or CONTEXT_WORDS.search(message))):
+        return Failure(error=ContextTooLongError(
+            f"the prompt is too long for {model!r}: {message}",
+            fix="shorten the prompt or context, or use a model with a larger context window",
+        ))
+    if status == 429:
+        if code == "insufficient_quota" or "quota" in message.lower() and "exceeded" in message.lower():
+            error = RateLimitError(f"{provider} quota exhausted: {message}", fix="check the plan and billing of the account")
+            error.permanent = True
+            return Failure(error=error)
+        return Failure(
+            error=RateLimitError(f"{provider}{where} rate limit hit: {message}",
+                                 fix="wait a minute, lower the request rate, or raise the account's limits"),
+            retryable=True,
+            retry_after=retry_after,
+        )
+    if status in (408, 409) or status >= 500:
+        return Failure(
+            error=ProviderUnavailableError(said, fix="the provider is failing or overloaded; try again later"),
+            retryable=True,
+            retry_after=retry_after,
+        )
+    return Failure(error=BackendError(said, fix="the request was refused; check the model's parameters"))
