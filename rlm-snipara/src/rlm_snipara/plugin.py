@@ -1,0 +1,38 @@
+"""The hook implementations of rlm-snipara (imported on every ``rlm`` run: keep it cheap).
+
+Tools are registered only when configured (see
+:func:`rlm_snipara.config.choose_provider`); with nothing configured this
+plugin registers nothing and ``rlm doctor`` says why and how to enable it.
+The tool and provider modules are imported only when tools are collected.
+"""
+
+from __future__ import annotations
+
+from rlm import hookimpl
+
+from rlm_snipara.config import SECTION, SniparaConfig
+
+
+@hookimpl
+def rlm_register_config_sections(register):
+    register(SECTION, SniparaConfig)
+
+
+@hookimpl
+def rlm_register_tools(register, config):
+    from rlm_snipara.config import choose_provider, settings_of
+
+    choice = choose_provider(config)
+    if choice.provider is None:
+        return
+    from rlm_snipara.providers import build_provider
+    from rlm_snipara.tools import build_tools
+
+    provider = build_provider(choice, config)
+    for spec in build_tools(provider, default_tokens=settings_of(config).max_tokens, memory=config.memory_enabled):
+        register(spec)
+
+
+@hookimpl
+def rlm_register_doctor_checks(register):
+    register("snipara", "rlm_snipara.doctor:check")
