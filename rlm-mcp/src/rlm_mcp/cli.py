@@ -1,0 +1,124 @@
+"""``rlm mcp-serve``: start the MCP server (stdio by default, or streamable HTTP).
+
+Registered lazily as ``rlm_mcp.cli:serve``.  Options override
+``[plugins.mcp]``, which overrides the defaults; the model and the REPL
+limits come from ``[rlm]`` (rlm.toml, ``RLM_*``; ``RLM_CONFIG`` names the
+file when the client starts the server in another directory).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from cyclopts import Parameter
+
+#: The SDK range this distribution is tested with (keep in step with pyproject.toml).
+MCP_REQUIREMENT = "mcp>=2.3,<3"
+PIP_HINT = f'pip install "{MCP_REQUIREMENT}"'
+
+
+def require_mcp() -> None:
+    """Fail with the exact pip command when the SDK is missing or of another major version."""
+    from importlib import metadata
+
+    from rlm.errors import PluginError
+
+    try:
+        version = metadata.version("mcp")
+    except metadata.PackageNotFoundError:
+        raise PluginError("rlm mcp-serve needs the official MCP Python SDK (the mcp package), which is not "
+                          "installed", fix=PIP_HINT) from None
+    parts = version.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        major, minor = 0, 0
+    if major != 2 or minor < 3:
+        raise PluginError(f"rlm mcp-serve needs mcp 2.x (>=2.3); mcp {version} is installed", fix=PIP_HINT)
+
+
+def serve(
+    *,
+    transport: Literal["stdio", "http"] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    env: Annotated[str | None, Parameter(name=["--env", "-e"])] = None,
+    model: str | None = None,
+    idle_timeout: float | None = None,
+    max_sessions: int | None = None,
+) -> int:
+    """Start the MCP server for Claude Desktop / Claude Code.
+
+    With stdio (the default) the client starts `rlm mcp-serve` and talks JSON-RPC over its stdin/stdout;
+    logs go to stderr.  With --transport http it serves streamable HTTP at http://HOST:PORT/mcp.
+
+    Parameters
+    ----------
+    transport: str
+        stdio (default) or http ([plugins.mcp] transport).
+    host: str
+        Address of the HTTP transport (default 127.0.0.1).
+    port: int
+        Port of the HTTP transport (default 8765).
+    env: str
+        REPL environment of the tools and agent runs: local, docker or wasm (default: [rlm] environment).
+    model: str
+        Model of agent runs (default: [rlm] model / RLM_MODEL).
+    idle_timeout: float
+        Seconds before an unused REPL session is closed (default 1800).
+    max_sessions: int
+        REPL sessions open at once (default 16).
+    """
+    import asyncio
+
+    import attrs
+    from rlm.cli import plugin_manager
+    from rlm.config import load_config
+    from rlm.errors import PluginError
+    from rlm.logging import get_logger
+    from rlm.registry import collect
+
+    require_mcp()
+    from rlm_mcp.config import SECTION, MCPConfig
+    from rlm_mcp.runs import RunManager
+    from rlm_mcp.server import serve_http, serve_stdio
+    from rlm_mcp.service import RLMService
+    from rlm_mcp.sessions import SessionManager, environment_settings
+
+    log = get_logger(__name__)
+    pm = plugin_manager()
+    sections = {name: reg.load() for name, reg in collect(pm, "config_section").items()}
+    config = load_config(sections=sections, model=model)
+    options = config.plugin(SECTION) or MCPConfig()
+    overrides = {"transport": transport, "host": host, "port": port, "idle_timeout": idle_timeout,
+                 "max_sessions": max_sessions}
+    options = attrs.evolve(options, **{k: v for k, v in overrides.items() if v is not None})
+    env_name = env or options.environment or config.environment
+    environments = collect(pm, "environment")
+    if env_name not in environments:
+        have = ", ".join(sorted(environments)) or "none"
+        raise PluginError(f"environment {env_name!r} is not installed (installed: {have})",
+                          fix=f"pip install rlm-env-{env_name}, or pass --env with one of the installed ones")
+    if env_name != config.environment:
+        config = attrs.evolve(config, environment=env_name)
+    factory = environments[env_name].load()
+
+    def make_runner(**limits: object) -> object:
+        from rlm.agent import AgentRunner
+
+        return AgentRunner(config=config, plugin_manager=pm, **limits)
+
+    sessions = SessionManager(factory, environment_settings(config, env_name), environment=env_name,
+                              idle_timeout=options.idle_timeout, max_sessions=options.max_sessions)
+    runs = RunManager(make_runner, max_runs=options.max_runs, keep_runs=options.keep_runs)
+    service = RLMService(sessions=sessions, runs=runs, options=options, default_timeout=config.env_timeout,
+                         model=config.model)
+    log.info("mcp_config", transport=options.transport, environment=env_name, model=config.model)
+    if options.transport == "http":
+        if options.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("mcp_http_not_loopback", host=options.host,
+                        note="anyone who can reach this address can run code in the REPL")
+        asyncio.run(serve_http(service, host=options.host, port=options.port, path=options.path))
+    else:
+        asyncio.run(serve_stdio(service))
+    return 0

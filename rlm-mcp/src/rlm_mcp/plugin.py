@@ -1,0 +1,22 @@
+"""The hook implementations of rlm-mcp (imported on every ``rlm`` run: keep it cheap).
+
+Nothing here imports ``mcp``: the command is registered as a ``"module:attr"``
+string and the SDK is imported only when ``rlm mcp-serve`` runs.
+"""
+
+from __future__ import annotations
+
+from rlm import hookimpl
+
+from rlm_mcp.config import SECTION, MCPConfig
+
+
+@hookimpl
+def rlm_register_commands(register):
+    register("mcp-serve", "rlm_mcp.cli:serve",
+             help="Start the MCP server for Claude Desktop / Claude Code (stdio, or --transport http).")
+
+
+@hookimpl
+def rlm_register_config_sections(register):
+    register(SECTION, MCPConfig)

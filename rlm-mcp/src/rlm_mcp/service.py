@@ -1,0 +1,148 @@
+"""What the tools do, independent of MCP: :class:`RLMService` maps tool calls to sessions and runs.
+
+Each tool returns a JSON-ready dict.  Problems the caller can fix (bad
+arguments, unknown session or run, limits) raise :class:`rlm.errors.RLMError`
+naming cause and fix; the server turns them into tool results with
+``isError``.  An error in the user's code is not a tool error: it comes back
+in ``execute_python``'s result (``success: false``, ``error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any, Self
+
+from rlm.errors import RLMError
+from rlm.logging import get_logger
+
+from rlm_mcp.config import MCPConfig
+from rlm_mcp.runs import RunManager
+from rlm_mcp.sessions import SessionManager
+from rlm_mcp.tools import TOOLS_BY_NAME
+
+log = get_logger(__name__)
+
+
+class ToolArgumentError(RLMError):
+    """A tool was called with arguments its schema refuses."""
+
+
+def check_arguments(name: str, arguments: Mapping[str, Any]) -> None:
+    """Validate ``arguments`` against the tool's JSON Schema (the SDK's lowlevel server does not)."""
+    import jsonschema
+
+    tool = TOOLS_BY_NAME.get(name)
+    if tool is None:
+        raise ToolArgumentError(f"no tool named {name!r}", fix=f"use one of: {', '.join(TOOLS_BY_NAME)}")
+    validator = jsonschema.Draft202012Validator(dict(tool.input_schema))
+    error = next(iter(sorted(validator.iter_errors(dict(arguments)), key=lambda e: list(e.path))), None)
+    if error is not None:
+        where = ".".join(str(p) for p in error.path) or "arguments"
+        raise ToolArgumentError(f"{name}: {where}: {error.message}",
+                                fix="call the tool with arguments matching its input schema")
+
+
+class RLMService:
+    """The state behind the tools: REPL sessions, agent runs and the idle-session reaper."""
+
+    def __init__(self, *, sessions: SessionManager, runs: RunManager, options: MCPConfig,
+                 default_timeout: float, model: str) -> None:
+        self.sessions = sessions
+        self.runs = runs
+        self.options = options
+        self.default_timeout = default_timeout
+        self.model = model
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever(), name="rlm-mcp-reaper")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await self.runs.cancel_all()
+        await self.sessions.close_all()
+
+    async def _reap_forever(self) -> None:
+        period = max(0.5, min(self.options.idle_timeout / 4, 30.0))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.sessions.reap()
+            except Exception:
+                log.exception("session_reap_failed")
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Run tool ``name``; raises RLMError for problems the caller can fix."""
+        check_arguments(name, arguments)
+        log.debug("tool_called", tool=name)
+        return await getattr(self, f"tool_{name}")(**arguments)
+
+    # --- REPL tools -------------------------------------------------------------------------
+
+    async def tool_execute_python(self, code: str, session_id: str | None = None,
+                                  timeout: float | None = None) -> dict[str, Any]:
+        cap = self.options.max_execute_timeout
+        effective = self.default_timeout if timeout is None else float(timeout)
+        if effective > cap:
+            log.warning("execute_timeout_clamped", requested=effective, cap=cap)
+            effective = cap
+        session = await self.sessions.get(session_id)
+        async with session.lock:
+            result = await session.env.execute(code, timeout=effective)
+            session.executions += 1
+            session.touch()
+        data: dict[str, Any] = {"success": result.error is None, "output": result.output, "value": result.value,
+                                "error": result.error, "truncated": result.truncated,
+                                "execution_time_ms": round(result.execution_time_ms, 3),
+                                "session_id": session.session_id}
+        return data
+
+    async def tool_get_repl_context(self, session_id: str | None = None) -> dict[str, Any]:
+        session = await self.sessions.get(session_id)
+        async with session.lock:
+            variables = await session.env.get_context()
+        return {"session_id": session.session_id, "variables": dict(variables)}
+
+    async def tool_set_repl_context(self, key: str, value: Any, session_id: str | None = None) -> dict[str, Any]:
+        session = await self.sessions.get(session_id)
+        async with session.lock:
+            await session.env.set_context(key, value)
+            session.touch()
+        return {"session_id": session.session_id, "set": key}
+
+    async def tool_clear_repl_context(self, session_id: str | None = None) -> dict[str, Any]:
+        session = await self.sessions.get(session_id)
+        async with session.lock:
+            await session.env.clear_context()
+        return {"session_id": session.session_id, "cleared": True}
+
+    async def tool_list_sessions(self) -> dict[str, Any]:
+        return {"environment": self.sessions.environment, "idle_timeout_s": self.sessions.idle_timeout,
+                "sessions": [{"session_id": i.session_id, "executions": i.executions, "idle_s": i.idle_s,
+                              "age_s": i.age_s} for i in self.sessions.infos()]}
+
+    async def tool_close_session(self, session_id: str | None = None) -> dict[str, Any]:
+        closed = await self.sessions.close(session_id)
+        return {"session_id": session_id or "default", "closed": closed}
+
+    # --- agent tools ------------------------------------------------------------------------
+
+    async def tool_rlm_agent_run(self, task: str, max_iterations: int | None = None, cost_limit: float | None = None,
+                                 token_budget: int | None = None) -> dict[str, Any]:
+        run = self.runs.start(task, max_iterations=max_iterations, cost_limit=cost_limit, token_budget=token_budget)
+        return {"run_id": run.run_id, "state": "running", "model": run.model,
+                "next": "poll rlm_agent_status with this run_id until state is completed, failed or cancelled"}
+
+    async def tool_rlm_agent_status(self, run_id: str) -> dict[str, Any]:
+        return self.runs.get(run_id).to_json()
+
+    async def tool_rlm_agent_cancel(self, run_id: str) -> dict[str, Any]:
+        run = self.runs.cancel(run_id)
+        await self.runs.wait(run, timeout=5.0)  # usually ends at once: report the real state
+        return run.to_json()

@@ -1,0 +1,157 @@
+"""The tools the server offers: names, descriptions written for a model, JSON Schemas, hints.
+
+Plain data (no ``mcp`` import): :mod:`rlm_mcp.server` turns each
+:class:`ToolDef` into an ``mcp.types.Tool``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import define, field
+
+_SESSION = {
+    "type": "string",
+    "description": "Name of the REPL session (1-64 letters, digits, _ - . :). Sessions are independent "
+                   "Python namespaces; leave it out to use the shared session 'default'.",
+    "pattern": r"^[A-Za-z0-9_.:-]{1,64}$",
+}
+
+
+@define(frozen=True, kw_only=True)
+class ToolDef:
+    """One tool: ``annotations`` are MCP's hints (read_only, destructive, idempotent, open_world)."""
+
+    name: str
+    title: str
+    description: str
+    input_schema: Mapping[str, Any]
+    annotations: Mapping[str, bool] = field(factory=dict)
+
+
+def _schema(properties: Mapping[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"type": "object", "properties": dict(properties), "required": list(required),
+            "additionalProperties": False}
+
+
+TOOLS: tuple[ToolDef, ...] = (
+    ToolDef(
+        name="execute_python",
+        title="Run Python in a sandboxed REPL",
+        description=(
+            "Run Python code in a persistent, sandboxed REPL and get back what it printed, the value of a "
+            "trailing expression (as a notebook shows it) and any error with its traceback. Variables, "
+            "functions and imports persist between calls in the same session, so build on earlier results "
+            "instead of recomputing them. Use print() to see values. The sandbox has resource limits and "
+            "restricted file/network access; if the code runs past the timeout it is stopped and the "
+            "session restarts empty. No API key is needed."),
+        input_schema=_schema({
+            "code": {"type": "string", "description": "Python source to run (statements; a trailing "
+                                                      "expression is shown as the value).", "minLength": 1},
+            "session_id": _SESSION,
+            "timeout": {"type": "number", "exclusiveMinimum": 0,
+                        "description": "Seconds this execution may take (default: the server's env_timeout, "
+                                       "30 s unless configured; capped by the server)."},
+        }, ("code",)),
+        annotations={"read_only_hint": False, "destructive_hint": False, "idempotent_hint": False,
+                     "open_world_hint": False},
+    ),
+    ToolDef(
+        name="get_repl_context",
+        title="List REPL variables",
+        description=(
+            "List the variables defined in a REPL session, each with a short repr of its value "
+            "(imported modules and built-in helpers are left out). Use it to recall what earlier "
+            "execute_python calls left behind."),
+        input_schema=_schema({"session_id": _SESSION}),
+        annotations={"read_only_hint": True, "idempotent_hint": True, "open_world_hint": False},
+    ),
+    ToolDef(
+        name="set_repl_context",
+        title="Set a REPL variable",
+        description=(
+            "Bind a variable in a REPL session to a JSON value (string, number, boolean, null, list or "
+            "object; objects become dicts). Handy for passing data into the REPL without writing it as "
+            "Python source."),
+        input_schema=_schema({
+            "key": {"type": "string", "description": "Variable name (a Python identifier).",
+                    "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+            "value": {"description": "The JSON value to bind."},
+            "session_id": _SESSION,
+        }, ("key", "value")),
+        annotations={"read_only_hint": False, "destructive_hint": False, "idempotent_hint": True,
+                     "open_world_hint": False},
+    ),
+    ToolDef(
+        name="clear_repl_context",
+        title="Clear REPL variables",
+        description=("Delete every user variable of a REPL session (the session stays open). Use it to start "
+                     "over without leftovers from earlier code."),
+        input_schema=_schema({"session_id": _SESSION}),
+        annotations={"read_only_hint": False, "destructive_hint": True, "idempotent_hint": True,
+                     "open_world_hint": False},
+    ),
+    ToolDef(
+        name="list_sessions",
+        title="List REPL sessions",
+        description="List the open REPL sessions with how long each has been idle. Idle sessions expire.",
+        input_schema=_schema({}),
+        annotations={"read_only_hint": True, "idempotent_hint": True, "open_world_hint": False},
+    ),
+    ToolDef(
+        name="close_session",
+        title="Close a REPL session",
+        description="Close a REPL session and free its sandbox; its variables are lost.",
+        input_schema=_schema({"session_id": _SESSION}),
+        annotations={"read_only_hint": False, "destructive_hint": True, "idempotent_hint": True,
+                     "open_world_hint": False},
+    ),
+    ToolDef(
+        name="rlm_agent_run",
+        title="Start an autonomous rlm agent",
+        description=(
+            "Start an autonomous agent that works on a task on its own (it runs code in its own sandbox, "
+            "delegates sub-problems to sub-LLM calls and iterates until it has an answer). Returns a run_id "
+            "at once; the run continues in the background. Poll rlm_agent_status(run_id) until its state "
+            "is completed, failed or cancelled, and read the answer there. It uses the model configured "
+            "for the server (rlm.toml / RLM_MODEL) and that provider's API key, and it spends money: "
+            "set cost_limit or token_budget to bound it."),
+        input_schema=_schema({
+            "task": {"type": "string", "minLength": 1,
+                     "description": "The task, self-contained: say what to produce and from which data."},
+            "max_iterations": {"type": "integer", "minimum": 1, "maximum": 50,
+                               "description": "Observe-think-act cycles (default 10, at most 50)."},
+            "cost_limit": {"type": "number", "exclusiveMinimum": 0, "maximum": 10,
+                           "description": "US dollars the run may spend (default 2.0 when the model's price "
+                                          "is known, at most 10)."},
+            "token_budget": {"type": "integer", "minimum": 1,
+                             "description": "Tokens the run may spend (default 50000)."},
+        }, ("task",)),
+        annotations={"read_only_hint": False, "destructive_hint": False, "idempotent_hint": False,
+                     "open_world_hint": True},
+    ),
+    ToolDef(
+        name="rlm_agent_status",
+        title="Check an agent run",
+        description=(
+            "Report an agent run's state: running (with the iteration, tokens and cost so far and what it "
+            "is doing), completed (with the answer, tokens and cost), failed (with the error) or "
+            "cancelled."),
+        input_schema=_schema({"run_id": {"type": "string", "description": "The id rlm_agent_run returned."}},
+                             ("run_id",)),
+        annotations={"read_only_hint": True, "idempotent_hint": True, "open_world_hint": False},
+    ),
+    ToolDef(
+        name="rlm_agent_cancel",
+        title="Cancel an agent run",
+        description=("Stop a running agent run as soon as possible; its state becomes cancelled. Cancelling "
+                     "a run that already ended changes nothing and reports its final state."),
+        input_schema=_schema({"run_id": {"type": "string", "description": "The id rlm_agent_run returned."}},
+                             ("run_id",)),
+        annotations={"read_only_hint": False, "destructive_hint": True, "idempotent_hint": True,
+                     "open_world_hint": False},
+    ),
+)
+
+TOOLS_BY_NAME: Mapping[str, ToolDef] = {t.name: t for t in TOOLS}
