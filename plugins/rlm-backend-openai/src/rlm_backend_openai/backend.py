@@ -158,6 +158,22 @@ class OpenAIBackend:
         params["timeout"] = request.timeout if request.timeout is not None else self.settings.timeout
         return params
 
+    @staticmethod
+    def _create_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+        """``chat.completions.create`` arguments that skip the SDK's typed re-transform of the body.
+
+        ``params`` is already the wire format (rlm.openai_format built it); the
+        SDK's recursive transform of ``messages`` costs ~1 ms per message per
+        call, so a long conversation paid tens of ms a turn.  The body goes in
+        ``extra_body``, which the SDK merges over its (empty) transformed one.
+        """
+        wire = {k: v for k, v in params.items() if k not in ("model", "timeout", "stream")}
+        kwargs: dict[str, Any] = {"model": params["model"], "messages": [], "timeout": params["timeout"],
+                                  "extra_body": wire}
+        if params.get("stream"):
+            kwargs["stream"] = True
+        return kwargs
+
     def _classify(self, params: dict[str, Any]) -> Any:
         def classify_exc(exc: BaseException) -> Any:
             return classify(exc, model=params["model"], base_url=self.settings.base_url, timeout=params["timeout"])
@@ -168,8 +184,10 @@ class OpenAIBackend:
         client = self.client()
         params = self._params(request)
 
+        kwargs = self._create_kwargs(params)
+
         async def attempt() -> Any:
-            return await client.chat.completions.create(**params)
+            return await client.chat.completions.create(**kwargs)
 
         completion = await call_with_retries(attempt, self._classify(params), self.policy, provider=self.name)
         try:
@@ -190,7 +208,7 @@ class OpenAIBackend:
         while True:
             yielded = False
             try:
-                stream = await client.chat.completions.create(**params)
+                stream = await client.chat.completions.create(**self._create_kwargs(params))
                 assembler = convert.StreamAssembler(model=params["model"])
                 try:
                     async for chunk in stream:
