@@ -1,0 +1,104 @@
+"""The run picker's data: one :class:`~rlm_viz.model.RunSummary` per trajectory in a log directory.
+
+A summary reads only the file's first line (``run_start``) and its tail
+(``run_end``), so listing a directory of large trajectories stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from rlm.errors import ConfigError
+
+from rlm_viz.model import RunSummary, clip
+
+#: a run with no ``run_end`` whose file changed this recently counts as running
+LIVE_SECONDS = 300.0
+_HEAD_CAP = 4 * 1024 * 1024
+
+
+def check_dir(directory: str) -> str:
+    """``directory`` if it is a directory; else a :class:`ConfigError` naming the fix."""
+    if not os.path.isdir(directory):
+        raise ConfigError(f"no trajectory directory {directory!r}",
+                          fix="pass --dir with the log directory of your runs (default ./logs; "
+                              "`rlm run` writes there), or run something first")
+    return directory
+
+
+def trajectory_files(directory: str) -> list[str]:
+    """The ``*.jsonl`` files of ``directory``, newest first (by modification time)."""
+    if not os.path.isdir(directory):
+        return []
+    files = [e.path for e in os.scandir(directory) if e.name.endswith(".jsonl") and e.is_file()]
+    return sorted(files, key=lambda p: (os.path.getmtime(p), p), reverse=True)
+
+
+def _first_event(path: str) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        line = fh.readline(_HEAD_CAP)
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def _last_event(path: str, size: int) -> dict[str, Any] | None:
+    """The ``run_end`` event at the end of the file, or None."""
+    for window in (64 * 1024, _HEAD_CAP):
+        with open(path, "rb") as fh:
+            fh.seek(max(size - window, 0))
+            tail = fh.read()
+        lines = tail.rstrip(b"\n").split(b"\n")
+        last = lines[-1] if lines else b""
+        if b'"run_end"' not in last and (len(lines) > 1 or size <= window):
+            return None
+        try:
+            event = json.loads(last)
+        except ValueError:
+            if size <= window:
+                return None
+            continue
+        return event if isinstance(event, dict) and event.get("type") == "run_end" else None
+    return None
+
+
+def summarize(path: str, *, now: float | None = None) -> RunSummary:
+    """The picker row of one trajectory file."""
+    stat = os.stat(path)
+    first = _first_event(path)
+    end = _last_event(path, stat.st_size) if stat.st_size else None
+    tid = os.path.basename(path).removesuffix(".jsonl")
+    if end is None:
+        live = (now if now is not None else time.time()) - stat.st_mtime < LIVE_SECONDS
+        status, cost, tokens, duration, error = ("running" if live else "incomplete"), None, None, None, None
+    else:
+        error = end.get("error") or None
+        status = "error" if error else ("limit" if end.get("limit_hit") else "ok")
+        cost = end.get("cost") if isinstance(end.get("cost"), (int, float)) else None
+        tokens = (end.get("token_usage") or {}).get("total")
+        duration = end["duration_ms"] / 1000 if isinstance(end.get("duration_ms"), (int, float)) else None
+    prompt = clip(first.get("prompt"), 200).replace("\n", " ")
+    return RunSummary(trajectory_id=tid, path=path, started=float(first.get("timestamp") or stat.st_mtime),
+                      task=prompt or "(no run_start)", model=str(first.get("model") or "?"), status=status,
+                      cost=cost, tokens=tokens if isinstance(tokens, int) else None, duration_s=duration,
+                      size_bytes=stat.st_size, error=str(error) if error else None)
+
+
+def list_runs(directory: str, *, query: str = "", limit: int | None = None) -> list[RunSummary]:
+    """Summaries of the runs in ``directory`` matching ``query`` (all words, any field), newest first."""
+    now = time.time()
+    out = []
+    for path in trajectory_files(directory):
+        try:
+            summary = summarize(path, now=now)
+        except OSError:
+            continue
+        if summary.matches(query):
+            out.append(summary)
+    out.sort(key=lambda s: s.started, reverse=True)
+    return out[:limit] if limit else out

@@ -1,0 +1,92 @@
+"""End to end: ``rlm visualize --dir <fixtures> --port <free>`` as a subprocess, rendered by headless Chromium.
+
+Needs the ``chromium`` package (``scripts/ci-viz-deps.sh``); skipped without it.
+The screenshot is kept at ``$RLM_VIZ_SCREENSHOT`` (default: the test's tmp dir)
+and its path printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytest.importorskip("streamlit")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1400,1800"]
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run scripts/ci-viz-deps.sh")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"rlm visualize exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
+def chromium(args: list[str], profile: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_dashboard_renders_the_run_in_chromium(log_dir, tmp_path, traj):
+    port = free_port()
+    rlm = shutil.which("rlm", path=os.path.dirname(sys.executable)) or "rlm"
+    err_path = tmp_path / "visualize.err"
+    with open(err_path, "w") as err_file:
+        proc = subprocess.Popen([rlm, "visualize", "--dir", str(log_dir), "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=err_file, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url, proc)
+        dom = ""
+        # Streamlit renders client-side over a websocket, and its first script run imports
+        # pandas and Altair (seconds): dump the DOM again until the run shows, a minute at most.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            out = chromium(["--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
+                            "--dump-dom", url], str(tmp_path / "profile-dom"))
+            dom = out.stdout
+            if traj.FAILED_TASK in dom and "HTTP 500 from provider" in dom:
+                break
+            time.sleep(1)
+        assert traj.FAILED_TASK in dom, dom[-2000:]
+        assert traj.TASK in dom  # the other run, in the picker's table
+        assert "HTTP 500 from provider" in dom  # the error, highlighted
+        shot = os.environ.get("RLM_VIZ_SCREENSHOT") or str(tmp_path / "dashboard.png")
+        chromium(["--virtual-time-budget=20000", f"--screenshot={shot}", url], str(tmp_path / "profile-shot"))
+        assert os.path.getsize(shot) > 10_000
+        print(f"screenshot: {shot}")
+    finally:
+        proc.terminate()  # rlm visualize stops its Streamlit child on SIGTERM
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    err = err_path.read_text()
+    assert f"http://127.0.0.1:{port}" in err and str(log_dir) in err  # the URL is printed on stderr
