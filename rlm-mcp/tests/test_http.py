@@ -73,18 +73,20 @@ def test_streamable_http_on_loopback(project, make_env, port):
 
 def test_http_refuses_foreign_host_header(project, make_env, port):
     """DNS-rebinding protection of the SDK is on for the loopback bind."""
-    import httpx
+    import http.client
 
     proc = subprocess.Popen([sys.executable, "-m", "rlm", "mcp-serve", "--transport", "http", "--port", str(port)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             cwd=project, env=make_env())
     try:
         wait_for_port(port, proc)
-        response = httpx.post(f"http://127.0.0.1:{port}/mcp", headers={"Host": "evil.example:80",
-                                                                       "Accept": "application/json, text/event-stream",
-                                                                       "Content-Type": "application/json"},
-                              content=b"{}")
-        assert response.status_code in (400, 403, 421)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/mcp", body=b"{}", headers={"Host": "evil.example:80",
+                                                           "Accept": "application/json, text/event-stream",
+                                                           "Content-Type": "application/json"})
+        status = conn.getresponse().status
+        conn.close()
+        assert status in (400, 403, 421)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
