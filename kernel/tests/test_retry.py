@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 from rlm.errors import ProviderUnavailableError, RateLimitError
-from rlm.retry import Failure, RetryPolicy, call_with_retries, give_up, parse_retry_after
+from rlm.retry import Failure, RetryPolicy, call_with_retries, give_up, parse_retry_after, stream_with_retries
 
 
 def test_backoff_doubles_with_equal_jitter_and_is_capped():
@@ -87,3 +87,41 @@ def test_give_up_keeps_class_fix_and_permanence():
     again = give_up(Failure(error=error, retryable=True), 3)
     assert type(again) is RateLimitError and again.fix == "pay" and again.permanent
     assert str(again) == "quota (gave up after 3 attempts): pay"
+
+
+def _stream_run(fail_after: list[int]):
+    """Attempts that each yield ``n`` events then fail with a transient error (or finish when n < 0)."""
+    attempts = iter(fail_after)
+    waits: list[float] = []
+
+    async def open_stream():
+        n = next(attempts)
+        for i in range(max(n, 0)):
+            yield i
+        if n >= 0:
+            raise ConnectionError("cut")
+        yield "done"
+
+    async def sleep(seconds):
+        waits.append(seconds)
+
+    def classify(exc):
+        return Failure(error=ProviderUnavailableError("down"), retryable=True)
+
+    async def collect():
+        policy = RetryPolicy(max_retries=3, base_delay=0.01, jitter=lambda: 0.0)
+        return [e async for e in stream_with_retries(open_stream, classify, policy, sleep=sleep)]
+
+    return collect, waits
+
+
+def test_stream_is_retried_while_nothing_was_yielded():
+    collect, waits = _stream_run([0, 0, -1])
+    assert asyncio.run(collect()) == ["done"] and len(waits) == 2
+
+
+def test_stream_failure_after_an_event_is_final():
+    collect, waits = _stream_run([2, -1])
+    with pytest.raises(ProviderUnavailableError):
+        asyncio.run(collect())
+    assert waits == []

@@ -18,7 +18,7 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from attrs import define, field
@@ -131,5 +131,37 @@ async def call_with_retries(
                 delay=round(wait, 3),
                 error=type(failure.error).__name__,
             )
+            await sleep(wait)
+            retry += 1
+
+
+async def stream_with_retries(
+    open_stream: Callable[[], AsyncIterator[T]],
+    classify: Callable[[BaseException], Failure | None],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    provider: str = "provider",
+) -> AsyncIterator[T]:
+    """Iterate a fresh ``open_stream()`` per attempt, retried as :func:`call_with_retries` does,
+    but only while nothing has been yielded: once an event went out, a failure is final."""
+    retry = 0
+    while True:
+        yielded = False
+        try:
+            async for event in open_stream():
+                yielded = True
+                yield event
+            return
+        except BackendError:
+            raise
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None:
+                raise
+            wait = policy.delay(retry, failure.retry_after) if failure.retryable and not yielded else None
+            if wait is None:
+                raise give_up(failure, retry + 1) from exc
+            log.info("retrying", provider=provider, attempt=retry + 1, delay=round(wait, 3), stream=True)
             await sleep(wait)
             retry += 1

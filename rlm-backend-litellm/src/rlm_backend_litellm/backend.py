@@ -13,19 +13,18 @@ retries 429/5xx, timeouts and connection failures with backoff, jitter and
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEvent
-from rlm.errors import BackendError, NoProvidersConfigured, ProviderUnavailableError
+from rlm.errors import NoProvidersConfigured, ProviderUnavailableError
 from rlm.logging import get_logger
 
 from rlm import openai_format as convert
 from rlm_backend_litellm.errors import classify
 from rlm_backend_litellm.loader import load_litellm, model_info, require_litellm
 from rlm_backend_litellm.options import LiteLLMOptions
-from rlm.retry import RetryPolicy, call_with_retries, give_up
+from rlm.retry import RetryPolicy, call_with_retries, stream_with_retries
 
 log = get_logger(__name__)
 
@@ -173,36 +172,23 @@ class LiteLLMBackend:
         params["stream"] = True
         params["stream_options"] = {"include_usage": True}
         classify_exc = self._classify(params)
-        retry = 0
-        while True:
-            yielded = False
+
+        async def attempt() -> AsyncIterator[StreamEvent]:
+            stream = await litellm.acompletion(**params)
+            assembler = convert.StreamAssembler(model=params["model"])
             try:
-                stream = await litellm.acompletion(**params)
-                assembler = convert.StreamAssembler(model=params["model"])
-                try:
-                    async for chunk in stream:
-                        for event in assembler.feed(chunk):
-                            yielded = True
-                            yield event
-                finally:
-                    closer = getattr(stream, "aclose", None)
-                    if closer is not None:
-                        await closer()
-                for event in assembler.finish():
-                    yield event
-                return
-            except BackendError:
-                raise
-            except Exception as exc:
-                failure = classify_exc(exc)
-                if failure is None:
-                    raise
-                wait = self.policy.delay(retry, failure.retry_after) if failure.retryable and not yielded else None
-                if wait is None:
-                    raise give_up(failure, retry + 1) from exc
-                log.info("retrying", provider=self.name, attempt=retry + 1, delay=round(wait, 3), stream=True)
-                await asyncio.sleep(wait)
-                retry += 1
+                async for chunk in stream:
+                    for event in assembler.feed(chunk):
+                        yield event
+            finally:
+                closer = getattr(stream, "aclose", None)
+                if closer is not None:
+                    await closer()
+            for event in assembler.finish():
+                yield event
+
+        async for event in stream_with_retries(attempt, classify_exc, self.policy, provider=self.name):
+            yield event
 
     async def aclose(self) -> None:
         """Nothing of ours to release: litellm keeps its own client cache."""

@@ -18,13 +18,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEvent
-from rlm.errors import BackendError, NoProvidersConfigured, PluginError, ProviderUnavailableError
+from rlm.errors import NoProvidersConfigured, PluginError, ProviderUnavailableError
 from rlm.logging import get_logger
 
 from rlm_backend_anthropic import convert
 from rlm_backend_anthropic.errors import classify
 from rlm_backend_anthropic.options import AnthropicOptions
-from rlm.retry import RetryPolicy, call_with_retries, give_up
+from rlm.retry import RetryPolicy, call_with_retries, stream_with_retries
 
 log = get_logger(__name__)
 
@@ -195,34 +195,21 @@ class AnthropicBackend:
         client = self.client()
         params = dict(prepared.params, stream=True)
         classify_exc = self._classify(params["model"], timeout)
-        retry = 0
-        while True:
-            yielded = False
+
+        async def attempt() -> AsyncIterator[StreamEvent]:
+            stream = await client.messages.create(**self._create_kwargs(params))
+            assembler = convert.StreamAssembler(model=params["model"], output_tool=prepared.output_tool)
             try:
-                stream = await client.messages.create(**self._create_kwargs(params))
-                assembler = convert.StreamAssembler(model=params["model"], output_tool=prepared.output_tool)
-                try:
-                    async for event in stream:
-                        for out in assembler.feed(event):
-                            yielded = True
-                            yield out
-                finally:
-                    await stream.close()
-                for out in assembler.finish():
-                    yield out
-                return
-            except BackendError:
-                raise
-            except Exception as exc:
-                failure = classify_exc(exc)
-                if failure is None:
-                    raise
-                wait = self.policy.delay(retry, failure.retry_after) if failure.retryable and not yielded else None
-                if wait is None:
-                    raise give_up(failure, retry + 1) from exc
-                log.info("retrying", provider=self.name, attempt=retry + 1, delay=round(wait, 3), stream=True)
-                await asyncio.sleep(wait)
-                retry += 1
+                async for event in stream:
+                    for out in assembler.feed(event):
+                        yield out
+            finally:
+                await stream.close()
+            for out in assembler.finish():
+                yield out
+
+        async for event in stream_with_retries(attempt, classify_exc, self.policy, provider=self.name):
+            yield event
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
