@@ -40,7 +40,7 @@ PLUGIN = {
 
         @hookimpl
         def rlm_register_environments(register):
-            register("local", "cli_plugin_cmds:environment")
+            register("local", "cli_plugin_cmds:environment", isolation="cli_plugin_cmds:isolation")
 
         @hookimpl
         def rlm_register_config_sections(register):
@@ -88,6 +88,10 @@ PLUGIN = {
             get_logger("cli_plugin").warning("chatty_event", detail="to stderr")
             print("result on stdout")
             return 0
+
+        def isolation(config):
+            greeting = config.plugin("cli-plugin").greeting
+            return {"landlock": "active (ABI 7)", "seccomp": "active", "python-guards": f"active ({greeting})"}
 
         def check(config):
             section = config.plugin("cli-plugin")
@@ -224,7 +228,43 @@ def test_plugins_text(rlm_cli, plugin_dir):
     assert "    backends: fakeai" in out
     assert "    config sections: cli-plugin" in out
     assert "    budget policies: cli-frugal" in out
+    assert ("    isolation of environment 'local': landlock: active (ABI 7); seccomp: active; "
+            "python-guards: active (hello)\n") in out
+    assert "isolation of" not in out.split("cliplug  [loaded]")[0]  # built-ins have no environment
     assert result.stderr == ""
+
+
+def test_plugins_calls_the_isolation_describer_with_the_effective_config(rlm_cli, plugin_dir):
+    result = rlm_cli("plugins", "--json", plugin_dirs=[plugin_dir], env={"RLM_PLUGINS__CLI_PLUGIN__GREETING": "hi"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[-1]["isolation"]["local"]["python-guards"] == "active (hi)"
+
+
+def test_plugins_with_a_broken_isolation_describer_still_lists_everything(rlm_cli, subprocess_site):
+    subprocess_site.add("rlm-leaky", {"leaky": "leaky_plugin_mod"}, {"leaky_plugin_mod": """
+        from rlm import hookimpl
+
+        def explode(config):
+            raise OSError("landlock probe failed")
+
+        @hookimpl
+        def rlm_register_environments(register):
+            register("leaky", "leaky_plugin_mod:Env", isolation=explode)
+            register("gone", "leaky_plugin_mod:Env", isolation="leaky_no_such_module:describe")
+            register("bare", "leaky_plugin_mod:Env")
+        """})
+    result = rlm_cli("plugins", "--json", plugin_dirs=[subprocess_site.root])
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)[-1]
+    assert row["provides"] == {"environment": ["leaky", "gone", "bare"]}
+    assert set(row["isolation"]) == {"leaky", "gone"}  # no describer, no entry
+    assert row["isolation"]["leaky"] == {
+        "error": "isolation describer 'explode' failed: OSError: landlock probe failed"}
+    assert row["isolation"]["gone"]["error"].startswith(
+        "isolation describer 'leaky_no_such_module:describe' failed: ModuleNotFoundError:")
+    assert "isolation_describer_failed" in result.stderr  # logged, on stderr only
+    text = rlm_cli("plugins", plugin_dirs=[subprocess_site.root]).stdout
+    assert "    isolation of environment 'leaky': error: isolation describer 'explode' failed: OSError:" in text
 
 
 def test_plugins_json(rlm_cli, plugin_dir):
@@ -250,7 +290,11 @@ def test_plugins_json(rlm_cli, plugin_dir):
             "doctor_check": ["cli-plugin"],
             "budget_policy": ["cli-frugal"],
         },
+        "isolation": {
+            "local": {"landlock": "active (ABI 7)", "seccomp": "active", "python-guards": "active (hello)"},
+        },
     }
+    assert all(row["isolation"] == {} for row in rows[:-1])
 
 
 # --- doctor --------------------------------------------------------------------------------
@@ -322,6 +366,10 @@ def test_doctor_json(rlm_cli):
 def test_doctor_reports_a_crashing_check_as_a_failure(rlm_cli, subprocess_site):
     subprocess_site.add("rlm-crash", {"crash": "crash_check_mod"}, {"crash_check_mod": """
         from rlm import hookimpl
+
+        def isolation(config):
+            greeting = config.plugin("cli-plugin").greeting
+            return {"landlock": "active (ABI 7)", "seccomp": "active", "python-guards": f"active ({greeting})"}
 
         def check(config):
             raise RuntimeError("disk on fire")

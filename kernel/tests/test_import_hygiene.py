@@ -62,6 +62,10 @@ def test_top_level_help_with_a_plugin_installed_imports_nothing_heavy(run_python
         @hookimpl
         def rlm_register_backends(register):
             register("light", "light_plugin_body:backend")
+
+        @hookimpl
+        def rlm_register_environments(register):
+            register("light", "light_plugin_body:environment", isolation="light_plugin_body:isolation")
         """, "light_plugin_body": "import openai  # heavy, but only imported when used\n"})
     result = run_python(_help_code(hermetic_launcher), plugin_dirs=[subprocess_site.root])
     assert "A light command." in result.stdout

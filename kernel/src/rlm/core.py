@@ -183,6 +183,21 @@ class RLM:
                               fix=f"pip install rlm-env-{name}, or use --env with one of the installed ones")
         return reg.load()
 
+    def environment_isolation(self, config: RLMConfig | None = None) -> dict[str, str] | None:
+        """The isolation layers of the configured environment (layer -> status), as its plugin describes them.
+
+        None when the environment is not installed or registered no describer;
+        ``{"error": ...}`` when the describer fails.  Never raises.
+        """
+        reg: Registration | None = self._environments.get(self.config.environment)
+        if reg is None:
+            return None
+        try:
+            return reg.isolation_layers(config or self.config)
+        except Exception as exc:  # noqa: BLE001 - isolation_layers never raises; a report must not end a run
+            log.warning("isolation_describer_failed", environment=reg.name, plugin=reg.plugin, error=str(exc))
+            return {"error": str(exc)[:300]}
+
     def _tools(self) -> dict[str, ToolSpec]:
         found = collect(self.pm, "tool", config=self.config)
         found = add_tools(found, self._extra_tools, source="RLM(tools=...)")
@@ -381,10 +396,12 @@ class RLM:
         if response_format is not None:
             schema = response_format.get("schema", response_format)
             fmt = {"name": str(response_format.get("name", schema.get("title", "response"))), "schema": schema}
+        # which isolation layers protect the sandbox; only for a run that has one
+        isolation = self.environment_isolation(run.config) if run.environment_factory is not None else None
         top = run.top = run.new_call(parent=None, budget=run.budget, sub_call_type=None)
         run.emit(top, "run_start", prompt=user_text, system=system, model=self.config.model,
                  backend=getattr(backend, "name", None), environment=self.config.environment, protocol=protocol,
-                 token_budget=self.config.token_budget, cost_limit=self.config.cost_limit,
+                 isolation=isolation, token_budget=self.config.token_budget, cost_limit=self.config.cost_limit,
                  max_depth=self.config.max_depth, tools=sorted(tools))
         error: RLMError | None = None
         outcome = CallOutcome(text="")

@@ -13,9 +13,10 @@ refuses a name registered twice, naming both plugins.
 The kernel always calls hooks with keyword arguments.  Specs grow only by
 adding arguments, so an implementation may accept any subset of them.
 
-Factories and command targets may be given as ``"module:attr"`` strings:
-the kernel imports them only when they are used, so that ``rlm --help`` and
-``import rlm`` stay fast whatever is installed.
+Factories, command targets and environments' isolation describers may be
+given as ``"module:attr"`` strings: the kernel imports them only when they
+are used, so that ``rlm --help`` and ``import rlm`` stay fast whatever is
+installed.
 """
 
 from __future__ import annotations
@@ -74,11 +75,26 @@ def rlm_register_environments(register: Callable[..., None]) -> None:
 
     Called once when the kernel builds its registry.
 
-    :param register: call ``register(name, factory, *, description="")``.
-        The kernel calls ``factory(settings=rlm.environment.EnvironmentSettings,
+    :param register: call ``register(name, factory, *, description="",
+        isolation=None)``.  The kernel calls
+        ``factory(settings=rlm.environment.EnvironmentSettings,
         callbacks=rlm.environment.HostCallbacks | None)`` and expects an
         :class:`rlm.environment.Environment`.  ``name`` is what users give as
-        ``environment=`` / ``--env``.
+        ``environment=`` / ``--env``.  ``isolation`` optionally says which
+        isolation layers protect the sandbox: a callable or a ``"module:attr"``
+        string naming one (imported only when used, like the factory); the
+        kernel calls ``isolation(config=RLMConfig)`` and expects a
+        ``Mapping[str, str]`` of layer name to a short status, e.g.
+        ``{"landlock": "active (ABI 7)", "seccomp": "active", "namespaces":
+        "unavailable: user namespaces are disabled"}`` (at most 32 layers,
+        names up to 64 and statuses up to 300 characters).  It must be quick
+        and must not start a sandbox.  The kernel shows the result in ``rlm
+        plugins`` and records it as the ``isolation`` field of the
+        ``run_start`` trajectory event of every run that uses the environment
+        (None without a describer).  A describer that raises or returns
+        anything else is reported as ``{"error": "<cause>"}`` with a logged
+        warning; it never fails a run.  Passing ``isolation`` when
+        registering anything but an environment is a :class:`rlm.errors.PluginError`.
     :return: nothing.
     """
 

@@ -3,20 +3,25 @@
 Each ``rlm_register_*`` hook is called once per plugin with a ``register``
 callback bound to that plugin, so the kernel knows who registered what and
 can refuse a name registered twice (naming both plugins).  Factories given as
-``"module:attr"`` strings are imported only by :meth:`Registration.load`.
+``"module:attr"`` strings are imported only by :meth:`Registration.load`;
+an environment's isolation describer (``register(..., isolation=...)``) only
+by :meth:`Registration.isolation_layers`.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from attrs import define, field
 
 from rlm.logging import get_logger
 from rlm.errors import PluginError
 from rlm.plugins import RLMPluginManager
+
+if TYPE_CHECKING:
+    from rlm.config import RLMConfig
 
 log = get_logger(__name__)
 
@@ -47,15 +52,55 @@ def import_target(target: str) -> Any:
     return obj
 
 
+#: Caps on what an isolation describer may return (see :meth:`Registration.isolation_layers`).
+ISOLATION_MAX_LAYERS = 32
+ISOLATION_MAX_KEY = 64
+ISOLATION_MAX_VALUE = 300
+
+
+def _target_repr(t: Any) -> str:
+    return t if isinstance(t, str) else getattr(t, "__qualname__", repr(t))
+
+
+class _InvalidIsolation(ValueError):
+    """An isolation describer returned something that is not a valid report."""
+
+
+def _check_isolation(value: Any) -> dict[str, str]:
+    """``value`` as a fresh dict if it is a valid isolation report; :class:`_InvalidIsolation` otherwise."""
+    if not isinstance(value, Mapping):
+        raise _InvalidIsolation(f"returned {type(value).__name__}, not a mapping of layer name to status")
+    if len(value) > ISOLATION_MAX_LAYERS:
+        raise _InvalidIsolation(f"returned {len(value)} layers (at most {ISOLATION_MAX_LAYERS})")
+    out: dict[str, str] = {}
+    for key, status in value.items():
+        if not isinstance(key, str) or not key:
+            raise _InvalidIsolation(f"layer name {key!r} is not a non-empty string")
+        if len(key) > ISOLATION_MAX_KEY:
+            raise _InvalidIsolation(f"layer name {key[:20]!r}... is longer than {ISOLATION_MAX_KEY} characters")
+        if not isinstance(status, str):
+            raise _InvalidIsolation(f"status of layer {key!r} is {type(status).__name__}, not a string")
+        if len(status) > ISOLATION_MAX_VALUE:
+            raise _InvalidIsolation(f"status of layer {key!r} is longer than {ISOLATION_MAX_VALUE} characters")
+        out[key] = status
+    return out
+
+
 @define(frozen=True, kw_only=True)
 class Registration:
-    """One named thing a plugin registered.  ``target`` is an object or ``"module:attr"``."""
+    """One named thing a plugin registered.  ``target`` is an object or ``"module:attr"``.
+
+    ``isolation`` (environments only) is None or the environment's isolation
+    describer: a callable or ``"module:attr"`` string, called as
+    ``isolation(config=RLMConfig) -> Mapping[str, str]`` by :meth:`isolation_layers`.
+    """
 
     kind: Kind
     name: str
-    target: Any = field(repr=lambda t: t if isinstance(t, str) else getattr(t, "__qualname__", repr(t)))
+    target: Any = field(repr=_target_repr)
     plugin: str
     description: str = ""
+    isolation: Any = field(default=None, repr=lambda t: "None" if t is None else _target_repr(t))
 
     def load(self) -> Any:
         """The target object, importing it now if it was given as a string."""
@@ -68,6 +113,38 @@ class Registration:
                 f"{self.kind.replace('_', ' ')} {self.name!r} from plugin {self.plugin!r} cannot be imported: {exc}",
                 fix=f"reinstall the distribution that provides plugin {self.plugin!r}",
             ) from exc
+
+    def isolation_layers(self, config: RLMConfig) -> dict[str, str] | None:
+        """The isolation layers protecting this environment: layer name -> short status.
+
+        None when no describer was registered.  Never raises: a describer that
+        cannot be imported, raises, or returns anything but a mapping of str
+        to str within the caps (:data:`ISOLATION_MAX_LAYERS` entries, keys up
+        to :data:`ISOLATION_MAX_KEY` and values up to
+        :data:`ISOLATION_MAX_VALUE` characters) gives ``{"error": "<cause>"}``
+        and a logged warning.
+        """
+        if self.isolation is None:
+            return None
+        describer_name = _target_repr(self.isolation)
+        try:
+            describer = import_target(self.isolation) if isinstance(self.isolation, str) else self.isolation
+            report = describer(config=config)
+        except Exception as exc:  # noqa: BLE001 - a report about the sandbox must never break a run
+            return self._isolation_error(
+                f"isolation describer {describer_name!r} failed: {type(exc).__name__}: {exc}")
+        try:
+            return _check_isolation(report)
+        except _InvalidIsolation as exc:
+            return self._isolation_error(f"isolation describer {describer_name!r} {exc}")
+        except Exception as exc:  # noqa: BLE001 - e.g. a mapping whose items() raises
+            return self._isolation_error(
+                f"isolation describer {describer_name!r} returned an unreadable value: {type(exc).__name__}: {exc}")
+
+    def _isolation_error(self, cause: str) -> dict[str, str]:
+        cause = cause[:ISOLATION_MAX_VALUE]
+        log.warning("isolation_describer_failed", environment=self.name, plugin=self.plugin, error=cause)
+        return {"error": cause}
 
 
 def _call_per_plugin(pm: RLMPluginManager, hook_name: str, make_register: Callable[[str], Callable[..., None]],
@@ -85,6 +162,28 @@ def _call_per_plugin(pm: RLMPluginManager, hook_name: str, make_register: Callab
         impl.function(**{name: args[name] for name in impl.argnames if name in args})
 
 
+def _check_describer(kind: Kind, plugin: str, name: Any, isolation: Any) -> None:
+    """Refuse ``isolation=`` where it means nothing or is neither a callable nor a "module:attr" string."""
+    name = getattr(name, "name", name)  # a ToolSpec
+    if kind != "environment":
+        raise PluginError(
+            f"plugin {plugin!r} passed isolation= when registering {kind.replace('_', ' ')} {name!r}; "
+            "only environments have isolation layers",
+            fix=f"remove isolation= from that register() call in plugin {plugin!r}",
+        )
+    if isinstance(isolation, str):
+        module_name, sep, attr = isolation.partition(":")
+        if sep and module_name and attr:
+            return
+    elif callable(isolation):
+        return
+    raise PluginError(
+        f"plugin {plugin!r} registered environment {name!r} with isolation={isolation!r}, "
+        "which is neither a callable nor a 'module:attr' string",
+        fix="pass isolation=\"package.module:describe\" naming a function describe(config) -> dict[str, str]",
+    )
+
+
 def collect(pm: RLMPluginManager, kind: Kind, *, strict: bool = True, **kwargs: Any) -> dict[str, Registration]:
     """Gather the registrations of one kind.
 
@@ -95,7 +194,10 @@ def collect(pm: RLMPluginManager, kind: Kind, *, strict: bool = True, **kwargs: 
     found: dict[str, Registration] = {}
 
     def make_register(plugin: str) -> Callable[..., None]:
-        def register(name: Any, target: Any = None, *, description: str = "", help: str = "") -> None:
+        def register(name: Any, target: Any = None, *, description: str = "", help: str = "",
+                     isolation: Any = None) -> None:
+            if isolation is not None:
+                _check_describer(kind, plugin, name, isolation)
             if kind == "tool":
                 from rlm.types import ToolSpec
 
@@ -106,7 +208,8 @@ def collect(pm: RLMPluginManager, kind: Kind, *, strict: bool = True, **kwargs: 
                     )
                 spec: ToolSpec = name
                 name, target, description = spec.name, spec, spec.description
-            add(Registration(kind=kind, name=str(name), target=target, plugin=plugin, description=description or help))
+            add(Registration(kind=kind, name=str(name), target=target, plugin=plugin, description=description or help,
+                             isolation=isolation))
 
         return register
 
@@ -166,4 +269,34 @@ def provided_by(pm: RLMPluginManager, plugin_name: str, **kwargs: Any) -> dict[K
                 names.append(f"<error: {exc}>")
         if names:
             out[kind] = names
+    return out
+
+
+def environment_isolation(pm: RLMPluginManager, plugin_name: str, config: RLMConfig) -> dict[str, dict[str, str]]:
+    """The isolation layers of each environment one plugin registers with a describer (for ``rlm plugins``).
+
+    Environments without a describer are left out.  Never raises: a failing
+    describer gives ``{"error": ...}`` (see :meth:`Registration.isolation_layers`);
+    a failing register hook is left to :func:`provided_by` to show.
+    """
+    regs: list[Registration] = []
+    for impl in pm.hook.rlm_register_environments.get_hookimpls():
+        if impl.plugin_name != plugin_name:
+            continue
+
+        def register(name: Any, target: Any = None, *, description: str = "", isolation: Any = None,
+                     **_: Any) -> None:
+            if isolation is not None:
+                regs.append(Registration(kind="environment", name=str(name), target=target, plugin=plugin_name,
+                                         description=description, isolation=isolation))
+
+        try:
+            impl.function(**({"register": register} if "register" in impl.argnames else {}))
+        except Exception as exc:  # noqa: BLE001 - provided_by shows it
+            log.debug("register_hook_failed", plugin=plugin_name, hook="rlm_register_environments", error=str(exc))
+    out: dict[str, dict[str, str]] = {}
+    for reg in regs:
+        layers = reg.isolation_layers(config)
+        if layers is not None:
+            out[reg.name] = layers
     return out

@@ -168,8 +168,9 @@ class FakeEnvironment:
 class FakePlugin:
     """A throw-away plugin registering the fake backend and environment."""
 
-    def __init__(self, backend: FakeBackend) -> None:
+    def __init__(self, backend: FakeBackend, *, isolation: Any = None) -> None:
         self.backend = backend
+        self.isolation = isolation  # the fake environment's isolation describer, if any
 
     @hookimpl
     def rlm_register_backends(self, register):
@@ -177,7 +178,7 @@ class FakePlugin:
 
     @hookimpl
     def rlm_register_environments(self, register):
-        register("fake", FakeEnvironment, description="exec-based, tests only")
+        register("fake", FakeEnvironment, description="exec-based, tests only", isolation=self.isolation)
 
 
 @pytest.fixture(autouse=True)
@@ -191,13 +192,17 @@ def _clean_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def make_rlm(tmp_path):
-    """``make_rlm(script, **settings) -> (rlm, backend)`` with the fakes installed."""
+    """``make_rlm(script, **settings) -> (rlm, backend)`` with the fakes installed.
+
+    ``isolation=`` registers the fake environment with that isolation describer.
+    """
     from rlm import RLM
 
-    def make(script: Any, *, backend_kwargs: dict | None = None, tools=None, **settings: Any):
+    def make(script: Any, *, backend_kwargs: dict | None = None, tools=None, isolation: Any = None,
+             **settings: Any):
         backend = FakeBackend(script, **(backend_kwargs or {}))
         pm = create_plugin_manager(entry_points=False)
-        pm.register(FakePlugin(backend), name="fake-plugin")
+        pm.register(FakePlugin(backend, isolation=isolation), name="fake-plugin")
         settings.setdefault("log_dir", str(tmp_path / "logs"))
         settings.setdefault("model", "fake-model")
         rlm = RLM(backend="fake", environment="fake", plugin_manager=pm, tools=tools,

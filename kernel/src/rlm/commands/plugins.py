@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from cyclopts import Parameter
 
@@ -20,12 +20,18 @@ def plugins(*, json_output: Annotated[bool, Parameter(name="--json")] = False) -
     """
     from rlm.cli import plugin_manager
     from rlm.config import RLMConfig
-    from rlm.registry import provided_by
+    from rlm.registry import environment_isolation, provided_by
 
     pm = plugin_manager()
+    config: Any = None  # loaded only if some plugin provides an environment
     rows = []
     for record in pm.records:
-        provides = provided_by(pm, record.name, config=RLMConfig()) if record.status in {"loaded", "builtin"} else {}
+        active = record.status in {"loaded", "builtin"}
+        provides = provided_by(pm, record.name, config=RLMConfig()) if active else {}
+        isolation: dict[str, dict[str, str]] = {}
+        if "environment" in provides:
+            config = config or _config(pm)
+            isolation = environment_isolation(pm, record.name, config)
         rows.append({
             "name": record.name,
             "status": record.status,
@@ -34,6 +40,7 @@ def plugins(*, json_output: Annotated[bool, Parameter(name="--json")] = False) -
             "module": record.module,
             "error": record.error,
             "provides": provides,
+            "isolation": isolation,
         })
     if json_output:
         print(json.dumps(rows, indent=2))
@@ -48,4 +55,20 @@ def plugins(*, json_output: Annotated[bool, Parameter(name="--json")] = False) -
             print("    disabled by RLM_DISABLE_PLUGINS")
         for kind, names in row["provides"].items():
             print(f"    {_PLURAL.get(kind, kind.replace('_', ' ') + 's')}: {', '.join(names)}")
+        for env, layers in row["isolation"].items():
+            print(f"    isolation of environment {env!r}: " + "; ".join(f"{k}: {v}" for k, v in layers.items()))
     return 0
+
+
+def _config(pm: Any) -> Any:
+    """The effective configuration for the isolation describers; the defaults if it does not load."""
+    from rlm.config import RLMConfig, load_config
+    from rlm.logging import get_logger
+    from rlm.registry import collect
+
+    try:
+        sections = {name: reg.load() for name, reg in collect(pm, "config_section", strict=False).items()}
+        return load_config(sections=sections)
+    except Exception as exc:  # noqa: BLE001 - `rlm doctor` reports it; the list must still print
+        get_logger(__name__).warning("config_not_loaded", error=str(exc), using="defaults")
+        return RLMConfig()
