@@ -83,3 +83,13 @@ def test_a_run_without_an_environment_does_not_ask(make_rlm, tmp_path):
     assert "execute_code" not in {t.name for t in backend.requests[0].tools}
     assert _run_start(result, tmp_path)["isolation"] is None
     assert calls == []
+
+
+def test_the_log_tree_shows_the_isolation_layers(make_rlm, tmp_path):
+    from rlm.commands.logs import render_tree
+
+    rlm, _ = make_rlm(["42"], isolation=lambda config: LAYERS)
+    result = rlm.completion_sync("go")
+    tree = render_tree(read_trajectory(str(tmp_path / "logs" / f"{result.trajectory_id}.jsonl")))
+    assert "isolation: landlock: active (ABI 7); seccomp: active; namespaces: unavailable; " \
+           "python-guards: active" in tree

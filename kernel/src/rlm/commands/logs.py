@@ -119,6 +119,9 @@ def render_tree(events: list[dict[str, Any]]) -> str:
         lines.append(f"run {start['trajectory_id']}  model={start.get('model')}  env={start.get('environment')}  "
                      f"protocol={start.get('protocol')}")
         lines.append(f"  prompt: {_short(start.get('prompt'))}")
+        isolation = start.get("isolation")
+        if isinstance(isolation, dict) and isolation:
+            lines.append("  isolation: " + "; ".join(f"{k}: {str(v).split(':')[0]}" for k, v in isolation.items()))
     for e in events:
         pad = "  " * (int(e.get("depth") or 0) + 1)
         kind = e["type"]
