@@ -34,8 +34,10 @@ def make_env(tree: dict[str, Any], callbacks: Any = None, **overrides: Any) -> L
         "allowed_paths": (str(tree["allowed"]),), "writable_paths": (str(tree["out"]),),
         "workdir": str(tree["allowed"]),
     }
+    disable_layers = overrides.pop("disable_layers", ())
     values.update(overrides)
-    return LocalEnvironment(settings=EnvironmentSettings(**values), callbacks=callbacks)
+    return LocalEnvironment(settings=EnvironmentSettings(**values), callbacks=callbacks,
+                            disable_layers=disable_layers)
 
 
 @pytest.fixture(scope="module")

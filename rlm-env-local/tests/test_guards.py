@@ -201,7 +201,7 @@ def test_audit_hook_blocks_what_the_guards_should_never_let_through(tmp_path):
         attempt("import ctypes", lambda: __import__("ctypes"))
         attempt("import socket", lambda: __import__("socket"))
         attempt("putenv", lambda: os.putenv("X", "1"))
-        policy.user_mode = True
+        policy.take_user_switch()(True)
         def frame():
             try:
                 1 / 0

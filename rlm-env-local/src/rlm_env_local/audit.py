@@ -5,6 +5,8 @@ starting processes, signals, sockets, ctypes, environment changes, file
 writes outside the writable paths, reads outside the allowed paths and the
 interpreter's own library, imports of dangerous modules, and -- while user
 code runs -- frame objects, code/function construction and rlimit changes.
+The :class:`AuditPolicy` is immutable; its user mode changes only through a
+switch it hands out once, to the REPL.
 Runs inside the worker process; installed once, after the worker started.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 #: Refused always (after installation).
@@ -51,12 +53,51 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
 class AuditPolicy:
-    """The state the hook consults; ``user_mode`` is True while user code runs."""
+    """The state the hook consults, immutable once built.
+
+    The roots are fixed at construction; ``user_mode`` (True while user code
+    runs) can only be changed through the switch :meth:`take_user_switch`
+    hands out -- once, to the REPL -- so nothing that later gets hold of the
+    policy could widen the roots or leave user mode.  Policies cannot be
+    copied or pickled (``copy.deepcopy`` would otherwise walk them).
+    """
+
+    __slots__ = ("read_roots", "write_roots", "_state")
 
     def __init__(self, *, read_roots: Iterable[str], write_roots: Iterable[str], lib_roots: Iterable[str]):
-        self.write_roots = tuple(_norm(p) for p in write_roots)
-        self.read_roots = tuple(_norm(p) for p in read_roots) + self.write_roots + tuple(_norm(p) for p in lib_roots)
-        self.user_mode = False
+        write = tuple(_norm(p) for p in write_roots)
+        read = tuple(_norm(p) for p in read_roots) + write + tuple(_norm(p) for p in lib_roots)
+        object.__setattr__(self, "write_roots", write)
+        object.__setattr__(self, "read_roots", read)
+        object.__setattr__(self, "_state", {"user": False, "switch_taken": False})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"AuditPolicy is immutable: cannot set {name!r}; build a new policy before "
+                             "installing it (user mode changes only through take_user_switch())")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"AuditPolicy is immutable: cannot delete {name!r}")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("AuditPolicy belongs to the sandbox and cannot be copied or pickled")
+
+    @property
+    def user_mode(self) -> bool:
+        """Whether user code is running (the stricter rules apply)."""
+        return self._state["user"]
+
+    def take_user_switch(self) -> Callable[[bool], None]:
+        """The function that turns user mode on and off; handed out once only."""
+        state = self._state
+        if state["switch_taken"]:
+            raise RuntimeError("the user-mode switch of this AuditPolicy was already handed out (to the REPL); "
+                               "it exists once so that nothing else can leave user mode")
+        state["switch_taken"] = True
+
+        def set_user_mode(on: bool) -> None:
+            state["user"] = bool(on)
+
+        return set_user_mode
 
     def hook(self, event: str, args: tuple[Any, ...]) -> None:
         if event in DENY_EVENTS or event.startswith(DENY_PREFIXES):
@@ -74,7 +115,7 @@ class AuditPolicy:
             target = args[0] if args and args[0] is not None else "."
             if not _within(target, self.read_roots):
                 raise PermissionError(f"{event} is not allowed outside the allowed paths")
-        elif self.user_mode:
+        elif self._state["user"]:
             if event in USER_DENY_EVENTS:
                 raise PermissionError(f"{event} is not allowed in the sandbox")
             if event == "object.__getattr__" and len(args) > 1 and args[1] in FRAME_ATTRS:
@@ -85,7 +126,7 @@ class AuditPolicy:
         mode = args[1] if len(args) > 1 else None
         flags = args[2] if len(args) > 2 else 0
         if isinstance(path, int):
-            if self.user_mode:
+            if self._state["user"]:
                 raise PermissionError("opening file descriptors is not allowed in the sandbox")
             return
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(

@@ -7,6 +7,8 @@ the local sandbox.
 
 from __future__ import annotations
 
+import sys
+
 from attrs import define, field, validators
 
 from rlm_env_local.allowlist import check_extra_module
@@ -31,3 +33,6 @@ class LocalEnvConfig:
         "help": "largest file code may write, MiB"})
     startup_timeout: float = field(default=30.0, validator=validators.gt(0), metadata={
         "help": "seconds the worker process may take to start"})
+    require_os_sandbox: bool = field(default=sys.platform == "linux", metadata={
+        "help": "refuse to run when an OS layer of the jail (namespaces, landlock, seccomp) is unavailable "
+                "(default true on Linux); false runs with the layers this machine has and says which"})

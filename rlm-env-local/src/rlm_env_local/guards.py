@@ -4,7 +4,10 @@
   underscore names (bar a few harmless dunders), frame/code/generator/traceback
   internals, ``str.format``/``format_map`` and ``string.Formatter`` (their
   ``{0.__class__}`` fields read attributes unguarded), ``AttributeError.obj``;
-  ``__class__`` answers like the REPL's ``type()``.
+  ``__class__`` answers like the REPL's ``type()``.  A library method read
+  without its class (``Lib.method``, ``Lib.prop.fget``, ``partial.func``,
+  ``super(Base, Cls).method``) comes back checked: it only accepts instances
+  of its class as ``self``.
 - :func:`guarded_write` (``_write_``): refuses writing into modules, into classes
   and functions the REPL did not define; user objects, containers and
   library instances (``decimal.getcontext().prec = 5``) may be changed.
@@ -13,6 +16,8 @@
   build classes from arbitrary namespaces).
 - :data:`class_factory` (``__metaclass__``): every ``class`` statement goes
   through it, which records the class as the user's.
+- :class:`Sealed`: base of the sandbox's own objects, which refuse to be copied
+  or pickled.
 
 Runs inside the worker process.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 import collections
 import operator
 import string
+import sys
 import types
 import weakref
 from typing import Any
@@ -49,6 +55,17 @@ class SandboxViolation(PermissionError):
 SandboxViolation.__module__ = "builtins"  # tracebacks show "SandboxViolation: ..."
 _FORMATTING = (str, collections.UserString)
 _FORMATTER_METHODS = frozenset({"format", "vformat", "get_field", "get_value", "format_field", "convert_field"})
+
+
+class Sealed:
+    """Base of the sandbox's own objects: they cannot be copied or pickled, so library code
+    that walks object graphs (``copy.deepcopy`` and its memo, ``pickle``) stops at them
+    instead of handing them, or what they hold, to user code."""
+
+    __slots__ = ()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(f"{type(self).__name__} belongs to the sandbox and cannot be copied or pickled")
 
 
 # --- type() --------------------------------------------------------------------------------
@@ -229,19 +246,35 @@ def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
         if default is _MISSING:
             raise
         return default
-    if isinstance(obj, type) and isinstance(value, types.FunctionType) and not is_user_function(value):
-        return _unbound_method(obj, name, value)
+    if isinstance(value, types.FunctionType) and not is_user_function(value):
+        if isinstance(obj, type):
+            return _unbound_method(obj, name, value)
+        owner = _method_owner(value)
+        if owner is not None:
+            return _unbound_method(owner, value.__name__, value)
     return value
 
 
+def _method_owner(fn: types.FunctionType) -> type | None:
+    """The class a library function is a method of (found through its ``__qualname__``),
+    or None for plain functions."""
+    path = fn.__qualname__.split(".")[:-1]
+    if not path or "<locals>" in path:
+        return None
+    owner: Any = sys.modules.get(fn.__module__)
+    for part in path:
+        owner = getattr(owner, part, None)
+    return owner if isinstance(owner, type) else None
+
+
 def _unbound_method(owner: type, name: str, fn: types.FunctionType) -> Any:
-    """A library function read from a class: checked so that ``self`` is an instance of the
-    class (``Base.__init__(self)`` works; ``Lib.__init__(OtherLibClass)`` cannot write into
-    other classes).  Staticmethods are returned as they are."""
+    """A library method of ``owner``: checked so that ``self`` is an instance of the class
+    (``Base.__init__(self)`` works; ``Lib.__init__(OtherLibClass)`` cannot write into other
+    classes).  Staticmethods are returned as they are."""
     for klass in owner.__mro__:
         raw = klass.__dict__.get(name, _MISSING)
         if raw is not _MISSING:
-            if isinstance(raw, staticmethod) or not isinstance(raw, types.FunctionType):
+            if isinstance(raw, staticmethod):
                 return fn
             break
 

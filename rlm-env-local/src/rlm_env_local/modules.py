@@ -6,8 +6,10 @@ modules replaced by their proxies when allowed and dropped otherwise, and
 with a few dangerous members removed or replaced by guarded versions (see
 :data:`RULES`).  No proxy holds a reference to the real module, so no chain of
 public attributes leads to ``os``, ``sys``, ``builtins``, ``importlib`` or
-files.  Proxies are read-only (``_write_`` refuses modules).  Runs inside the
-worker process.
+files.  Proxies are read-only (``_write_`` refuses modules).  The gate and its
+rules are immutable once built and cannot be copied, and the guarded
+replacements keep no public (or ``__wrapped__``) link to the real function
+they guard.  Runs inside the worker process.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from rlm_env_local.allowlist import check_extra_module
 from rlm_env_local.guards import (
     SandboxViolation,
+    Sealed,
     check_writable,
     guarded_getattr,
     is_user_class,
@@ -42,17 +45,40 @@ _DANGEROUS_FUNCTION_MODULES = frozenset({
 })
 
 
-class Rule:
+class _Frozen(Sealed):
+    """Base of the gate's objects: attributes are set once, in ``__init__``; no copies."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r} "
+                             "(the import allowlist is fixed when the worker starts)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+
+
+class Rule(_Frozen):
     """How one module is exposed: ``only`` (exact names) or its public API minus ``exclude``;
-    ``replace`` maps names to functions ``(real_value) -> exposed_value``."""
+    ``replace`` maps names to functions ``(real_value) -> exposed_value``.  Immutable."""
 
     __slots__ = ("exclude", "only", "replace")
 
     def __init__(self, *, only: Iterable[str] | None = None, exclude: Iterable[str] = (),
                  replace: dict[str, Callable[[Any], Any]] | None = None) -> None:
-        self.only = tuple(only) if only is not None else None
-        self.exclude = frozenset(exclude)
-        self.replace = dict(replace or {})
+        object.__setattr__(self, "only", tuple(only) if only is not None else None)
+        object.__setattr__(self, "exclude", frozenset(exclude))
+        object.__setattr__(self, "replace", types.MappingProxyType(dict(replace or {})))
+
+
+def _named_like(fn: Callable[..., Any], real: Any) -> Callable[..., Any]:
+    """Give the guarded ``fn`` the name and doc of ``real`` -- but no ``__wrapped__`` link to it."""
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        try:
+            setattr(fn, attr, getattr(real, attr))
+        except (AttributeError, TypeError):
+            pass
+    return fn
 
 
 # --- guarded replacements ----------------------------------------------------------------------
@@ -67,6 +93,9 @@ def _safe_update_wrapper(real: Callable[..., Any]) -> Callable[..., Any]:
         if not set(assigned) <= set(assigned_default) or not set(updated) <= set(updated_default):
             raise SandboxViolation("functools.update_wrapper/wraps: only the default assigned= and "
                                    "updated= attributes are allowed in the sandbox")
+        if isinstance(wrapped, type):
+            raise SandboxViolation("functools.update_wrapper/wraps cannot wrap a class in the sandbox (it would "
+                                   "copy the class's __dict__, raw methods included); wrap a function")
         check_writable(wrapper)
         return real(wrapper, wrapped, assigned, updated)
 
@@ -92,7 +121,6 @@ def _user_class_decorator(real: Callable[..., Any], what: str) -> Callable[..., 
         if isinstance(target, types.ModuleType):
             raise SandboxViolation(f"{what} cannot decorate a module")
 
-    @functools.wraps(real)
     def decorator(cls: Any = None, /, **kwargs: Any) -> Any:
         if cls is None:
             def apply(target: Any) -> Any:
@@ -102,7 +130,7 @@ def _user_class_decorator(real: Callable[..., Any], what: str) -> Callable[..., 
         check(cls)
         return real(cls, **kwargs)
 
-    return decorator
+    return _named_like(decorator, real)
 
 
 def _safe_attrgetter(_real: Any) -> Callable[..., Any]:
@@ -134,11 +162,10 @@ def _safe_methodcaller(_real: Any) -> Callable[..., Any]:
 
 
 def _masked(real: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(real)
     def call(*args: Any, **kwargs: Any) -> Any:
         return mask_metaclass(real(*args, **kwargs))
 
-    return call
+    return _named_like(call, real)
 
 
 _update_wrapper = _safe_update_wrapper(functools.update_wrapper)
@@ -156,8 +183,8 @@ TYPING_SUBSET = (
     "runtime_checkable",
 )
 
-#: Every importable module and how it is exposed.
-RULES: dict[str, Rule] = {
+#: Every importable module and how it is exposed (read-only).
+RULES: types.MappingProxyType[str, Rule] = types.MappingProxyType({
     "json": Rule(), "re": Rule(), "math": Rule(), "cmath": Rule(), "datetime": Rule(),
     "collections": Rule(), "collections.abc": Rule(), "itertools": Rule(),
     "functools": Rule(
@@ -189,7 +216,7 @@ RULES: dict[str, Rule] = {
                              "ContextDecorator", "AbstractContextManager")),
     "uuid": Rule(only=("UUID", "uuid3", "uuid4", "uuid5", "NAMESPACE_DNS", "NAMESPACE_URL", "NAMESPACE_OID",
                        "NAMESPACE_X500")),
-}
+})
 
 
 def is_forbidden_value(value: Any) -> bool:
@@ -216,18 +243,24 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-class ModuleGate:
-    """Builds and caches the proxies; its :meth:`import_` is the REPL's ``__import__``."""
+class ModuleGate(_Frozen):
+    """Builds and caches the proxies; :meth:`importer` makes the REPL's ``__import__``.
+
+    Immutable once built: ``rules`` is a read-only mapping of immutable :class:`Rule`
+    objects; only the private proxy cache grows."""
+
+    __slots__ = ("_proxies", "rules")
 
     def __init__(self, extra_modules: Iterable[str] = ()) -> None:
-        self.rules = dict(RULES)
+        rules = dict(RULES)
         for name in extra_modules:
             check_extra_module(name)
             parts = name.split(".")
             for i in range(1, len(parts)):
-                self.rules.setdefault(".".join(parts[:i]), Rule(only=()))
-            self.rules.setdefault(name, Rule())
-        self._proxies: dict[str, types.ModuleType] = {}
+                rules.setdefault(".".join(parts[:i]), Rule(only=()))
+            rules.setdefault(name, Rule())
+        object.__setattr__(self, "rules", types.MappingProxyType(rules))
+        object.__setattr__(self, "_proxies", {})
 
     def allowed(self) -> list[str]:
         return sorted(self.rules)
@@ -271,9 +304,20 @@ class ModuleGate:
             raise
         return proxy
 
+    def importer(self) -> Callable[..., types.ModuleType]:
+        """The REPL's ``__import__``: a plain function (not a bound method, so nothing that
+        copies or walks it reaches the gate) that calls :meth:`import_`."""
+        import_ = self.import_
+
+        def guarded_import(name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (),
+                           level: int = 0) -> types.ModuleType:
+            return import_(name, globals_, locals_, fromlist, level)
+
+        return guarded_import
+
     def import_(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (),
                 level: int = 0) -> types.ModuleType:
-        """The REPL's ``__import__``: allowed modules only, as proxies."""
+        """Allowed modules only, as proxies."""
         if level != 0:
             raise ImportError("relative imports are not allowed in the sandbox")
         if isinstance(name, str):

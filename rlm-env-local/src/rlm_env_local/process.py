@@ -95,9 +95,11 @@ class WorkerProcess:
         self.nonce = secrets.token_hex(16)
         self._init = {"op": "init", "nonce": self.nonce, **init}
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by kill()
+        #: The whole environment the worker starts with (no secret of the host's).
+        self.env = _worker_env()
         self._proc = subprocess.Popen(
             [python, "-I", "-B", "-c", _BOOT, json.dumps(_import_paths())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=cwd, env=_worker_env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=cwd, env=self.env,
             start_new_session=True, close_fds=True,
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None

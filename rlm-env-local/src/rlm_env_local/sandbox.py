@@ -7,6 +7,16 @@ from :mod:`rlm_env_local.modules`, a path-checked ``open``, the host functions
 output buffer that ``print`` and ``sys.stdout``/``sys.stderr`` write into.
 :meth:`Repl.run` compiles and runs one cell and returns the JSON-ready payload
 of its result.  Runs inside the worker process.
+
+Nothing user code can touch leads back to the machinery: the functions put in
+the namespace are plain closures over the least they need (the host channel,
+the cell's :class:`Outcome`, the user's own globals) -- never bound methods
+of :class:`Repl` -- and the REPL's own objects (:class:`Repl`, :class:`Output`,
+:class:`Stream`, :class:`Outcome`) refuse to be copied or pickled, so library
+code that walks object graphs (``copy.deepcopy``'s memo) stops at them.
+
+``Repl(restricted=False)`` is a test-only switch: cells are compiled with plain
+``compile()`` and run with the real builtins plus the host functions.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack
 
 from rlm_env_local import guards
 from rlm_env_local.audit import AuditPolicy
+from rlm_env_local.guards import Sealed
 from rlm_env_local.modules import ModuleGate
 from rlm_env_local.policy import DISPLAY_HOOK, CellSyntaxError, compile_cell
 
@@ -51,7 +62,7 @@ class FinalExit(BaseException):
     """Raised by FINAL/FINAL_VAR to end the cell (not an error)."""
 
 
-class Output:
+class Output(Sealed):
     """What a cell printed, cut at ``limit`` characters (``truncated`` says so)."""
 
     def __init__(self, limit: int) -> None:
@@ -79,17 +90,21 @@ class Output:
         return "".join(self._parts)
 
 
-class Stream:
-    """``sys.stdout``/``sys.stderr`` of the worker: writes go to the current cell's output."""
+class Stream(Sealed):
+    """``sys.stdout``/``sys.stderr`` of the worker: writes go to the current cell's output.
 
+    Library objects keep it (``pprint.PrettyPrinter()._stream``), so it holds only a
+    write function, not the :class:`Output` itself."""
+
+    __slots__ = ("_write",)
     encoding = "utf-8"
     errors = "replace"
 
-    def __init__(self, output: Output) -> None:
-        self._output = output
+    def __init__(self, write: Callable[[str], int]) -> None:
+        self._write = write
 
     def write(self, text: str) -> int:
-        return self._output.write(text)
+        return self._write(text)
 
     def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
@@ -102,8 +117,18 @@ class Stream:
         return False
 
 
+class Outcome(Sealed):
+    """The current cell's displayed value and final answer, set by the display hook and FINAL."""
+
+    __slots__ = ("final", "value")
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+        self.final: dict[str, Any] | None = None
+
+
 def _print_factory(stream: Stream) -> type:
-    class PrintTarget:
+    class PrintTarget(Sealed):
         """``_print_``: RestrictedPython turns ``print(...)`` into ``_print._call_print(...)``."""
 
         def __init__(self, _getattr_: Any = None) -> None:
@@ -168,6 +193,84 @@ def render_final(value: Any) -> str:
     return str(value)
 
 
+def make_host_functions(*, host: HostCall, has_callbacks: bool, outcome: Outcome, user_globals: dict[str, Any],
+                        value_limit: int) -> dict[str, Callable[..., Any]]:
+    """``llm_query``, ``llm_query_batched``, ``FINAL``, ``FINAL_VAR`` and the display hook.
+
+    Plain functions (copying or walking them reaches nothing) closing over the host
+    channel, the cell's ``outcome`` and the user's own globals -- nothing else."""
+
+    def ask(op: str, payload: dict[str, Any]) -> Any:
+        if not has_callbacks:
+            raise RuntimeError(f"{op} is not available: this REPL session has no host callbacks "
+                               "(the environment was created with callbacks=None)")
+        reply = host(op, payload)
+        if not reply.get("ok"):
+            raise RuntimeError(f"{op} failed: {reply.get('error', 'unknown error')}")
+        return reply.get("value")
+
+    def llm_query(prompt: str) -> str:
+        if not isinstance(prompt, str):
+            raise TypeError(f"llm_query(prompt): prompt must be a str, not {type(prompt).__name__}")
+        return ask("llm_query", {"prompt": str.__str__(prompt)})
+
+    def llm_query_batched(prompts: Any) -> list[str]:
+        if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
+            raise TypeError("llm_query_batched(prompts): prompts must be a list of str")
+        items = list(prompts)
+        for p in items:
+            if not isinstance(p, str):
+                raise TypeError(f"llm_query_batched(prompts): every prompt must be a str, not {type(p).__name__}")
+        return list(ask("llm_query_batched", {"prompts": [str.__str__(p) for p in items]}))
+
+    def FINAL(answer: Any) -> None:  # noqa: N802 - the name the model uses
+        outcome.final = {"kind": "final", "value": render_final(answer), "variable": None}
+        raise FinalExit
+
+    def FINAL_VAR(name: Any) -> None:  # noqa: N802
+        if not isinstance(name, str):
+            raise TypeError('FINAL_VAR(name) takes the name of a variable as a string, e.g. FINAL_VAR("answer"); '
+                            "to answer with a value use FINAL(value)")
+        name = str.__str__(name)
+        if name not in user_globals or name.startswith("_"):
+            raise NameError(f"FINAL_VAR({name!r}): no variable named {name!r} is defined in the REPL; "
+                            f"assign it first ({name} = ...) or answer with FINAL(value)")
+        outcome.final = {"kind": "final_var", "value": render_final(user_globals[name]), "variable": name}
+        raise FinalExit
+
+    def display(value: Any) -> None:
+        if value is not None:
+            outcome.value = _cap(repr(value), value_limit)
+
+    functions = {"llm_query": llm_query, "llm_query_batched": llm_query_batched, "FINAL": FINAL,
+                 "FINAL_VAR": FINAL_VAR, DISPLAY_HOOK: display}
+    for name, fn in functions.items():
+        fn.__qualname__ = name
+    return functions
+
+
+def _restricted_builtins(*, open_: Callable[..., Any], import_: Callable[..., Any], stream: Stream,
+                         host_functions: dict[str, Callable[..., Any]]) -> dict[str, Any]:
+    b: dict[str, Any] = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}
+    for name in dir(builtins):
+        value = getattr(builtins, name)
+        if isinstance(value, type) and issubclass(value, BaseException):
+            b[name] = value
+    b.update({
+        "getattr": guards.guarded_getattr, "setattr": guards.guarded_setattr,
+        "delattr": guards.guarded_delattr, "hasattr": guards.guarded_hasattr, "dir": guards.guarded_dir,
+        "type": guards.SafeType, "open": open_, "__import__": import_,
+        "__metaclass__": guards.class_factory,
+        "_getattr_": guards.guarded_getattr, "_write_": guards.guarded_write,
+        "_getitem_": guards.guarded_getitem, "_getiter_": guards.guarded_getiter,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence, "_inplacevar_": guards.guarded_inplacevar,
+        "_apply_": guards.guarded_apply, "_print_": _print_factory(stream),
+    })
+    b.update(host_functions)
+    return b
+
+
 def _short_repr() -> reprlib.Repr:
     r = reprlib.Repr()
     r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 20, 20, 20, 20
@@ -175,50 +278,40 @@ def _short_repr() -> reprlib.Repr:
     return r
 
 
-class Repl:
-    """One session's interpreter state and the code that runs cells in it."""
+class Repl(Sealed):
+    """One session's interpreter state and the code that runs cells in it.
+
+    ``restricted=False`` (tests only) runs cells as plain Python: no RestrictedPython,
+    no guards, no module gate, the real builtins plus the host functions."""
 
     def __init__(self, *, gate: ModuleGate, audit: AuditPolicy | None, host: HostCall, has_callbacks: bool,
-                 read_roots: Iterable[str], write_roots: Iterable[str], workdir: str, output_limit: int) -> None:
-        self.gate = gate
-        self.audit = audit
-        self.host = host
-        self.has_callbacks = has_callbacks
+                 read_roots: Iterable[str], write_roots: Iterable[str], workdir: str, output_limit: int,
+                 restricted: bool = True) -> None:
+        self.restricted = restricted
+        self._set_user_mode = audit.take_user_switch() if audit is not None else None
         self.output = Output(output_limit)
-        self.stream = Stream(self.output)
-        self.value: str | None = None
-        self.final: dict[str, Any] | None = None
+        output_write = self.output.write
+
+        def write(text: str) -> int:
+            return output_write(text)
+
+        self.stream = Stream(write)
+        self.outcome = Outcome()
         self.cells = 0
         self._sources: OrderedDict[str, None] = OrderedDict()
         self._short = _short_repr()
-        self.builtins = self._make_builtins(make_open(read_roots=read_roots, write_roots=write_roots,
-                                                      workdir=workdir))
         self.globals: dict[str, Any] = {}
+        host_functions = make_host_functions(host=host, has_callbacks=has_callbacks, outcome=self.outcome,
+                                             user_globals=self.globals, value_limit=output_limit)
+        if restricted:
+            self._builtins = _restricted_builtins(
+                open_=make_open(read_roots=read_roots, write_roots=write_roots, workdir=workdir),
+                import_=gate.importer(), stream=self.stream, host_functions=host_functions)
+        else:
+            self._builtins = {**vars(builtins), **host_functions}
         self.clear()
 
     # --- namespace -------------------------------------------------------------------------
-
-    def _make_builtins(self, open_: Callable[..., Any]) -> dict[str, Any]:
-        b: dict[str, Any] = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}
-        for name in dir(builtins):
-            value = getattr(builtins, name)
-            if isinstance(value, type) and issubclass(value, BaseException):
-                b[name] = value
-        b.update({
-            "getattr": guards.guarded_getattr, "setattr": guards.guarded_setattr,
-            "delattr": guards.guarded_delattr, "hasattr": guards.guarded_hasattr, "dir": guards.guarded_dir,
-            "type": guards.SafeType, "open": open_, "__import__": self.gate.import_,
-            "__metaclass__": guards.class_factory,
-            "_getattr_": guards.guarded_getattr, "_write_": guards.guarded_write,
-            "_getitem_": guards.guarded_getitem, "_getiter_": guards.guarded_getiter,
-            "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-            "_unpack_sequence_": guarded_unpack_sequence, "_inplacevar_": guards.guarded_inplacevar,
-            "_apply_": guards.guarded_apply, "_print_": _print_factory(self.stream),
-            DISPLAY_HOOK: self._display,
-            "llm_query": self._llm_query, "llm_query_batched": self._llm_query_batched,
-            "FINAL": self._final, "FINAL_VAR": self._final_var,
-        })
-        return b
 
     def user_names(self) -> list[str]:
         return [n for n, v in self.globals.items() if not n.startswith("_") and not _is_module(v)]
@@ -226,53 +319,7 @@ class Repl:
     def clear(self) -> None:
         """Forget every user variable, function, class and import."""
         self.globals.clear()
-        self.globals.update({"__builtins__": self.builtins, "__name__": guards.REPL_MODULE, "__doc__": None})
-
-    # --- host functions (called by user code) ---------------------------------------------
-
-    def _display(self, value: Any) -> None:
-        if value is not None:
-            self.value = _cap(repr(value), self.output.limit)
-
-    def _llm_query(self, prompt: str) -> str:
-        if not isinstance(prompt, str):
-            raise TypeError(f"llm_query(prompt): prompt must be a str, not {type(prompt).__name__}")
-        return self._ask("llm_query", {"prompt": prompt})
-
-    def _llm_query_batched(self, prompts: Any) -> list[str]:
-        if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
-            raise TypeError("llm_query_batched(prompts): prompts must be a list of str")
-        items = list(prompts)
-        for p in items:
-            if not isinstance(p, str):
-                raise TypeError(f"llm_query_batched(prompts): every prompt must be a str, not {type(p).__name__}")
-        answers = self._ask("llm_query_batched", {"prompts": items})
-        return list(answers)
-
-    def _ask(self, op: str, payload: dict[str, Any]) -> Any:
-        if not self.has_callbacks:
-            raise RuntimeError(f"{op} is not available: this REPL session has no host callbacks "
-                               "(the environment was created with callbacks=None)")
-        reply = self.host(op, payload)
-        if not reply.get("ok"):
-            raise RuntimeError(f"{op} failed: {reply.get('error', 'unknown error')}")
-        return reply.get("value")
-
-    def _final(self, answer: Any) -> None:
-        self.final = {"kind": "final", "value": render_final(answer), "variable": None}
-        raise FinalExit
-
-    def _final_var(self, name: Any) -> None:
-        if isinstance(name, str):
-            name = str.__str__(name)
-        else:
-            raise TypeError('FINAL_VAR(name) takes the name of a variable as a string, e.g. FINAL_VAR("answer"); '
-                            "to answer with a value use FINAL(value)")
-        if name not in self.globals or name.startswith("_"):
-            raise NameError(f"FINAL_VAR({name!r}): no variable named {name!r} is defined in the REPL; "
-                            f"assign it first ({name} = ...) or answer with FINAL(value)")
-        self.final = {"kind": "final_var", "value": render_final(self.globals[name]), "variable": name}
-        raise FinalExit
+        self.globals.update({"__builtins__": self._builtins, "__name__": guards.REPL_MODULE, "__doc__": None})
 
     # --- running ---------------------------------------------------------------------------
 
@@ -285,24 +332,25 @@ class Repl:
             linecache.cache.pop(old, None)
 
     def _enter_user(self) -> None:
-        if self.audit is not None:
-            self.audit.user_mode = True
+        if self._set_user_mode is not None:
+            self._set_user_mode(True)
 
     def _leave_user(self) -> None:
-        if self.audit is not None:
-            self.audit.user_mode = False
+        if self._set_user_mode is not None:
+            self._set_user_mode(False)
 
     def run(self, source: str) -> dict[str, Any]:
         """Run one cell; the result payload (output, value, error, final, cpu time)."""
         self.output.reset()
-        self.value = None
-        self.final = None
+        outcome = self.outcome
+        outcome.value = None
+        outcome.final = None
         self.cells += 1
         filename = f"{CELL_PREFIX}{self.cells}>"
         error: str | None = None
         cpu_start = time.process_time()
         try:
-            code = compile_cell(source, filename)
+            code = compile_cell(source, filename, restricted=self.restricted)
         except CellSyntaxError as exc:
             error = str(exc)
         else:
@@ -317,14 +365,14 @@ class Repl:
                 error = format_user_error(exc)
             finally:
                 self._leave_user()
-        if error is not None and self.final is not None and self.final["kind"] == "final_var":
-            self.final = None
+        if error is not None and outcome.final is not None and outcome.final["kind"] == "final_var":
+            outcome.final = None
         return {
             "output": self.output.getvalue(),
             "truncated": self.output.truncated,
             "error": error,
-            "value": self.value,
-            "final": self.final,
+            "value": outcome.value,
+            "final": outcome.final,
             "cpu_ms": round((time.process_time() - cpu_start) * 1000, 3),
         }
 

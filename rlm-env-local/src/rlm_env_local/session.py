@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import keyword
+import os
 import signal
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from rlm.environment import EnvironmentSettings, HostCallbacks
@@ -23,6 +25,7 @@ from rlm.errors import SandboxError
 from rlm.logging import get_logger
 from rlm.types import FinalSignal, REPLResult
 
+from rlm_env_local import jail
 from rlm_env_local.config import LocalEnvConfig
 from rlm_env_local.process import ProtocolError, WorkerDied, WorkerProcess, WorkerTimeout, default_python
 
@@ -50,17 +53,47 @@ def _death_reason(returncode: int | None, cpu_limit: float | None) -> str:
     return f"the worker exited with status {returncode}"
 
 
+#: Layers a test may switch off one by one (never reachable from configuration).
+SWITCHABLE_LAYERS = frozenset({*jail.OS_LAYERS, "python-guards"})
+
+
+def refusal(layers: dict[str, str]) -> SandboxError | None:
+    """The error for a worker whose OS jail lacks a layer (None when all are active)."""
+    missing = {name: layers.get(name, "unavailable: not reported") for name in jail.OS_LAYERS
+               if not jail.is_active(layers.get(name, ""))}
+    if not missing:
+        return None
+    what = "; ".join(f"{name} is {status}" for name, status in missing.items())
+    return SandboxError(
+        f"the local sandbox refuses to start with fewer OS isolation layers than required: {what}",
+        fix="run on Linux >= 5.13 with Landlock, seccomp and user namespaces enabled (`rlm doctor` lists "
+            "them), or use environment = \"docker\" or \"wasm\", or accept the weaker jail with "
+            "[plugins.env-local] require_os_sandbox = false (RLM_PLUGINS__ENV_LOCAL__REQUIRE_OS_SANDBOX=false)")
+
+
 class LocalEnvironment:
-    """A REPL session running RestrictedPython in a sandboxed worker subprocess."""
+    """A REPL session running RestrictedPython in a sandboxed worker subprocess.
+
+    ``disable_layers`` is for tests only: it switches isolation layers off
+    (``"namespaces"``, ``"landlock"``, ``"seccomp"``, ``"python-guards"``) so each
+    remaining layer can be shown to hold on its own.  The kernel never passes it.
+    """
 
     name = "local"
 
     def __init__(self, *, settings: EnvironmentSettings | None = None,
-                 callbacks: HostCallbacks | None = None) -> None:
+                 callbacks: HostCallbacks | None = None, disable_layers: Iterable[str] = ()) -> None:
         self.settings = settings if settings is not None else EnvironmentSettings()
         options = self.settings.options
         self.options = options if isinstance(options, LocalEnvConfig) else LocalEnvConfig()
         self.callbacks = callbacks
+        self.disable_layers = frozenset(disable_layers)
+        unknown = self.disable_layers - SWITCHABLE_LAYERS
+        if unknown:
+            raise ValueError(f"disable_layers: unknown layer(s) {sorted(unknown)}; "
+                             f"known: {sorted(SWITCHABLE_LAYERS)}")
+        #: The isolation layers of the running worker: name -> status ("active: ..." when in force).
+        self.layers: dict[str, str] = {}
         self._worker: WorkerProcess | None = None
         self._closed = False
         self._lock: asyncio.Lock | None = None
@@ -97,6 +130,8 @@ class LocalEnvironment:
             "workdir": s.workdir, "memory_limit_mb": s.memory_limit_mb, "max_open_files": s.max_open_files,
             "max_file_size_mb": self.options.max_file_size_mb, "output_limit": s.output_limit,
             "has_callbacks": self.callbacks is not None, "extra_modules": list(self.options.extra_modules),
+            "layers_off": sorted(self.disable_layers),
+            "pretend_missing": sorted(jail.pretend_missing()),
         }
         python = self.options.python or default_python()
         try:
@@ -105,7 +140,7 @@ class LocalEnvironment:
             raise SandboxError(f"cannot start the local REPL worker ({python}): {exc}",
                                fix="check [plugins.env-local] python and that settings.workdir exists") from exc
         try:
-            await worker.handshake(self.options.startup_timeout)
+            ready = await worker.handshake(self.options.startup_timeout)
         except (WorkerDied, WorkerTimeout, ProtocolError) as exc:
             detail = worker.stderr_tail().strip().splitlines()
             worker.kill("failed to start")
@@ -117,6 +152,18 @@ class LocalEnvironment:
         except BaseException:
             worker.kill("start cancelled")
             raise
+        layers = ready.get("layers")
+        layers = {str(k)[:64]: str(v)[:300] for k, v in layers.items()} if isinstance(layers, dict) else {}
+        layers["scrubbed-env"] = "active: the worker gets no variable of the host's environment but " \
+                                 + ", ".join(sorted(worker.env))
+        required = self.options.require_os_sandbox and not (self.disable_layers & set(jail.OS_LAYERS))
+        problem = refusal(layers) if required else None
+        if problem is not None:
+            worker.kill("OS jail incomplete")
+            raise problem
+        if not all(jail.is_active(layers.get(n, "")) for n in jail.OS_LAYERS) and not self.disable_layers:
+            log.warning("os_sandbox_incomplete", layers={k: v for k, v in layers.items() if not jail.is_active(v)})
+        self.layers = layers
         self._worker = worker
         return worker
 

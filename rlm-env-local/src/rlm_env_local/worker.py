@@ -3,10 +3,12 @@
 Started by :mod:`rlm_env_local.process` as ``python -I -B -c <boot>``.  At start
 it moves the protocol pipes off fds 0/1 (which then point to /dev/null, so
 nothing -- not even C code -- can write into the protocol), reads the ``init``
-message, starts a watchdog that exits when the host dies, sets its resource
-limits (address space, open files, file size, no new processes, no core
-dumps), disables the process-creating functions of ``os``, installs the audit
-hook and answers ``ready``.  Then it serves requests one at a time:
+message, locks itself in the OS jail (:mod:`rlm_env_local.jail`: namespaces,
+Landlock, seccomp) while it is still single-threaded, starts a watchdog that
+exits when the host dies, sets its resource limits (address space, open
+files, file size, no new processes, no core dumps), disables the
+process-creating functions of ``os``, installs the audit hook and answers
+``ready`` with the layers in force.  Then it serves requests one at a time:
 
 host -> worker  ``{"id", "op": "exec"|"context"|"get"|"set"|"clear"|"ping", ...}``
                 ``{"id", "op": "reply", "seq", "ok", "value"|"error"}`` (answers to callbacks)
@@ -114,11 +116,25 @@ def _neuter_os() -> None:
                 setattr(module, name, _refuse)
 
 
+def _jail(init: dict[str, Any], off: frozenset[str]) -> dict[str, str]:
+    """Enter the OS jail (before any thread or user code); layer -> status."""
+    from rlm_env_local import jail
+
+    read = [*_lib_roots(), *jail.SYSTEM_LIB_DIRS, *jail.SYSTEM_FILES, *init["allowed_paths"]]
+    return jail.confine(read=read, write=init["writable_paths"], skip=off,
+                        missing=init.get("pretend_missing", ()))
+
+
 def serve(channel: Channel, init: dict[str, Any]) -> None:
     """Build the REPL and answer requests until the host closes the pipe."""
+    off = frozenset(init.get("layers_off", ()))
+    python_layer = "python-guards" not in off
+    # modules the REPL needs are imported before the jail closes the file system around us
     from rlm_env_local.audit import AuditPolicy, install
     from rlm_env_local.modules import ModuleGate
     from rlm_env_local.sandbox import Repl
+
+    layers = _jail(init, off)
 
     state: dict[str, Any] = {"id": None, "seq": 0}
 
@@ -136,9 +152,10 @@ def serve(channel: Channel, init: dict[str, Any]) -> None:
     gate = ModuleGate(init.get("extra_modules", ()))
     audit = AuditPolicy(read_roots=init["allowed_paths"], write_roots=init["writable_paths"],
                         lib_roots=_lib_roots())
-    repl = Repl(gate=gate, audit=audit, host=host_call, has_callbacks=bool(init["has_callbacks"]),
-                read_roots=init["allowed_paths"], write_roots=init["writable_paths"], workdir=init["workdir"],
-                output_limit=int(init["output_limit"]))
+    repl = Repl(gate=gate, audit=audit if python_layer else None, host=host_call,
+                has_callbacks=bool(init["has_callbacks"]), read_roots=init["allowed_paths"],
+                write_roots=init["writable_paths"], workdir=init["workdir"], output_limit=int(init["output_limit"]),
+                restricted=python_layer)
     sys.stdout = sys.stderr = repl.stream  # type: ignore[assignment]
     sys.stdin = io.StringIO("")
 
@@ -148,9 +165,14 @@ def serve(channel: Channel, init: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     _apply_limits(init)
-    _neuter_os()
-    install(audit)
-    channel.send({"op": "ready", "pid": os.getpid(), "modules": gate.allowed()})
+    layers["rlimits"] = "active: address space, CPU time, open files, file size, processes, no core dumps"
+    if python_layer:
+        _neuter_os()
+        install(audit)
+        layers["python-guards"] = "active: RestrictedPython, module proxies, audit hook"
+    else:
+        layers["python-guards"] = "off (switched off for a test)"
+    channel.send({"op": "ready", "pid": os.getpid(), "modules": gate.allowed(), "layers": layers})
 
     while True:
         request = channel.read()
