@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import statistics
 import tempfile
 import time
@@ -40,6 +42,11 @@ class _Callbacks:
         return list(prompts)
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _stats(samples: list[float]) -> str:
     ordered = sorted(samples)
     p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
@@ -50,20 +57,44 @@ def _stats(samples: list[float]) -> str:
 OS_LAYERS = ("namespaces", "landlock", "seccomp")
 
 
+def _compile_worker_modules() -> None:
+    """Byte-compile what the worker imports, as ``pip install`` of a wheel does: an editable
+    checkout (or PYTHONDONTWRITEBYTECODE) would otherwise make every worker compile from source."""
+    import compileall
+
+    import RestrictedPython
+
+    import rlm_env_local
+
+    for module in (rlm_env_local, RestrictedPython):
+        compileall.compile_dir(os.path.dirname(module.__file__ or ""), quiet=1)
+
+
 async def main(runs: int, cold: int) -> None:
+    _compile_worker_modules()
     workdir = tempfile.mkdtemp(prefix="rlm-bench-")
     settings = EnvironmentSettings(workdir=workdir, allowed_paths=(workdir,))
 
     for label, off in (("jailed", ()), ("no OS jail", OS_LAYERS)):
-        starts = []
+        starts, cpu = [], []
         for _ in range(cold):
-            began = time.perf_counter()
+            began, children = time.perf_counter(), _children_cpu()
             env = LocalEnvironment(settings=settings, disable_layers=off)
             await env.start()
             await env.execute("1")
             starts.append(time.perf_counter() - began)
-            await env.close()
+            await env.close()  # reaps the worker: its CPU time is now in RUSAGE_CHILDREN
+            cpu.append(_children_cpu() - children)
         print(f"cold start {label:>10} (create + start + first execute), {cold} runs:  {_stats(starts)}")
+        print(f"  CPU time of the worker process {label:>10}:                       {_stats(cpu)}")
+    jail_ms = []
+    for _ in range(cold):
+        env = LocalEnvironment(settings=settings)
+        await env.start()
+        jail_ms.append((env.jail_ms or 0.0) / 1000)
+        await env.close()
+    print(f"entering the OS jail inside the worker (namespaces + Landlock + seccomp), {cold} runs:  "
+          f"{_stats(jail_ms)}")
     env = LocalEnvironment(settings=settings)
     await env.start()
     for layer, status in env.layers.items():

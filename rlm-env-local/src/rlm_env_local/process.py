@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import secrets
 import signal
+import site
 import subprocess
 import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from rlm.logging import get_logger
@@ -54,8 +56,9 @@ class ProtocolError(Exception):
     """The worker sent something that is not a valid message of this session."""
 
 
-def _import_paths() -> list[str]:
-    """Directories the worker needs on sys.path: where rlm_env_local and RestrictedPython live."""
+def _import_paths(extra_modules: Sequence[str] = ()) -> list[str]:
+    """Directories the worker needs on sys.path: where rlm_env_local and RestrictedPython live,
+    and where the configured extra modules are found."""
     import RestrictedPython
 
     import rlm_env_local
@@ -64,7 +67,30 @@ def _import_paths() -> list[str]:
     for module in (rlm_env_local, RestrictedPython):
         package_dir = os.path.dirname(os.path.abspath(module.__file__ or ""))
         paths.append(os.path.dirname(package_dir))
+    for name in extra_modules:
+        try:
+            spec = importlib.util.find_spec(name.split(".")[0])
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            continue  # the worker reports the failed import when code asks for it
+        if spec.submodule_search_locations:
+            paths.extend(os.path.dirname(p) for p in spec.submodule_search_locations)
+        elif spec.origin and os.path.isabs(spec.origin):
+            paths.append(os.path.dirname(spec.origin))
     return list(dict.fromkeys(paths))
+
+
+def _command(python: str, extra_modules: Sequence[str]) -> list[str]:
+    """How the worker is started.  With the interpreter running rlm, ``-S`` skips the site
+    module (and every .pth file: a few ms of the cold start); its site-packages are passed
+    explicitly.  Another interpreter keeps its own site setup."""
+    paths = _import_paths(extra_modules)
+    flags = ["-I", "-B"]
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        flags.append("-S")
+        paths += [p for p in site.getsitepackages() if os.path.isdir(p)]
+    return [python, *flags, "-c", _BOOT, json.dumps(list(dict.fromkeys(paths)))]
 
 
 def _worker_env() -> dict[str, str]:
@@ -98,7 +124,7 @@ class WorkerProcess:
         #: The whole environment the worker starts with (no secret of the host's).
         self.env = _worker_env()
         self._proc = subprocess.Popen(
-            [python, "-I", "-B", "-c", _BOOT, json.dumps(_import_paths())],
+            _command(python, init.get("extra_modules", ())),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=cwd, env=self.env,
             start_new_session=True, close_fds=True,
         )

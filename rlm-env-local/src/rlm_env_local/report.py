@@ -16,8 +16,6 @@ from typing import Any
 from rlm_env_local import jail
 from rlm_env_local.config import SECTION, LocalEnvConfig
 
-PYTHON_GUARDS = "active: RestrictedPython, module proxies, audit hook"
-
 
 def _options(config: Any) -> LocalEnvConfig:
     options = getattr(config, "plugins", {}).get(SECTION) if config is not None else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import keyword
-import os
 import signal
 import time
 from collections.abc import Iterable
@@ -94,6 +93,8 @@ class LocalEnvironment:
                              f"known: {sorted(SWITCHABLE_LAYERS)}")
         #: The isolation layers of the running worker: name -> status ("active: ..." when in force).
         self.layers: dict[str, str] = {}
+        #: Milliseconds the running worker spent entering its OS jail (None before the first start).
+        self.jail_ms: float | None = None
         self._worker: WorkerProcess | None = None
         self._closed = False
         self._lock: asyncio.Lock | None = None
@@ -164,6 +165,8 @@ class LocalEnvironment:
         if not all(jail.is_active(layers.get(n, "")) for n in jail.OS_LAYERS) and not self.disable_layers:
             log.warning("os_sandbox_incomplete", layers={k: v for k, v in layers.items() if not jail.is_active(v)})
         self.layers = layers
+        jail_ms = ready.get("jail_ms")
+        self.jail_ms = float(jail_ms) if isinstance(jail_ms, (int, float)) else None
         self._worker = worker
         return worker
 

@@ -134,7 +134,9 @@ def serve(channel: Channel, init: dict[str, Any]) -> None:
     from rlm_env_local.modules import ModuleGate
     from rlm_env_local.sandbox import Repl
 
+    jail_started = time.perf_counter()
     layers = _jail(init, off)
+    jail_ms = round((time.perf_counter() - jail_started) * 1000, 3)
 
     state: dict[str, Any] = {"id": None, "seq": 0}
 
@@ -172,7 +174,8 @@ def serve(channel: Channel, init: dict[str, Any]) -> None:
         layers["python-guards"] = "active: RestrictedPython, module proxies, audit hook"
     else:
         layers["python-guards"] = "off (switched off for a test)"
-    channel.send({"op": "ready", "pid": os.getpid(), "modules": gate.allowed(), "layers": layers})
+    channel.send({"op": "ready", "pid": os.getpid(), "modules": gate.allowed(), "layers": layers,
+                  "jail_ms": jail_ms})
 
     while True:
         request = channel.read()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -387,6 +388,43 @@ class EnvironmentConformance:
                 small = await self.ok(env, "print('small')")
                 assert small.truncated is False and small.output == "small\n"
         run(body())
+
+    def test_host_secrets_stay_outside(self, tmp_path: Path) -> None:
+        """A secret file beside the allowed directory and a provider key in the host's environment
+        never reach the code, whatever it tries (plain ``open``, ``..``, ``os``); nothing is written
+        outside.  Asserts on the planted secrets, not on error messages."""
+        secret, key = "HOST-SECRET-5ca1ab1e", "sk-conformance-canary-0d15ea5e"
+        allowed = tmp_path / "allowed"
+        allowed.mkdir()
+        (tmp_path / "secret.txt").write_text(secret)
+        pwned = tmp_path / "PWNED"
+        attempts = [
+            f"print(open({str(tmp_path / 'secret.txt')!r}).read())",
+            "print(open('../secret.txt').read())",
+            "import os\nprint(dict(os.environ))",
+            "import os\nprint(open('/proc/self/environ').read())",
+            f"open({str(pwned)!r}, 'w').write('x')",
+            "open('../PWNED', 'w').write('x')",
+        ]
+        previous = os.environ.get("OPENAI_API_KEY")
+        os.environ["OPENAI_API_KEY"] = key
+
+        async def body() -> None:
+            async with self.session(allowed) as env:
+                for code in attempts:
+                    result = await env.execute(code)
+                    seen = " ".join(str(t) for t in (result.output, result.value, result.error))
+                    assert secret not in seen, f"{code!r} read a file outside the allowed paths"
+                    assert key not in seen, f"{code!r} saw a provider key of the host"
+                    assert not pwned.exists(), f"{code!r} wrote outside the writable paths"
+                await self.assert_alive(env)
+        try:
+            run(body())
+        finally:
+            if previous is None:
+                os.environ.pop("OPENAI_API_KEY", None)
+            else:
+                os.environ["OPENAI_API_KEY"] = previous
 
     def test_close_is_idempotent(self, tmp_path: Path) -> None:
         async def body() -> None:
