@@ -43,12 +43,15 @@ async def execute_code(code: str, ctx) -> dict:
 
 @tool
 def file_read(path: str, ctx, offset: int = 0, max_chars: int = MAX_READ_CHARS) -> dict:
-    """Read a text file inside the allowed paths.
+    """Read a window of a UTF-8 text file inside the allowed paths.
+
+    Returns the text, the byte offset it starts at, ``next_offset`` (pass it as ``offset`` to read
+    on), the file's size in bytes and ``truncated`` (more follows).
 
     Args:
         path: File path, relative to the working directory or absolute inside an allowed path.
-        offset: Character offset to start reading at.
-        max_chars: Most characters to return.
+        offset: Byte offset to start at (0: the beginning); negative counts from the end (-2000: the last 2000 bytes).
+        max_chars: Most characters to return (at most 100000).
     """
     from rlm.errors import ToolError
     from rlm.paths import confine
@@ -56,12 +59,27 @@ def file_read(path: str, ctx, offset: int = 0, max_chars: int = MAX_READ_CHARS) 
     real = confine(path, ctx.config.allowed_paths)
     if not os.path.isfile(real):
         raise ToolError(f"{path!r} is not a file")
-    max_chars = max(1, min(max_chars, MAX_READ_CHARS))
-    with open(real, encoding="utf-8", errors="replace") as fh:
-        fh.seek(0)
-        text = fh.read(offset + max_chars + 1)[offset:] if offset else fh.read(max_chars + 1)
-    truncated = len(text) > max_chars
-    return {"path": path, "content": text[:max_chars], "truncated": truncated}
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ToolError(f"offset must be an integer number of bytes, not {offset!r}")
+    max_chars = max(1, min(int(max_chars), MAX_READ_CHARS))
+    with open(real, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        start = offset if offset >= 0 else max(0, size + offset)
+        if start > size:
+            raise ToolError(f"offset {offset} is past the end of {path!r} ({size} bytes)",
+                            fix=f"use an offset from 0 to {size}, or a negative one to count from the end")
+        fh.seek(start)
+        raw = fh.read(max_chars * 4 + 4)  # the window only: at most 4 bytes a character
+    skip = 0
+    while start > 0 and skip < 3 and skip < len(raw) and 0x80 <= raw[skip] < 0xC0:
+        skip += 1  # start on a character, not inside one
+    start += skip
+    # surrogateescape keeps a byte count exact even for invalid UTF-8; shown as U+FFFD below
+    text = raw[skip:].decode("utf-8", "surrogateescape")[:max_chars]
+    data = text.encode("utf-8", "surrogateescape")
+    next_offset = start + len(data)
+    return {"path": path, "content": data.decode("utf-8", "replace"), "offset": start, "next_offset": next_offset,
+            "size": size, "truncated": next_offset < size}
 
 
 @tool
