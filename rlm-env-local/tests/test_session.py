@@ -129,7 +129,7 @@ def test_set_context_validates(env_factory):
     _run(body())
 
 
-def test_time_in_llm_callbacks_does_not_count_against_the_timeout(env_factory):
+def test_time_in_llm_callbacks_counts_against_the_timeout(env_factory):
     class Slow(FakeHostCallbacks):
         async def llm_query(self, prompt):
             await asyncio.sleep(1.2)
@@ -138,7 +138,9 @@ def test_time_in_llm_callbacks_does_not_count_against_the_timeout(env_factory):
     async def body():
         env = env_factory(Slow(), timeout=1)
         result = await env.execute("llm_query('x')")
-        assert result.error is None and result.value == "'late answer'"
+        assert result.value is None and "llm_query time included" in (result.error or "")
+        fast = await env.execute("llm_query('y')", timeout=5)
+        assert fast.error is None and fast.value == "'late answer'"
         await env.close()
 
     _run(body())

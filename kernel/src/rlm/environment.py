@@ -45,7 +45,8 @@ def _paths(value: Any) -> tuple[str, ...]:
 class EnvironmentSettings:
     """Limits and paths every environment honours.
 
-    ``timeout`` is the wall-clock limit of one execution (seconds);
+    ``timeout`` is the wall-clock limit of one execution (seconds), the time its
+    ``llm_query`` calls wait for the host included;
     ``memory_limit_mb`` the address-space/memory cap; ``cpu_limit_s`` the CPU
     time of one execution (None: same as ``timeout``); ``output_limit`` the
     characters of output kept per execution (more is cut, ``truncated`` set).

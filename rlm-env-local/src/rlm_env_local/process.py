@@ -186,9 +186,10 @@ class WorkerProcess:
                       on_callback: Callback) -> dict[str, Any]:
         """Send one request and wait for its ``done``, serving callbacks meanwhile.
 
-        Time spent in callbacks (sub-LLM calls made by the host) does not count
-        against ``timeout``.  Raises :class:`WorkerTimeout` (after killing the
-        worker), :class:`WorkerDied` or :class:`ProtocolError`.
+        ``timeout`` bounds the whole request, time spent in callbacks (sub-LLM
+        calls made by the host) included, as in every environment: a callback
+        still running at the deadline is cancelled.  Raises
+        :class:`WorkerTimeout`, :class:`WorkerDied` or :class:`ProtocolError`.
         """
         loop = asyncio.get_running_loop()
         self._next_id += 1
@@ -203,9 +204,10 @@ class WorkerProcess:
             if kind == "done":
                 return message
             if kind in ("llm_query", "llm_query_batched"):
-                paused = loop.time()
-                reply = await on_callback(kind, message)
-                deadline += loop.time() - paused
+                try:
+                    reply = await asyncio.wait_for(on_callback(kind, message), max(deadline - loop.time(), 0.0))
+                except asyncio.TimeoutError:
+                    raise WorkerTimeout() from None
                 await self._send({"id": rid, "op": "reply", "seq": message.get("seq"), **reply})
                 continue
             raise ProtocolError(f"unexpected message {kind!r}")

@@ -264,8 +264,9 @@ class LocalEnvironment:
                 ms = elapsed()
                 await self._restart("timeout")
                 return REPLResult(error=f"TimeoutError: the execution exceeded the {timeout:g}s wall-clock "
-                                        f"limit and was stopped; {_LOST}. Make the code faster or split the "
-                                        "work into smaller steps.", execution_time_ms=ms)
+                                        f"limit (llm_query time included) and was stopped; {_LOST}. Make the "
+                                        "code faster or split the work into smaller steps (or raise "
+                                        "env_timeout).", execution_time_ms=ms)
             except WorkerDied as died:
                 reason = _death_reason(died.returncode, cpu_limit)
                 log.info("worker_died", pid=worker.pid, returncode=died.returncode, stderr=died.stderr[-500:])

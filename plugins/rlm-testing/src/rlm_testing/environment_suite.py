@@ -358,6 +358,44 @@ class EnvironmentConformance:
                 await self.assert_alive(env)
         run(body())
 
+    def test_llm_query_time_counts_against_the_timeout(self, tmp_path: Path) -> None:
+        """One deadline in every environment: a cell's wall time, its ``llm_query`` calls included,
+        is bounded by the timeout -- a loop of slow sub-calls and a sub-call that never answers both
+        end with a timeout error, and the host's pending call is cancelled."""
+
+        class SlowCallbacks:
+            def __init__(self, delay: float) -> None:
+                self.delay, self.calls, self.cancelled = delay, 0, 0
+
+            async def llm_query(self, prompt: str) -> str:
+                self.calls += 1
+                try:
+                    await asyncio.sleep(self.delay)
+                except asyncio.CancelledError:
+                    self.cancelled += 1
+                    raise
+                return "ok"
+
+            async def llm_query_batched(self, prompts: Sequence[str]) -> list[str]:
+                return [await self.llm_query(p) for p in prompts]
+
+        async def body() -> None:
+            looping = SlowCallbacks(0.2)
+            async with self.session(tmp_path, callbacks=looping) as env:
+                result = await env.execute("while True:\n    llm_query('again')", timeout=self.timeout_s)
+                assert result.error is not None and "timeout" in result.error.lower()
+                assert result.execution_time_ms < (self.timeout_s + 10) * 1000
+                assert looping.calls <= self.timeout_s / 0.2 + 5
+                await self.assert_alive(env)
+            hanging = SlowCallbacks(3600)
+            async with self.session(tmp_path, callbacks=hanging) as env:
+                result = await env.execute("llm_query('never answered')", timeout=self.timeout_s)
+                assert result.error is not None and "timeout" in result.error.lower()
+                assert result.execution_time_ms < (self.timeout_s + 10) * 1000
+                assert hanging.cancelled == 1
+                await self.assert_alive(env)
+        run(body())
+
     def test_timeout_on_busy_loop(self, tmp_path: Path) -> None:
         self._check_timeout(tmp_path, "while True:\n    pass")
 
