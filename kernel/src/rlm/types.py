@@ -196,7 +196,8 @@ class REPLResult:
     ``output`` is what the code printed (stdout and stderr, in order);
     ``value`` the repr of a trailing expression, as a notebook shows it;
     ``error`` a traceback limited to the user's code, or a clear message for
-    timeouts and limits; ``truncated`` says the output cap cut ``output``;
+    timeouts and limits; ``truncated`` says a cap cut ``output`` (or the value,
+    error or final answer, which environments cap at the same limit);
     ``final`` is set when the code called FINAL/FINAL_VAR.
     """
 

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from rlm.logging import get_logger
+from rlm_env_local.replies import MAX_FRAME_BYTES, ProtocolError
 
 log = get_logger(__name__)
 
@@ -36,7 +37,6 @@ _BOOT = ("import sys, json\n"
          "sys.path.extend(p for p in json.loads(sys.argv[1]) if p not in sys.path)\n"
          "from rlm_env_local.worker import main\n"
          "main()\n")
-_MAX_LINE = 256 * 1024 * 1024
 
 
 class WorkerTimeout(Exception):
@@ -50,10 +50,6 @@ class WorkerDied(Exception):
         super().__init__(f"worker exited with {returncode}")
         self.returncode = returncode
         self.stderr = stderr
-
-
-class ProtocolError(Exception):
-    """The worker sent something that is not a valid message of this session."""
 
 
 def _import_paths(extra_modules: Sequence[str] = ()) -> list[str]:
@@ -229,6 +225,8 @@ class WorkerProcess:
         loop = asyncio.get_running_loop()
         while True:
             end = self._buffer.find(b"\n")
+            if end > MAX_FRAME_BYTES or (end < 0 and len(self._buffer) > MAX_FRAME_BYTES):
+                raise ProtocolError(f"a message from the worker is larger than {MAX_FRAME_BYTES >> 20} MiB")
             if end >= 0:
                 line = bytes(self._buffer[:end])
                 del self._buffer[:end + 1]
@@ -243,8 +241,6 @@ class WorkerProcess:
                 raise WorkerDied(self._wait_exit(), self.stderr_tail())
             if chunk:
                 self._buffer += chunk
-                if len(self._buffer) > _MAX_LINE:
-                    raise ProtocolError("a message from the worker is larger than 256 MiB")
                 continue
             if not await self._wait(loop, self._rfd, writer=False, deadline=deadline):
                 raise WorkerTimeout()
@@ -252,8 +248,8 @@ class WorkerProcess:
     def _parse(self, line: bytes) -> dict[str, Any]:
         try:
             message = json.loads(line)
-        except ValueError:
-            raise ProtocolError("the worker sent a line that is not JSON") from None
+        except (ValueError, RecursionError):
+            raise ProtocolError("the worker sent a line that is not JSON (or nested too deeply)") from None
         if not isinstance(message, dict) or message.get("nonce") != self.nonce:
             raise ProtocolError("the worker sent a message without this session's nonce")
         return message

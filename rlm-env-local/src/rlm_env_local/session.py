@@ -22,11 +22,13 @@ from typing import Any
 from rlm.environment import EnvironmentSettings, HostCallbacks
 from rlm.errors import SandboxError
 from rlm.logging import get_logger
-from rlm.types import FinalSignal, REPLResult
+from rlm.types import REPLResult
 
 from rlm_env_local import jail
 from rlm_env_local.config import LocalEnvConfig
-from rlm_env_local.process import ProtocolError, WorkerDied, WorkerProcess, WorkerTimeout, default_python
+from rlm_env_local import replies
+from rlm_env_local.process import WorkerDied, WorkerProcess, WorkerTimeout, default_python
+from rlm_env_local.replies import ProtocolError
 
 log = get_logger(__name__)
 
@@ -198,11 +200,12 @@ class LocalEnvironment:
         callbacks = self.callbacks
         if callbacks is None:
             return {"ok": False, "error": f"{op} is not available: no host callbacks"}
+        request = replies.callback_request(op, message)  # a malformed callback breaks the protocol
         try:
-            if op == "llm_query":
-                value: Any = str(await callbacks.llm_query(str(message.get("prompt", ""))))
+            if isinstance(request, str):
+                value: Any = str(await callbacks.llm_query(request))
             else:
-                prompts = [str(p) for p in message.get("prompts", [])]
+                prompts = request
                 value = [str(v) for v in await callbacks.llm_query_batched(prompts)]
                 if len(value) != len(prompts):
                     raise RuntimeError(f"the host returned {len(value)} answers for {len(prompts)} prompts")
@@ -213,8 +216,10 @@ class LocalEnvironment:
 
     # --- requests ----------------------------------------------------------------------------
 
-    async def _call(self, op: str, payload: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-        """One non-exec request; timeouts and crashes become SandboxError (after a restart)."""
+    async def _call(self, op: str, payload: dict[str, Any], *, read: Any = None,
+                    timeout: float | None = None) -> Any:
+        """One non-exec request, its reply checked by ``read(reply)`` (may raise ProtocolError);
+        timeouts, crashes and protocol violations become SandboxError (after a restart)."""
         timeout = self.settings.timeout if timeout is None else timeout
         cpu_limit = self.settings.cpu_limit_s or timeout
         async with self._get_lock():
@@ -222,6 +227,10 @@ class LocalEnvironment:
             try:
                 reply = await worker.request(op, {**payload, "cpu_limit": cpu_limit}, timeout=timeout,
                                              on_callback=self._on_callback)
+                if reply.get("fault"):
+                    raise SandboxError(f"the REPL worker failed internally: {str(reply['fault'])[:2000]}",
+                                       fix="report this as a bug of rlm-env-local")
+                return read(reply) if read is not None else reply
             except WorkerTimeout:
                 await self._restart("timeout")
                 raise SandboxError(f"the REPL did not answer {op} within {timeout:g}s (a __repr__ that never "
@@ -232,17 +241,16 @@ class LocalEnvironment:
                 raise SandboxError(f"the REPL worker died during {op}: {reason}; {_LOST}",
                                    fix="check memory_limit_mb and the code's resource use") from None
             except ProtocolError as exc:
+                log.warning("worker_protocol_error", pid=worker.pid, error=str(exc))
                 await self._restart("protocol error")
                 raise SandboxError(f"the REPL worker broke the protocol: {exc}; {_LOST}",
                                    fix="report this as a bug of rlm-env-local") from None
+            except SandboxError:
+                raise
             except BaseException:
                 worker.kill("cancelled")
                 self._worker = None
                 raise
-        if reply.get("fault"):
-            raise SandboxError(f"the REPL worker failed internally: {reply['fault']}",
-                               fix="report this as a bug of rlm-env-local")
-        return reply
 
     async def execute(self, code: str, *, timeout: float | None = None) -> REPLResult:
         if not isinstance(code, str):
@@ -274,41 +282,35 @@ class LocalEnvironment:
                 await self._restart("died")
                 return REPLResult(error=f"SandboxError: {reason}; {_LOST}.", execution_time_ms=ms)
             except ProtocolError as exc:
-                await self._restart("protocol error")
-                raise SandboxError(f"the REPL worker broke the protocol: {exc}; {_LOST}",
-                                   fix="report this as a bug of rlm-env-local") from None
+                protocol_error = exc
             except BaseException:
                 worker.kill("cancelled")
                 self._worker = None
                 raise
-            ms = elapsed()
-        if reply.get("fault"):
-            raise SandboxError(f"the REPL worker failed internally: {reply['fault']}",
-                               fix="report this as a bug of rlm-env-local")
-        final = reply.get("final")
-        return REPLResult(
-            output=reply.get("output", ""),
-            error=reply.get("error"),
-            value=reply.get("value"),
-            execution_time_ms=ms,
-            truncated=bool(reply.get("truncated")),
-            memory_peak_bytes=reply.get("maxrss"),
-            cpu_time_ms=reply.get("cpu_ms"),
-            final=FinalSignal(kind=final["kind"], value=final["value"], variable=final.get("variable"))
-            if final else None,
-        )
+            else:
+                if reply.get("fault"):
+                    return REPLResult(error=f"SandboxError: the REPL worker failed internally (please report this "
+                                            f"as a bug of rlm-env-local): {str(reply['fault'])[:2000]}",
+                                      execution_time_ms=elapsed())
+                try:
+                    return replies.exec_result(reply, output_limit=self.settings.output_limit,
+                                               execution_time_ms=elapsed())
+                except ProtocolError as exc:
+                    protocol_error = exc
+            # whatever the worker sent or did, it ends in a result that says so, never an exception
+            log.warning("worker_protocol_error", pid=worker.pid, error=str(protocol_error))
+            await self._restart("protocol error")
+            return REPLResult(error=f"SandboxError: the REPL worker broke the protocol ({protocol_error}) and was "
+                                    f"stopped; {_LOST}.", execution_time_ms=elapsed())
 
     async def get_context(self) -> dict[str, str]:
-        reply = await self._call("context", {})
-        return dict(reply.get("context", {}))
+        return await self._call("context", {}, read=replies.context_reply)
 
     async def get_variable(self, name: str) -> Any:
-        reply = await self._call("get", {"name": name})
-        if not reply.get("found"):
+        found, value = await self._call("get", {"name": name}, read=replies.variable_reply)
+        if not found:
             raise KeyError(f"no variable named {name!r} in the REPL")
-        if "json" in reply:
-            return json.loads(reply["json"])
-        return reply.get("repr")
+        return value
 
     async def set_context(self, name: str, value: Any) -> None:
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) \

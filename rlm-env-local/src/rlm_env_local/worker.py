@@ -200,6 +200,10 @@ def _dispatch(repl: Any, request: dict[str, Any]) -> dict[str, Any]:
         set_cpu_limit(float(request["cpu_limit"]))
     if op == "exec":
         result = repl.run(request["code"])
+        final = result.get("final")
+        if final and len(final["value"]) > repl.output.limit:  # the host caps it too; keep the message small
+            final["value"] = final["value"][:repl.output.limit]
+            result["truncated"] = True
         result["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return result
     if op == "context":
