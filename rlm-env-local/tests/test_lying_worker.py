@@ -108,3 +108,39 @@ def test_a_lying_get_reply_is_a_sandbox_error_and_a_restart(liar):
             await liar.get_variable("evil")
         await _alive(liar)
     asyncio.run(body())
+
+
+def test_a_worker_lost_between_calls_is_announced_by_the_next_result(env_factory):
+    import os
+    import signal
+
+    env = env_factory()
+
+    async def body() -> None:
+        await env.execute("kept = 1")
+        os.kill(env.pid, signal.SIGKILL)  # e.g. the kernel's OOM killer, between two calls
+        await asyncio.sleep(0.2)
+        result = await env.execute("'kept' in dir()")
+        assert result.notice is not None and "variables" in result.notice and "gone" in result.notice
+        assert "SIGKILL" in result.notice or "killed" in result.notice
+        again = await env.execute("1")
+        assert again.notice is None  # said once
+        await env.close()
+
+    asyncio.run(body())
+
+
+def test_a_cancelled_call_is_announced_by_the_next_result(env_factory):
+    env = env_factory()
+
+    async def body() -> None:
+        task = asyncio.ensure_future(env.execute("import time\ntime.sleep(30)"))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        result = await env.execute("1")
+        assert result.value == "1" and "cancelled" in (result.notice or "")
+        await env.close()
+
+    asyncio.run(body())

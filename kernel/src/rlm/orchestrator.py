@@ -618,7 +618,7 @@ class Run:
         self.emit(call, "repl_execution", code=code, output=result.output, value=result.value, error=result.error,
                   truncated=result.truncated, execution_time_ms=result.execution_time_ms,
                   duration_ms=round((time.monotonic() - started) * 1000, 3),
-                  final=result.final)
+                  final=result.final, notice=result.notice)
         return result
 
     async def _final_value(self, call: CallNode, kind: str, value: str,
@@ -665,6 +665,8 @@ def _repl_feedback(code: str, result: Any) -> str:
         body = body[:REPL_FEEDBACK_CHARS] + f"\n... [{len(body) - REPL_FEEDBACK_CHARS} more characters cut]"
     if result.truncated:
         body += "\n[output truncated by the sandbox]"
+    if result.notice:
+        body = f"[notice: {result.notice}]\n{body}"
     return f"REPL output:\n{body}"
 
 

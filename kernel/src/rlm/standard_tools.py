@@ -26,10 +26,13 @@ async def execute_code(code: str, ctx) -> dict:
     env = await ctx.environment()
     result = await env.execute(code)
     ctx.emit("repl_execution", code=code, output=result.output, value=result.value, error=result.error,
-             truncated=result.truncated, execution_time_ms=result.execution_time_ms, final=result.final)
+             truncated=result.truncated, execution_time_ms=result.execution_time_ms, final=result.final,
+             notice=result.notice)
     if result.final is not None:
         ctx.finish(result.final)
     out: dict = {"output": result.output}
+    if result.notice is not None:
+        out["notice"] = result.notice
     if result.value is not None:
         out["value"] = result.value
     if result.error is not None:

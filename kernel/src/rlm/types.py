@@ -198,7 +198,9 @@ class REPLResult:
     ``error`` a traceback limited to the user's code, or a clear message for
     timeouts and limits; ``truncated`` says a cap cut ``output`` (or the value,
     error or final answer, which environments cap at the same limit);
-    ``final`` is set when the code called FINAL/FINAL_VAR.
+    ``final`` is set when the code called FINAL/FINAL_VAR.  ``notice`` tells the
+    caller what happened to the session before this execution, e.g. that it was
+    restarted since the last call and its variables are gone (None: nothing).
     """
 
     output: str = ""
@@ -209,6 +211,7 @@ class REPLResult:
     memory_peak_bytes: int | None = None
     cpu_time_ms: float | None = None
     final: FinalSignal | None = None
+    notice: str | None = None
 
     @property
     def success(self) -> bool:

@@ -52,7 +52,8 @@ def _cap(text: str | None, limit: int) -> tuple[str | None, bool]:
     return text[:limit], True
 
 
-def exec_result(reply: dict[str, Any], *, output_limit: int, execution_time_ms: float) -> REPLResult:
+def exec_result(reply: dict[str, Any], *, output_limit: int, execution_time_ms: float,
+                notice: str | None = None) -> REPLResult:
     """The checked, capped result of an ``exec`` reply."""
     output, cut_output = _cap(_text(reply, "output", optional=False), output_limit)
     value, cut_value = _cap(_text(reply, "value", optional=True), output_limit)
@@ -75,7 +76,7 @@ def exec_result(reply: dict[str, Any], *, output_limit: int, execution_time_ms: 
         output=output or "", error=error, value=value, execution_time_ms=execution_time_ms,
         truncated=bool(reply.get("truncated")) or cut_output or cut_value or cut_error or cut_final,
         memory_peak_bytes=int(maxrss) if maxrss is not None else None,
-        cpu_time_ms=_number(reply, "cpu_ms"), final=signal,
+        cpu_time_ms=_number(reply, "cpu_ms"), final=signal, notice=notice,
     )
 
 

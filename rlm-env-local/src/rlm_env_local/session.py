@@ -24,9 +24,8 @@ from rlm.errors import SandboxError
 from rlm.logging import get_logger
 from rlm.types import REPLResult
 
-from rlm_env_local import jail
+from rlm_env_local import jail, replies
 from rlm_env_local.config import LocalEnvConfig
-from rlm_env_local import replies
 from rlm_env_local.process import WorkerDied, WorkerProcess, WorkerTimeout, default_python
 from rlm_env_local.replies import ProtocolError
 
@@ -98,6 +97,8 @@ class LocalEnvironment:
         #: Milliseconds the running worker spent entering its OS jail (None before the first start).
         self.jail_ms: float | None = None
         self._worker: WorkerProcess | None = None
+        #: Said with the next result: the worker ended between calls and a fresh one took its place.
+        self._lost_notice: str | None = None
         self._closed = False
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -124,9 +125,12 @@ class LocalEnvironment:
             raise SandboxError("this local environment was closed", fix="create a new environment")
         if self._worker is not None and self._worker.alive:
             return self._worker
-        if self._worker is not None:
+        if self._worker is not None:  # it ended between two calls: whoever calls next must know
+            reason = _death_reason(self._worker.returncode, None)
             self._worker.kill("dead")
             self._worker = None
+            self._lost_notice = f"{reason} since the last call; {_LOST}"
+            log.info("worker_lost_between_calls", reason=reason)
         s = self.settings
         init = {
             "allowed_paths": list(s.allowed_paths), "writable_paths": list(s.writable_paths),
@@ -186,6 +190,7 @@ class LocalEnvironment:
             if self._worker is not None:
                 self._worker.kill("reset")
                 self._worker = None
+            self._lost_notice = None  # the caller asked for a fresh session
             await self._ensure_started()
 
     async def close(self) -> None:
@@ -250,6 +255,7 @@ class LocalEnvironment:
             except BaseException:
                 worker.kill("cancelled")
                 self._worker = None
+                self._lost_notice = f"a call was cancelled while the worker was busy; {_LOST}"
                 raise
 
     async def execute(self, code: str, *, timeout: float | None = None) -> REPLResult:
@@ -259,6 +265,7 @@ class LocalEnvironment:
         cpu_limit = self.settings.cpu_limit_s or timeout
         async with self._get_lock():
             worker = await self._ensure_started()
+            notice, self._lost_notice = self._lost_notice, None
             started = time.perf_counter()
 
             def elapsed() -> float:
@@ -274,34 +281,35 @@ class LocalEnvironment:
                 return REPLResult(error=f"TimeoutError: the execution exceeded the {timeout:g}s wall-clock "
                                         f"limit (llm_query time included) and was stopped; {_LOST}. Make the "
                                         "code faster or split the work into smaller steps (or raise "
-                                        "env_timeout).", execution_time_ms=ms)
+                                        "env_timeout).", execution_time_ms=ms, notice=notice)
             except WorkerDied as died:
                 reason = _death_reason(died.returncode, cpu_limit)
                 log.info("worker_died", pid=worker.pid, returncode=died.returncode, stderr=died.stderr[-500:])
                 ms = elapsed()
                 await self._restart("died")
-                return REPLResult(error=f"SandboxError: {reason}; {_LOST}.", execution_time_ms=ms)
+                return REPLResult(error=f"SandboxError: {reason}; {_LOST}.", execution_time_ms=ms, notice=notice)
             except ProtocolError as exc:
                 protocol_error = exc
             except BaseException:
                 worker.kill("cancelled")
                 self._worker = None
+                self._lost_notice = f"a call was cancelled while the worker was busy; {_LOST}"
                 raise
             else:
                 if reply.get("fault"):
                     return REPLResult(error=f"SandboxError: the REPL worker failed internally (please report this "
                                             f"as a bug of rlm-env-local): {str(reply['fault'])[:2000]}",
-                                      execution_time_ms=elapsed())
+                                      execution_time_ms=elapsed(), notice=notice)
                 try:
                     return replies.exec_result(reply, output_limit=self.settings.output_limit,
-                                               execution_time_ms=elapsed())
+                                               execution_time_ms=elapsed(), notice=notice)
                 except ProtocolError as exc:
                     protocol_error = exc
             # whatever the worker sent or did, it ends in a result that says so, never an exception
             log.warning("worker_protocol_error", pid=worker.pid, error=str(protocol_error))
             await self._restart("protocol error")
             return REPLResult(error=f"SandboxError: the REPL worker broke the protocol ({protocol_error}) and was "
-                                    f"stopped; {_LOST}.", execution_time_ms=elapsed())
+                                    f"stopped; {_LOST}.", execution_time_ms=elapsed(), notice=notice)
 
     async def get_context(self) -> dict[str, str]:
         return await self._call("context", {}, read=replies.context_reply)

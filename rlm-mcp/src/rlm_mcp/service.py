@@ -101,6 +101,8 @@ class RLMService:
                                 "error": result.error, "truncated": result.truncated,
                                 "execution_time_ms": round(result.execution_time_ms, 3),
                                 "session_id": session.session_id}
+        if result.notice is not None:
+            data["notice"] = result.notice
         return data
 
     async def tool_get_repl_context(self, session_id: str | None = None) -> dict[str, Any]:
