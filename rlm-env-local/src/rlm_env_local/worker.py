@@ -1,6 +1,6 @@
 """The worker process: one REPL session, driven by the host over JSON lines.
 
-Started by :mod:`rlm_env_local.process` as ``python -I -B -c <boot>``.  At start
+Started by :mod:`rlm_env_local.process` as ``python -I -B [-S] -c <boot>``.  At start
 it moves the protocol pipes off fds 0/1 (which then point to /dev/null, so
 nothing -- not even C code -- can write into the protocol), reads the ``init``
 message, locks itself in the OS jail (:mod:`rlm_env_local.jail`: namespaces,
