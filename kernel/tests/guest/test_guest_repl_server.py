@@ -356,3 +356,57 @@ def test_cpu_limit_stops_a_busy_cell() -> None:
         assert result.error is not None and "CPU time limit" in result.error
         assert (await g.ok("'alive'")).value == "'alive'"
     session(body)
+
+
+def test_client_caps_and_survives_a_lying_guest() -> None:
+    """A scripted guest that claims huge fields, sends deeply nested JSON and a variable whose
+    JSON cannot be parsed: the host caps every text itself and never lets an exception escape
+    but its own GuestFault."""
+    from rlm.guest.client import GuestFault
+
+    huge = "h" * 3_000_000
+
+    class Liar:
+        def __init__(self) -> None:
+            self.lines: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def readline(self) -> bytes:
+            return await self.lines.get()
+
+        def put(self, message: dict[str, Any]) -> None:
+            self.lines.put_nowait(json.dumps({"nonce": client.nonce, **message}).encode() + b"\n")
+
+        def write(self, data: bytes) -> None:
+            message = json.loads(data)
+            if message["op"] == "init":
+                self.put({"id": None, "op": "ready"})
+            elif message["op"] == "exec":
+                self.lines.put_nowait(b"[" * 100_000 + b"]" * 100_000 + b"\n")  # skipped, not a crash
+                self.put({"id": message["id"], "op": "done", "output": huge, "value": huge, "error": huge,
+                          "truncated": False, "final": {"kind": "final", "value": huge}})
+            elif message["op"] == "context":
+                self.put({"id": message["id"], "op": "done",
+                          "context": {f"v{i}": huge[:5000] for i in range(3000)}})
+            elif message["op"] == "get":
+                self.put({"id": message["id"], "op": "done", "found": True, "json": "[" * 100_000})
+
+        async def drain(self) -> None:
+            return None
+
+    liar = Liar()
+    client = GuestClient(liar, liar)
+
+    async def main() -> None:
+        await client.start(timeout=T, output_limit=1000)
+        result = await client.execute("x", timeout=T)
+        assert result.truncated is True
+        assert len(result.output) == 1000 and len(result.value or "") == 1000
+        assert len(result.error or "") == 20_000
+        assert result.final is not None and len(result.final.value) == 1000
+        assert client.ignored_lines == 1
+        context = await client.context(timeout=T)
+        assert len(context) == 1000 and all(len(v) == 200 for v in context.values())
+        with pytest.raises(GuestFault, match="nested too deeply"):
+            await client.get("v", timeout=T)
+
+    asyncio.run(main())

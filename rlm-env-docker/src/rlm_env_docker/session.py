@@ -33,7 +33,9 @@ from rlm.guest.client import (
     GuestClosed,
     GuestFault,
     GuestTimeout,
+    context_from_reply,
     timeout_message,
+    variable_from_reply,
 )
 from rlm.logging import get_logger
 from rlm.types import REPLResult
@@ -271,17 +273,14 @@ class DockerEnvironment:
                 raise
 
     async def get_context(self) -> dict[str, str]:
-        reply = await self._call("context")
-        context = reply.get("context")
-        return {str(k): str(v) for k, v in context.items()} if isinstance(context, dict) else {}
+        return context_from_reply(await self._call("context"))
 
     async def get_variable(self, name: str) -> Any:
         reply = await self._call("get", {"name": name})
-        if not reply.get("found"):
-            raise KeyError(f"no variable named {name!r} in the REPL")
-        if "json" in reply:
-            return json.loads(str(reply["json"]))
-        return None if reply.get("repr") is None else str(reply["repr"])
+        try:
+            return variable_from_reply(name, reply)
+        except GuestFault as exc:
+            raise SandboxError(f"the docker REPL failed internally: {exc}", fix=BUG_FIX) from None
 
     async def set_context(self, name: str, value: Any) -> None:
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):

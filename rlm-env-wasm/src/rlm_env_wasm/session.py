@@ -30,7 +30,9 @@ from rlm.guest.client import (
     GuestClosed,
     GuestFault,
     GuestTimeout,
+    context_from_reply,
     timeout_message,
+    variable_from_reply,
 )
 from rlm.logging import get_logger
 from rlm.types import REPLResult
@@ -240,22 +242,14 @@ class WasmEnvironment:
                 raise
 
     async def get_context(self) -> dict[str, str]:
-        reply = await self._call("context")
-        context = reply.get("context")
-        return {str(k): str(v) for k, v in context.items()} if isinstance(context, dict) else {}
+        return context_from_reply(await self._call("context"))
 
     async def get_variable(self, name: str) -> Any:
         reply = await self._call("get", {"name": name})
-        if not reply.get("found"):
-            raise KeyError(f"no variable named {name!r} in the REPL")
-        if "json" in reply:
-            try:
-                return json.loads(str(reply["json"]))
-            except ValueError as exc:
-                raise SandboxError(f"the wasm guest sent {name!r} as malformed JSON ({exc})",
-                                   fix="reset the environment") from None
-        repr_text = reply.get("repr")
-        return None if repr_text is None else str(repr_text)
+        try:
+            return variable_from_reply(name, reply)
+        except GuestFault as exc:
+            raise SandboxError(f"the wasm guest sent a malformed reply: {exc}", fix="reset the environment") from None
 
     async def set_context(self, name: str, value: Any) -> None:
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) \

@@ -111,20 +111,42 @@ def _opt_float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def result_from_reply(reply: dict[str, Any], *, execution_time_ms: float) -> REPLResult:
-    """The :class:`REPLResult` of an ``exec`` reply (fields checked: the guest is untrusted)."""
+#: Most characters of an error kept (tracebacks may be longer than the output limit).
+MAX_ERROR_CHARS = 20_000
+MAX_CONTEXT_NAMES = 1_000
+MAX_CONTEXT_REPR = 200
+
+
+def _capped(text: str | None, limit: int | None) -> tuple[str | None, bool]:
+    if text is None or limit is None or len(text) <= limit:
+        return text, False
+    return text[:limit], True
+
+
+def result_from_reply(reply: dict[str, Any], *, execution_time_ms: float,
+                      output_limit: int | None = None) -> REPLResult:
+    """The :class:`REPLResult` of an ``exec`` reply (fields checked: the guest is untrusted).
+
+    Output, value and final answer are cut at ``output_limit`` here, on the host, whatever
+    the guest claims (the error at ``max(output_limit, 20000)``); ``truncated`` then says so.
+    """
     final = reply.get("final")
     signal = None
+    cut_final = False
     if isinstance(final, dict) and final.get("kind") in ("final", "final_var"):
-        signal = FinalSignal(kind=final["kind"], value=str(final.get("value", "")),
-                             variable=_opt_str(final.get("variable")))
+        answer, cut_final = _capped(str(final.get("value", "")), output_limit)
+        signal = FinalSignal(kind=final["kind"], value=answer or "", variable=_opt_str(final.get("variable")))
+    output, cut_output = _capped(str(reply.get("output") or ""), output_limit)
+    value, cut_value = _capped(_opt_str(reply.get("value")), output_limit)
+    error, cut_error = _capped(_opt_str(reply.get("error")),
+                               None if output_limit is None else max(output_limit, MAX_ERROR_CHARS))
     peak = reply.get("memory_peak_bytes")
     return REPLResult(
-        output=str(reply.get("output") or ""),
-        error=_opt_str(reply.get("error")),
-        value=_opt_str(reply.get("value")),
+        output=output or "",
+        error=error,
+        value=value,
         execution_time_ms=round(execution_time_ms, 3),
-        truncated=bool(reply.get("truncated")),
+        truncated=bool(reply.get("truncated")) or cut_output or cut_value or cut_error or cut_final,
         memory_peak_bytes=peak if isinstance(peak, int) and not isinstance(peak, bool) else None,
         cpu_time_ms=_opt_float(reply.get("cpu_time_ms")),
         final=signal,
@@ -142,6 +164,8 @@ class GuestClient:
         self.nonce = nonce or secrets.token_hex(16)
         self.name = name
         self.ready: dict[str, Any] | None = None
+        #: The guest's output limit (from :meth:`start`); the host caps every reply at it too.
+        self.output_limit: int | None = None
         self._busy = False
         #: Lines skipped since the start (not JSON, wrong nonce, stale id...).
         self.ignored_lines = 0
@@ -175,8 +199,8 @@ class GuestClient:
                 continue
             try:
                 message = json.loads(line)
-            except ValueError:
-                self._ignore("not_json", line)
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
+                self._ignore("not_json", line[:200])
                 continue
             if not isinstance(message, dict):
                 self._ignore("not_an_object", line)
@@ -191,6 +215,7 @@ class GuestClient:
     async def start(self, *, timeout: float = 30.0, output_limit: int = 100_000, memory_limit_mb: int | None = None,
                     workdir: str | None = None, **extra: Any) -> dict[str, Any]:
         """Send ``init`` and wait for ``ready``; returns the ready message."""
+        self.output_limit = int(output_limit)
         init = {"op": "init", "nonce": self.nonce, "output_limit": int(output_limit),
                 "has_callbacks": self.callbacks is not None, "memory_limit_mb": memory_limit_mb,
                 "workdir": workdir, **extra}
@@ -312,22 +337,16 @@ class GuestClient:
                     execution_time_ms=round((time.perf_counter() - started) * 1000, 3),
                     cpu_time_ms=exc.result.cpu_time_ms, memory_peak_bytes=exc.result.memory_peak_bytes)
             raise
-        return result_from_reply(reply, execution_time_ms=(time.perf_counter() - started) * 1000)
+        return result_from_reply(reply, execution_time_ms=(time.perf_counter() - started) * 1000,
+                                 output_limit=int(output_limit) if output_limit else self.output_limit)
 
     async def context(self, *, timeout: float) -> dict[str, str]:
         """The user's variables: name -> short repr."""
-        reply = await self.request("context", timeout=timeout)
-        context = reply.get("context")
-        return {str(k): str(v) for k, v in context.items()} if isinstance(context, dict) else {}
+        return context_from_reply(await self.request("context", timeout=timeout))
 
     async def get(self, name: str, *, timeout: float) -> Any:
         """A variable's value (JSON) or repr; ``KeyError`` naming it when absent."""
-        reply = await self.request("get", {"name": name}, timeout=timeout)
-        if not reply.get("found"):
-            raise KeyError(f"no variable named {name!r} in the REPL")
-        if "json" in reply:
-            return json.loads(str(reply["json"]))
-        return _opt_str(reply.get("repr"))
+        return variable_from_reply(name, await self.request("get", {"name": name}, timeout=timeout))
 
     async def set(self, name: str, value: Any, *, timeout: float) -> None:
         """Bind ``name`` to a JSON value."""
@@ -339,6 +358,30 @@ class GuestClient:
 
     async def ping(self, *, timeout: float) -> dict[str, Any]:
         return await self.request("ping", timeout=timeout)
+
+
+def context_from_reply(reply: dict[str, Any]) -> dict[str, str]:
+    """The user's variables from a ``context`` reply: at most 1000 names, each repr capped."""
+    context = reply.get("context")
+    if not isinstance(context, dict):
+        return {}
+    return {str(k)[:MAX_CONTEXT_REPR]: str(v)[:MAX_CONTEXT_REPR] for k, v in list(context.items())[:MAX_CONTEXT_NAMES]}
+
+
+def variable_from_reply(name: str, reply: dict[str, Any]) -> Any:
+    """A variable's value from a ``get`` reply: JSON decoded, else its repr text.
+
+    ``KeyError`` naming it when absent; :class:`GuestFault` when the JSON does not
+    parse or is nested too deeply (the guest is untrusted)."""
+    if not reply.get("found"):
+        raise KeyError(f"no variable named {name!r} in the REPL")
+    if "json" in reply:
+        try:
+            return json.loads(str(reply["json"]))
+        except (ValueError, RecursionError):
+            raise GuestFault(f"the guest sent {name!r} as JSON that does not parse (or is nested too "
+                             "deeply)") from None
+    return _opt_str(reply.get("repr"))
 
 
 def _interrupted(reply: dict[str, Any], timeout: float) -> REPLResult:
