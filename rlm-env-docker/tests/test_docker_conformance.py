@@ -22,3 +22,8 @@ class TestDockerConformance(EnvironmentConformance):
     def make_environment(self, settings: EnvironmentSettings, callbacks: HostCallbacks | None) -> Environment:
         settings = attrs.evolve(settings, options=DockerEnvConfig(image=IMAGE))
         return DockerEnvironment(settings=settings, callbacks=callbacks)
+
+    def kill_session(self, env: Environment) -> None:
+        from rlm_env_docker import engine
+
+        engine.client().containers.get(env._box.id).kill()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 from rlm_env_local.session import LocalEnvironment
 from rlm_testing.environment_suite import EnvironmentConformance
 
@@ -12,3 +15,6 @@ class TestLocalConformance(EnvironmentConformance):
 
     def make_environment(self, settings, callbacks):
         return LocalEnvironment(settings=settings, callbacks=callbacks)
+
+    def kill_session(self, env):
+        os.kill(env.pid, signal.SIGKILL)

@@ -11,3 +11,6 @@ class TestWasmConformance(EnvironmentConformance):
 
     def make_environment(self, settings, callbacks):
         return WasmEnvironment(settings=settings, callbacks=callbacks)
+
+    def kill_session(self, env):
+        env._guest.kill("killed from outside by the test")

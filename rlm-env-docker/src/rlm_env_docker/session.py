@@ -25,6 +25,8 @@ import time
 import uuid
 from typing import Any
 
+import attrs
+
 from rlm.environment import EnvironmentSettings, HostCallbacks
 from rlm.errors import SandboxError
 from rlm.guest import server_source
@@ -83,6 +85,8 @@ class DockerEnvironment:
         self.options: DockerEnvConfig = options_of(self.settings)
         self.callbacks = callbacks
         self._box: _Box | None = None
+        #: Said with the next result: the container ended between calls and a fresh one took its place.
+        self._lost_notice: str | None = None
         self._closed = False
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -111,6 +115,7 @@ class DockerEnvironment:
             return self._box
         if self._box is not None:
             await self._discard(self._box, "dead")
+            self._lost_notice = f"the sandbox container had stopped since the last call; {LOST}"
         self._box = await self._launch()
         return self._box
 
@@ -191,6 +196,7 @@ class DockerEnvironment:
         async with self._get_lock():
             if self._box is not None:
                 await self._discard(self._box, "reset")
+            self._lost_notice = None  # the caller asked for a fresh session
             await self._ensure_started()
 
     async def close(self) -> None:
@@ -215,6 +221,11 @@ class DockerEnvironment:
         return f"{reason}: {detail}" if detail else reason
 
     async def execute(self, code: str, *, timeout: float | None = None) -> REPLResult:
+        result = await self._execute(code, timeout=timeout)
+        notice, self._lost_notice = self._lost_notice, None  # set when the container ended between calls
+        return attrs.evolve(result, notice=notice) if notice else result
+
+    async def _execute(self, code: str, *, timeout: float | None = None) -> REPLResult:
         if not isinstance(code, str):
             raise TypeError("execute(code): code must be a str")
         timeout = self.settings.timeout if timeout is None else float(timeout)
@@ -249,6 +260,7 @@ class DockerEnvironment:
                 raise SandboxError(f"the docker REPL failed internally: {exc}", fix=BUG_FIX) from None
             except BaseException:
                 self._discard_now(box)
+                self._lost_notice = f"a call was cancelled while the container was busy; {LOST}"
                 raise
 
     async def _call(self, op: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -270,6 +282,7 @@ class DockerEnvironment:
                 raise SandboxError(f"the docker REPL failed internally: {exc}", fix=BUG_FIX) from None
             except BaseException:
                 self._discard_now(box)
+                self._lost_notice = f"a call was cancelled while the container was busy; {LOST}"
                 raise
 
     async def get_context(self) -> dict[str, str]:

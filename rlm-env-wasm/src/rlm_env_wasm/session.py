@@ -68,6 +68,8 @@ class WasmEnvironment:
         #: How the module was obtained: "cache" or "compiled" (None before the first start).
         self.module_source: str | None = None
         self._guest: GuestInstance | None = None
+        #: Said with the next result: the instance ended between calls and a fresh one took its place.
+        self._lost_notice: str | None = None
         self._client: GuestClient | None = None
         self._closed = False
         self._lock: asyncio.Lock | None = None
@@ -100,6 +102,7 @@ class WasmEnvironment:
             return self._client
         if self._guest is not None:
             await self._discard("dead")
+            self._lost_notice = f"the wasm instance had ended since the last call; {_LOST}"
         if self._module is None:
             await asyncio.to_thread(self._load_module)
         s = self.settings
@@ -149,6 +152,7 @@ class WasmEnvironment:
     async def reset(self) -> None:
         async with self._get_lock():
             await self._discard("reset")
+            self._lost_notice = None  # the caller asked for a fresh session
             await self._ensure_started()
 
     async def close(self) -> None:
@@ -164,6 +168,11 @@ class WasmEnvironment:
     # --- requests ----------------------------------------------------------------------------
 
     async def execute(self, code: str, *, timeout: float | None = None) -> REPLResult:
+        result = await self._execute(code, timeout=timeout)
+        notice, self._lost_notice = self._lost_notice, None  # set when the wasm instance ended between calls
+        return attrs.evolve(result, notice=notice) if notice else result
+
+    async def _execute(self, code: str, *, timeout: float | None = None) -> REPLResult:
         if not isinstance(code, str):
             raise TypeError("execute(code): code must be a str")
         timeout = self.settings.timeout if timeout is None else float(timeout)
@@ -205,6 +214,7 @@ class WasmEnvironment:
                                   execution_time_ms=elapsed())
             except BaseException:
                 await self._discard("cancelled")
+                self._lost_notice = f"a call was cancelled while the instance was busy; {_LOST}"
                 raise
             finally:
                 if watchdog is not None:
@@ -239,6 +249,7 @@ class WasmEnvironment:
                                    fix="report this as a bug of rlm-env-wasm") from None
             except BaseException:
                 await self._discard("cancelled")
+                self._lost_notice = f"a call was cancelled while the instance was busy; {_LOST}"
                 raise
 
     async def get_context(self) -> dict[str, str]:
