@@ -192,7 +192,7 @@ def test_importing_the_plugin_imports_no_sdk() -> None:
     import subprocess
 
     code = ("import sys, rlm_env_docker.plugin\n"
-            "heavy = [m for m in sys.modules if m == 'docker' or m.startswith(('docker.', 'cyclopts', 'rlm.guest'))]\n"
+            "heavy = [m for m in sys.modules if m == 'docker' or m.startswith(('docker.', 'cyclopts', 'rlm_repl'))]\n"
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

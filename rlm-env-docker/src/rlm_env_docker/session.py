@@ -1,8 +1,8 @@
 """:class:`DockerEnvironment`: the "docker" Environment, one hardened container per session.
 
 The session starts its container lazily (or on :meth:`DockerEnvironment.start`):
-the container runs ``python3 -I -B -u -c <rlm.guest.repl_server>`` and the
-host drives it with :class:`rlm.guest.client.GuestClient` over the attached
+the container runs ``python3 -I -B -u -c <rlm_repl.repl_server>`` and the
+host drives it with :class:`rlm_repl.client.GuestClient` over the attached
 stdin/stdout (:class:`rlm_env_docker.stream.AttachStream`), so variables,
 functions and imports persist between executions.  ``llm_query`` calls from
 the code are answered through the host's :class:`rlm.environment.HostCallbacks`.
@@ -29,8 +29,8 @@ import attrs
 
 from rlm.environment import EnvironmentSettings, HostCallbacks
 from rlm.errors import SandboxError
-from rlm.guest import server_source
-from rlm.guest.client import (
+from rlm_repl import server_source
+from rlm_repl.client import (
     GuestClient,
     GuestClosed,
     GuestFault,

@@ -1,4 +1,4 @@
-"""The container's attach socket as the line reader/writer :class:`rlm.guest.client.GuestClient` needs.
+"""The container's attach socket as the line reader/writer :class:`rlm_repl.client.GuestClient` needs.
 
 Without a TTY docker multiplexes the attached streams: every frame is an
 8-byte header (stream: 1 stdout, 2 stderr; 3 zero bytes; payload size, big

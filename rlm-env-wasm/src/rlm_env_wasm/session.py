@@ -2,8 +2,8 @@
 
 The session loads the compiled interpreter (cached, see :mod:`rlm_env_wasm.cache`)
 into its own Engine, starts a :class:`~rlm_env_wasm.instance.GuestInstance`
-running the shared guest REPL (:mod:`rlm.guest.repl_server`), and drives it
-with :class:`rlm.guest.client.GuestClient`.  Errors in user code come back in
+running the shared guest REPL (:mod:`rlm_repl.repl_server`), and drives it
+with :class:`rlm_repl.client.GuestClient`.  Errors in user code come back in
 ``REPLResult.error``.  A timeout, ``cpu_limit_s`` (the guest thread's CPU
 clock, polled), a trap (stack overflow, abort) or an output flood stops the
 instance; the session restarts with a fresh one (state is lost, the result
@@ -24,8 +24,8 @@ from typing import Any
 import attrs
 from rlm.environment import EnvironmentSettings, HostCallbacks
 from rlm.errors import SandboxError
-from rlm.guest import server_source
-from rlm.guest.client import (
+from rlm_repl import server_source
+from rlm_repl.client import (
     GuestClient,
     GuestClosed,
     GuestFault,

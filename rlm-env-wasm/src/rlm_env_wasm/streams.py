@@ -1,4 +1,4 @@
-"""The host ends of the guest's stdio, shaped for :class:`rlm.guest.client.GuestClient`.
+"""The host ends of the guest's stdio, shaped for :class:`rlm_repl.client.GuestClient`.
 
 :class:`GuestOutput` receives the guest's stdout in whatever chunks wasmtime
 hands to the ``stdout_custom`` callback (on the guest's thread) and serves

@@ -1,6 +1,6 @@
 """Host side of the guest REPL protocol: :class:`GuestClient`.
 
-A :class:`GuestClient` drives one :mod:`rlm.guest.repl_server` over any pair of
+A :class:`GuestClient` drives one :mod:`rlm_repl.repl_server` over any pair of
 async line streams -- an object with ``async readline() -> bytes`` (``b""`` at
 end of stream) and one with ``write(bytes)`` + ``async drain()``;
 :class:`asyncio.StreamReader`/:class:`asyncio.StreamWriter` fit (give the
@@ -8,7 +8,7 @@ reader a ``limit`` of a few MiB: one reply holds a whole execution's output).
 Docker attaches it to the container's stdin/stdout, WebAssembly to its
 instance's stdin FIFO and stdout callback.
 
-The protocol (see :mod:`rlm.guest.repl_server` for every field):
+The protocol (see :mod:`rlm_repl.repl_server` for every field):
 
 1. :meth:`GuestClient.start` sends ``{"op": "init", "nonce", ...}`` and waits
    for ``{"op": "ready"}`` carrying that nonce.

@@ -1,4 +1,4 @@
-"""The guest REPL server driven through :class:`rlm.guest.client.GuestClient`.
+"""The guest REPL server driven through :class:`rlm_repl.client.GuestClient`.
 
 The server runs under the host's own Python in a subprocess (as it runs inside
 a container: ``python -I -u -c <source>``), its stdin/stdout are the protocol
@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
-from rlm.guest import server_source
-from rlm.guest.client import GuestClient, GuestClosed, GuestTimeout
+from rlm_repl import server_source
+from rlm_repl.client import GuestClient, GuestClosed, GuestTimeout
 
 T = 10.0  # timeout of ordinary requests
 
@@ -362,7 +362,7 @@ def test_client_caps_and_survives_a_lying_guest() -> None:
     """A scripted guest that claims huge fields, sends deeply nested JSON and a variable whose
     JSON cannot be parsed: the host caps every text itself and never lets an exception escape
     but its own GuestFault."""
-    from rlm.guest.client import GuestFault
+    from rlm_repl.client import GuestFault
 
     huge = "h" * 3_000_000
 
