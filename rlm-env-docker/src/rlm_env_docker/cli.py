@@ -36,6 +36,7 @@ def status(*, json_output: Annotated[bool, Parameter(name=["--json"])] = False) 
     elif not rows:
         print("no rlm docker sandbox containers")
     else:
+        print(f"{'container':<12}  {'name':<18} {'status':<22} {'image':<20} owner")
         for r in rows:
             owner = f"pid {r['owner_pid']}@{r['owner_host']}" + (" (dead: prune removes it)" if r["orphaned"] else "")
             print(f"{r['id']}  {r['name']:<18} {r['status']:<22} {r['image']:<20} {owner}")
