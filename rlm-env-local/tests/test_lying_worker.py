@@ -18,7 +18,7 @@ import pytest
 
 from rlm.errors import SandboxError
 from rlm_env_local import jail
-from rlm_env_local.replies import MAX_FRAME_BYTES
+from rlm_repl.replies import MAX_FRAME_BYTES
 
 pytestmark = pytest.mark.skipif(any(jail.probe(()).values()), reason="this machine lacks an OS layer of the jail")
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from rlm_env_wasm.session import WasmEnvironment
-from rlm_testing.environment_suite import EnvironmentConformance
+from rlm_testing.environment_suite import GUEST_FORGE, EnvironmentConformance
 
 
 class TestWasmConformance(EnvironmentConformance):
     supports_memory_limit = True
+    forge_code = GUEST_FORGE
 
     def make_environment(self, settings, callbacks):
         return WasmEnvironment(settings=settings, callbacks=callbacks)

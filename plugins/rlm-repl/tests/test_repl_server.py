@@ -361,8 +361,8 @@ def test_cpu_limit_stops_a_busy_cell() -> None:
 def test_client_caps_and_survives_a_lying_guest() -> None:
     """A scripted guest that claims huge fields, sends deeply nested JSON and a variable whose
     JSON cannot be parsed: the host caps every text itself and never lets an exception escape
-    but its own GuestFault."""
-    from rlm_repl.client import GuestFault
+    but its own ProtocolError."""
+    from rlm_repl.replies import ProtocolError
 
     huge = "h" * 3_000_000
 
@@ -406,7 +406,7 @@ def test_client_caps_and_survives_a_lying_guest() -> None:
         assert client.ignored_lines == 1
         context = await client.context(timeout=T)
         assert len(context) == 1000 and all(len(v) == 200 for v in context.values())
-        with pytest.raises(GuestFault, match="nested too deeply"):
+        with pytest.raises(ProtocolError, match="nested too deeply"):
             await client.get("v", timeout=T)
 
     asyncio.run(main())

@@ -35,10 +35,9 @@ from rlm_repl.client import (
     GuestClosed,
     GuestFault,
     GuestTimeout,
-    context_from_reply,
     timeout_message,
-    variable_from_reply,
 )
+from rlm_repl.replies import ProtocolError, context_reply, variable_reply
 from rlm.logging import get_logger
 from rlm.types import REPLResult
 
@@ -258,17 +257,33 @@ class DockerEnvironment:
                                         f"({reason}); {LOST}.", execution_time_ms=ms)
             except GuestFault as exc:
                 raise SandboxError(f"the docker REPL failed internally: {exc}", fix=BUG_FIX) from None
+            except ProtocolError as exc:
+                log.warning("docker_protocol_error", container=box.id[:12], op="exec", error=str(exc))
+                ms = elapsed()
+                await self._restart(box, "protocol error")
+                return REPLResult(error=f"SandboxError: the docker REPL broke the protocol ({exc}) and was "
+                                        f"stopped; {LOST}.", execution_time_ms=ms)
             except BaseException:
                 self._discard_now(box)
                 self._lost_notice = f"a call was cancelled while the container was busy; {LOST}"
                 raise
 
-    async def _call(self, op: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _call(self, op: str, fields: dict[str, Any] | None = None, *, read: Any = None) -> Any:
+        """One non-exec request, its reply checked by ``read(reply)``; timeouts, deaths and protocol
+        violations become SandboxError (after a restart)."""
         timeout = self.settings.timeout
         async with self._get_lock():
             box = await self._ensure_started()
             try:
-                return await box.client.request(op, fields, timeout=timeout)
+                reply = await box.client.request(op, fields, timeout=timeout)
+                return read(reply) if read is not None else reply  # KeyError (no such variable) passes
+            except ProtocolError as exc:
+                log.warning("docker_protocol_error", container=box.id[:12], op=op, error=str(exc))
+                await self._restart(box, "protocol error")
+                raise SandboxError(f"the docker REPL broke the protocol during {op}: {exc}; {LOST}",
+                                   fix=BUG_FIX) from None
+            except KeyError:
+                raise
             except GuestTimeout:
                 await self._restart(box, "timeout")
                 raise SandboxError(f"the docker REPL did not answer {op} within {timeout:g}s (a __repr__ that "
@@ -286,14 +301,10 @@ class DockerEnvironment:
                 raise
 
     async def get_context(self) -> dict[str, str]:
-        return context_from_reply(await self._call("context"))
+        return await self._call("context", read=context_reply)
 
     async def get_variable(self, name: str) -> Any:
-        reply = await self._call("get", {"name": name})
-        try:
-            return variable_from_reply(name, reply)
-        except GuestFault as exc:
-            raise SandboxError(f"the docker REPL failed internally: {exc}", fix=BUG_FIX) from None
+        return await self._call("get", {"name": name}, read=lambda reply: variable_reply(name, reply))
 
     async def set_context(self, name: str, value: Any) -> None:
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):

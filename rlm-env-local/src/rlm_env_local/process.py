@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from rlm.logging import get_logger
-from rlm_env_local.replies import MAX_FRAME_BYTES, ProtocolError
+from rlm_repl.replies import MAX_FRAME_BYTES, ProtocolError
 
 log = get_logger(__name__)
 

@@ -373,7 +373,7 @@ class Repl(Sealed):
             "error": error,
             "value": outcome.value,
             "final": outcome.final,
-            "cpu_ms": round((time.process_time() - cpu_start) * 1000, 3),
+            "cpu_time_ms": round((time.process_time() - cpu_start) * 1000, 3),
         }
 
     def context(self) -> dict[str, str]:

@@ -24,10 +24,11 @@ from rlm.errors import SandboxError
 from rlm.logging import get_logger
 from rlm.types import REPLResult
 
-from rlm_env_local import jail, replies
+from rlm_env_local import jail
 from rlm_env_local.config import LocalEnvConfig
 from rlm_env_local.process import WorkerDied, WorkerProcess, WorkerTimeout, default_python
-from rlm_env_local.replies import ProtocolError
+from rlm_repl import replies
+from rlm_repl.replies import ProtocolError
 
 log = get_logger(__name__)
 
@@ -235,7 +236,7 @@ class LocalEnvironment:
                 if reply.get("fault"):
                     raise SandboxError(f"the REPL worker failed internally: {str(reply['fault'])[:2000]}",
                                        fix="report this as a bug of rlm-env-local")
-                return read(reply) if read is not None else reply
+                return read(reply) if read is not None else reply  # KeyError (no such variable) passes
             except WorkerTimeout:
                 await self._restart("timeout")
                 raise SandboxError(f"the REPL did not answer {op} within {timeout:g}s (a __repr__ that never "
@@ -250,7 +251,7 @@ class LocalEnvironment:
                 await self._restart("protocol error")
                 raise SandboxError(f"the REPL worker broke the protocol: {exc}; {_LOST}",
                                    fix="report this as a bug of rlm-env-local") from None
-            except SandboxError:
+            except (SandboxError, KeyError):
                 raise
             except BaseException:
                 worker.kill("cancelled")
@@ -315,10 +316,7 @@ class LocalEnvironment:
         return await self._call("context", {}, read=replies.context_reply)
 
     async def get_variable(self, name: str) -> Any:
-        found, value = await self._call("get", {"name": name}, read=replies.variable_reply)
-        if not found:
-            raise KeyError(f"no variable named {name!r} in the REPL")
-        return value
+        return await self._call("get", {"name": name}, read=lambda reply: replies.variable_reply(name, reply))
 
     async def set_context(self, name: str, value: Any) -> None:
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) \

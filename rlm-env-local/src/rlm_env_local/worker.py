@@ -204,7 +204,7 @@ def _dispatch(repl: Any, request: dict[str, Any]) -> dict[str, Any]:
         if final and len(final["value"]) > repl.output.limit:  # the host caps it too; keep the message small
             final["value"] = final["value"][:repl.output.limit]
             result["truncated"] = True
-        result["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        result["memory_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return result
     if op == "context":
         return {"context": repl.context()}

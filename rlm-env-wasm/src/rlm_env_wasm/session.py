@@ -30,10 +30,9 @@ from rlm_repl.client import (
     GuestClosed,
     GuestFault,
     GuestTimeout,
-    context_from_reply,
     timeout_message,
-    variable_from_reply,
 )
+from rlm_repl.replies import ProtocolError, context_reply, variable_reply
 from rlm.logging import get_logger
 from rlm.types import REPLResult
 
@@ -212,6 +211,12 @@ class WasmEnvironment:
             except GuestFault as exc:
                 return REPLResult(error=f"SandboxError: the REPL could not run the code: {exc}",
                                   execution_time_ms=elapsed())
+            except ProtocolError as exc:
+                log.warning("wasm_protocol_error", op="exec", error=str(exc))
+                ms = elapsed()
+                await self._restart("protocol error")
+                return REPLResult(error=f"SandboxError: the wasm guest broke the protocol ({exc}) and was "
+                                        f"stopped; {_LOST}.", execution_time_ms=ms)
             except BaseException:
                 await self._discard("cancelled")
                 self._lost_notice = f"a call was cancelled while the instance was busy; {_LOST}"
@@ -225,15 +230,24 @@ class WasmEnvironment:
             await asyncio.to_thread(guest.finished.wait, 1.0)
         return guest.describe_end()
 
-    async def _call(self, op: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One non-exec request; timeouts and deaths become SandboxError (after a restart)."""
+    async def _call(self, op: str, fields: dict[str, Any] | None = None, *, read: Any = None) -> Any:
+        """One non-exec request, its reply checked by ``read(reply)``; timeouts, deaths and protocol
+        violations become SandboxError (after a restart)."""
         timeout = self.settings.timeout
         async with self._get_lock():
             client = await self._ensure_started()
             guest = self._guest
             assert guest is not None
             try:
-                return await client.request(op, fields, timeout=timeout)
+                reply = await client.request(op, fields, timeout=timeout)
+                return read(reply) if read is not None else reply  # KeyError (no such variable) passes
+            except ProtocolError as exc:
+                log.warning("wasm_protocol_error", op=op, error=str(exc))
+                await self._restart("protocol error")
+                raise SandboxError(f"the wasm guest broke the protocol during {op}: {exc}; {_LOST}",
+                                   fix="report this as a bug of rlm-env-wasm") from None
+            except KeyError:
+                raise
             except GuestTimeout:
                 guest.kill(f"{op} exceeded {timeout:g}s")
                 await self._restart("timeout")
@@ -253,14 +267,10 @@ class WasmEnvironment:
                 raise
 
     async def get_context(self) -> dict[str, str]:
-        return context_from_reply(await self._call("context"))
+        return await self._call("context", read=context_reply)
 
     async def get_variable(self, name: str) -> Any:
-        reply = await self._call("get", {"name": name})
-        try:
-            return variable_from_reply(name, reply)
-        except GuestFault as exc:
-            raise SandboxError(f"the wasm guest sent a malformed reply: {exc}", fix="reset the environment") from None
+        return await self._call("get", {"name": name}, read=lambda reply: variable_reply(name, reply))
 
     async def set_context(self, name: str, value: Any) -> None:
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) \

@@ -30,7 +30,9 @@ the ``done`` and raises :class:`GuestTimeout` -- with ``recovered=True`` and the
 interrupted execution's :class:`~rlm.types.REPLResult` when the guest survived,
 ``recovered=False`` when the caller must kill and restart it.  The end of the
 stream raises :class:`GuestClosed`; ``{"fault"}`` replies raise
-:class:`GuestFault`.  These are internal signals for environments, which turn
+:class:`GuestFault`; a reply or callback of the wrong shape raises
+:class:`rlm_repl.replies.ProtocolError` (every text is capped on the host by
+:mod:`rlm_repl.replies`).  These are internal signals for environments, which turn
 them into results or :class:`rlm.errors.SandboxError`.
 
 One request at a time; the client holds no loop-bound state, so it works from
@@ -48,7 +50,8 @@ from typing import Any, Protocol
 
 from rlm.environment import HostCallbacks
 from rlm.logging import get_logger
-from rlm.types import FinalSignal, REPLResult
+from rlm.types import REPLResult
+from rlm_repl.replies import callback_request, context_reply, exec_result, variable_reply
 
 log = get_logger(__name__)
 
@@ -101,56 +104,6 @@ def timeout_message(timeout: float, *, state_kept: bool) -> str:
         after = "was stopped; the session was restarted: variables, functions and imports defined before are gone"
     return (f"TimeoutError: the execution exceeded the {timeout:g}s wall-clock limit and {after}. "
             "Make the code faster or split the work into smaller steps.")
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _opt_float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-#: Most characters of an error kept (tracebacks may be longer than the output limit).
-MAX_ERROR_CHARS = 20_000
-MAX_CONTEXT_NAMES = 1_000
-MAX_CONTEXT_REPR = 200
-
-
-def _capped(text: str | None, limit: int | None) -> tuple[str | None, bool]:
-    if text is None or limit is None or len(text) <= limit:
-        return text, False
-    return text[:limit], True
-
-
-def result_from_reply(reply: dict[str, Any], *, execution_time_ms: float,
-                      output_limit: int | None = None) -> REPLResult:
-    """The :class:`REPLResult` of an ``exec`` reply (fields checked: the guest is untrusted).
-
-    Output, value and final answer are cut at ``output_limit`` here, on the host, whatever
-    the guest claims (the error at ``max(output_limit, 20000)``); ``truncated`` then says so.
-    """
-    final = reply.get("final")
-    signal = None
-    cut_final = False
-    if isinstance(final, dict) and final.get("kind") in ("final", "final_var"):
-        answer, cut_final = _capped(str(final.get("value", "")), output_limit)
-        signal = FinalSignal(kind=final["kind"], value=answer or "", variable=_opt_str(final.get("variable")))
-    output, cut_output = _capped(str(reply.get("output") or ""), output_limit)
-    value, cut_value = _capped(_opt_str(reply.get("value")), output_limit)
-    error, cut_error = _capped(_opt_str(reply.get("error")),
-                               None if output_limit is None else max(output_limit, MAX_ERROR_CHARS))
-    peak = reply.get("memory_peak_bytes")
-    return REPLResult(
-        output=output or "",
-        error=error,
-        value=value,
-        execution_time_ms=round(execution_time_ms, 3),
-        truncated=bool(reply.get("truncated")) or cut_output or cut_value or cut_error or cut_final,
-        memory_peak_bytes=peak if isinstance(peak, int) and not isinstance(peak, bool) else None,
-        cpu_time_ms=_opt_float(reply.get("cpu_time_ms")),
-        final=signal,
-    )
 
 
 class GuestClient:
@@ -238,21 +191,18 @@ class GuestClient:
 
     async def _service(self, message: dict[str, Any]) -> dict[str, Any]:
         op, seq = message.get("op"), message.get("seq")
+        request = callback_request(str(op), message)  # a malformed callback breaks the protocol
         callbacks = self.callbacks
         if callbacks is None:
             return {"op": "reply", "seq": seq, "ok": False,
                     "error": f"{op} is not available: this session has no host callbacks"}
         try:
-            if op == "llm_query":
-                value: Any = str(await callbacks.llm_query(str(message.get("prompt", ""))))
+            if isinstance(request, str):
+                value: Any = str(await callbacks.llm_query(request))
             else:
-                prompts = message.get("prompts")
-                if not isinstance(prompts, list):
-                    raise TypeError("llm_query_batched needs a list of prompts")
-                prompts = [str(p) for p in prompts]
-                value = [str(v) for v in await callbacks.llm_query_batched(prompts)]
-                if len(value) != len(prompts):
-                    raise RuntimeError(f"the host returned {len(value)} answers for {len(prompts)} prompts")
+                value = [str(v) for v in await callbacks.llm_query_batched(request)]
+                if len(value) != len(request):
+                    raise RuntimeError(f"the host returned {len(value)} answers for {len(request)} prompts")
         except Exception as exc:  # noqa: BLE001 - reported inside the user's code, which may handle it
             log.info("guest_callback_failed", guest=self.name, op=op, error=str(exc))
             return {"op": "reply", "seq": seq, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -297,7 +247,8 @@ class GuestClient:
             except TimeoutError:
                 reply = await self._after_timeout(request_id, timeout, interrupt, grace)
                 raise GuestTimeout(timeout, recovered=reply is not None,
-                                   result=None if reply is None else _interrupted(reply, timeout)) from None
+                                   result=None if reply is None else _interrupted(
+                                       reply, timeout, self.output_limit or 0)) from None
         finally:
             self._busy = False
         if reply.get("fault"):
@@ -337,16 +288,16 @@ class GuestClient:
                     execution_time_ms=round((time.perf_counter() - started) * 1000, 3),
                     cpu_time_ms=exc.result.cpu_time_ms, memory_peak_bytes=exc.result.memory_peak_bytes)
             raise
-        return result_from_reply(reply, execution_time_ms=(time.perf_counter() - started) * 1000,
-                                 output_limit=int(output_limit) if output_limit else self.output_limit)
+        return exec_result(reply, execution_time_ms=(time.perf_counter() - started) * 1000,
+                           output_limit=int(output_limit or self.output_limit or 0))
 
     async def context(self, *, timeout: float) -> dict[str, str]:
         """The user's variables: name -> short repr."""
-        return context_from_reply(await self.request("context", timeout=timeout))
+        return context_reply(await self.request("context", timeout=timeout))
 
     async def get(self, name: str, *, timeout: float) -> Any:
         """A variable's value (JSON) or repr; ``KeyError`` naming it when absent."""
-        return variable_from_reply(name, await self.request("get", {"name": name}, timeout=timeout))
+        return variable_reply(name, await self.request("get", {"name": name}, timeout=timeout))
 
     async def set(self, name: str, value: Any, *, timeout: float) -> None:
         """Bind ``name`` to a JSON value."""
@@ -360,32 +311,8 @@ class GuestClient:
         return await self.request("ping", timeout=timeout)
 
 
-def context_from_reply(reply: dict[str, Any]) -> dict[str, str]:
-    """The user's variables from a ``context`` reply: at most 1000 names, each repr capped."""
-    context = reply.get("context")
-    if not isinstance(context, dict):
-        return {}
-    return {str(k)[:MAX_CONTEXT_REPR]: str(v)[:MAX_CONTEXT_REPR] for k, v in list(context.items())[:MAX_CONTEXT_NAMES]}
-
-
-def variable_from_reply(name: str, reply: dict[str, Any]) -> Any:
-    """A variable's value from a ``get`` reply: JSON decoded, else its repr text.
-
-    ``KeyError`` naming it when absent; :class:`GuestFault` when the JSON does not
-    parse or is nested too deeply (the guest is untrusted)."""
-    if not reply.get("found"):
-        raise KeyError(f"no variable named {name!r} in the REPL")
-    if "json" in reply:
-        try:
-            return json.loads(str(reply["json"]))
-        except (ValueError, RecursionError):
-            raise GuestFault(f"the guest sent {name!r} as JSON that does not parse (or is nested too "
-                             "deeply)") from None
-    return _opt_str(reply.get("repr"))
-
-
-def _interrupted(reply: dict[str, Any], timeout: float) -> REPLResult:
-    result = result_from_reply(reply, execution_time_ms=0.0)
+def _interrupted(reply: dict[str, Any], timeout: float, output_limit: int) -> REPLResult:
+    result = exec_result(reply, execution_time_ms=0.0, output_limit=output_limit)
     return REPLResult(output=result.output, truncated=result.truncated,
                       error=timeout_message(timeout, state_kept=True),
                       cpu_time_ms=result.cpu_time_ms, memory_peak_bytes=result.memory_peak_bytes)

@@ -43,6 +43,12 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(wrapper())
 
 
+#: How user code forges a reply of the shared guest REPL server (it runs in the same interpreter).
+GUEST_FORGE = ("import gc\n"
+               "server = next(o for o in gc.get_objects() if type(o).__name__ == 'Session' and hasattr(o, 'request_id'))\n"
+               "server.channel.send(dict(MESSAGE, id=server.request_id))\n")
+
+
 class FakeHostCallbacks:
     """HostCallbacks that answer ``answer:<prompt>`` and record every prompt they saw."""
 
@@ -85,6 +91,11 @@ class EnvironmentConformance:
                                   "workdir": str(tmp_path)}
         values.update(overrides)
         return EnvironmentSettings(**values)
+
+    #: Code that, run in the sandbox, sends ``MESSAGE`` (a dict expression) to the host as the REPL
+    #: server's answer to the current request: how a guest lies.  None where user code cannot reach
+    #: the protocol channel (the lying-guest test is then skipped; the plugin tests it its own way).
+    forge_code: str | None = None
 
     def kill_session(self, env: Environment) -> None:
         """Kill ``env``'s sandbox (process, container, instance) from outside, as the OOM killer
@@ -485,6 +496,29 @@ class EnvironmentConformance:
                 assert (await env.execute("kept")).error is not None  # really gone
                 again = await self.ok(env, "kept = 1\nkept + 1")
                 assert again.notice is None and again.value == "2"  # said once
+        run(body())
+
+    def test_a_lying_guest_is_capped_or_restarted_never_believed(self, tmp_path: Path) -> None:
+        """Forged replies: huge fields are cut at the output limit on the host (``truncated``); a reply
+        or callback of the wrong shape ends the call with a result that says the session was restarted
+        (never an exception out of ``execute()``), and the next call works."""
+        if self.forge_code is None:
+            pytest.skip("user code cannot reach this environment's protocol channel (forge_code is None)")
+        forge = self.forge_code
+
+        async def body() -> None:
+            async with self.session(tmp_path, output_limit=1000) as env:
+                huge = await env.execute(forge.replace("MESSAGE", (
+                    "{'op': 'done', 'output': 'o' * 3_000_000, 'value': 'v' * 3_000_000, 'error': None, "
+                    "'truncated': False, 'final': {'kind': 'final', 'value': 'f' * 3_000_000, 'variable': None}}")))
+                assert huge.truncated is True and len(huge.output) <= 1000 and len(huge.value or "") <= 1000
+                assert huge.final is not None and len(huge.final.value) <= 1000
+                for message in ("{'op': 'done', 'output': 12, 'value': ['x']}",
+                                "{'op': 'done', 'output': '', 'final': {'kind': 'nonsense', 'value': 1}}",
+                                "{'op': 'llm_query_batched', 'seq': 1, 'prompts': 'not a list'}"):
+                    result = await env.execute(forge.replace("MESSAGE", message))
+                    assert result.error is not None and "restarted" in result.error, (message, result)
+                    await self.assert_alive(env)
         run(body())
 
     def test_close_is_idempotent(self, tmp_path: Path) -> None:

@@ -1,12 +1,14 @@
-"""The host's reading of what the worker says: every field checked, every text capped on our side.
+"""The host's reading of what a guest says: every field checked, every text capped on our side.
 
-The worker runs user code, so whatever it sends may be forged (raw code that
-found the protocol pipe, a broken interpreter): nothing it claims is trusted.
-:func:`exec_result` turns an ``exec`` reply into a :class:`rlm.types.REPLResult`
-with output, value, error and final answer cut at ``output_limit`` (``truncated``
-then says so), and the callback/context/get readers validate their shapes.
-A reply of the wrong shape raises :class:`ProtocolError`; the session turns it
-into a result or error that says the worker was restarted.
+A guest runs user code, so whatever it sends may be forged (code that found
+the protocol stream, a patched library, a broken interpreter): nothing it
+claims is trusted.  :func:`exec_result` turns an ``exec`` reply into a
+:class:`rlm.types.REPLResult` with output, value, error and final answer cut at
+``output_limit`` (``truncated`` then says so); the callback, context and get
+readers check their shapes.  A reply of the wrong shape raises
+:class:`ProtocolError`; environments turn it into a result or a
+:class:`rlm.errors.SandboxError` that says the session was restarted.
+Used by every environment (local, docker, wasm).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from rlm.types import FinalSignal, REPLResult
 
-#: Largest single message the host reads from a worker; a longer line breaks the protocol.
+#: Largest single message the host reads from a guest; a longer line breaks the protocol.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 MAX_ERROR_CHARS = 20_000
 MAX_CONTEXT_NAMES = 1_000
@@ -25,7 +27,7 @@ MAX_BATCH_PROMPTS = 1_000
 
 
 class ProtocolError(Exception):
-    """The worker sent something that is not a valid message of this session."""
+    """The guest sent something that is not a valid message of this session."""
 
 
 def _text(reply: dict[str, Any], key: str, *, optional: bool) -> str | None:
@@ -71,12 +73,12 @@ def exec_result(reply: dict[str, Any], *, output_limit: int, execution_time_ms: 
         if final["kind"] == "final_var" and (variable is None or not variable.isidentifier()):
             raise ProtocolError("a FINAL_VAR answer without a valid variable name")
         signal = FinalSignal(kind=final["kind"], value=answer or "", variable=variable)
-    maxrss = _number(reply, "maxrss")
+    peak = _number(reply, "memory_peak_bytes")
     return REPLResult(
         output=output or "", error=error, value=value, execution_time_ms=execution_time_ms,
         truncated=bool(reply.get("truncated")) or cut_output or cut_value or cut_error or cut_final,
-        memory_peak_bytes=int(maxrss) if maxrss is not None else None,
-        cpu_time_ms=_number(reply, "cpu_ms"), final=signal, notice=notice,
+        memory_peak_bytes=int(peak) if peak is not None else None,
+        cpu_time_ms=_number(reply, "cpu_time_ms"), final=signal, notice=notice,
     )
 
 
@@ -105,14 +107,14 @@ def context_reply(reply: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def variable_reply(reply: dict[str, Any]) -> tuple[bool, Any]:
-    """The ``get`` reply: (found, value) -- the value decoded from JSON, or its repr text."""
+def variable_reply(name: str, reply: dict[str, Any]) -> Any:
+    """The ``get`` reply: the value decoded from JSON, or its repr text; KeyError naming it when absent."""
     if not reply.get("found"):
-        return False, None
+        raise KeyError(f"no variable named {name!r} in the REPL")
     if "json" in reply:
         text = _text(reply, "json", optional=False) or ""
         try:
-            return True, json.loads(text)
+            return json.loads(text)
         except (ValueError, RecursionError):
-            raise ProtocolError("the variable's JSON text does not parse (or is nested too deeply)") from None
-    return True, _text(reply, "repr", optional=False)
+            raise ProtocolError(f"the JSON text of {name!r} does not parse (or is nested too deeply)") from None
+    return _text(reply, "repr", optional=True)
