@@ -156,3 +156,11 @@ def test_server_dies_with_a_killed_parent(tmp_path, pid_alive):
 def test_stop_all_is_idempotent():
     stop_all()
     stop_all()
+
+
+def test_the_api_key_never_looks_like_an_option():
+    """The key goes on the server's command line after --api_key: one starting with '-' (a urlsafe
+    token does one time in 64) made argparse refuse to start the server."""
+    spec = ServerSpec(model_path="m", alias="m", n_ctx=512, n_threads=1)
+    keys = {LlamaServer(spec).api_key for _ in range(500)}
+    assert len(keys) == 500 and not any(k.startswith("-") for k in keys)

@@ -139,7 +139,8 @@ class LlamaServer:
     def __init__(self, spec: ServerSpec, *, startup_timeout: float = 120.0) -> None:
         self.spec = spec
         self.startup_timeout = startup_timeout
-        self.api_key = secrets.token_urlsafe(24)
+        # hex: a urlsafe token starts with '-' one time in 64, which argparse takes for an option
+        self.api_key = secrets.token_hex(24)
         self.port: int | None = None
         self.startup_s: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
