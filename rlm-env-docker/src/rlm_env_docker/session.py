@@ -37,7 +37,7 @@ from rlm_repl.client import (
     GuestTimeout,
     timeout_message,
 )
-from rlm_repl.replies import ProtocolError, context_reply, variable_reply
+from rlm_repl.replies import SESSION_LOST, ProtocolError, context_reply, variable_reply
 from rlm.logging import get_logger
 from rlm.types import REPLResult
 
@@ -46,7 +46,6 @@ from rlm_env_docker.spec import ContainerSpec, build_spec
 
 log = get_logger(__name__)
 
-LOST = "the session was restarted: variables, functions and imports defined before are gone"
 BUG_FIX = "report this as a bug of rlm-env-docker"
 
 
@@ -114,7 +113,7 @@ class DockerEnvironment:
             return self._box
         if self._box is not None:
             await self._discard(self._box, "dead")
-            self._lost_notice = f"the sandbox container had stopped since the last call; {LOST}"
+            self._lost_notice = f"the sandbox container had stopped since the last call; {SESSION_LOST}"
         self._box = await self._launch()
         return self._box
 
@@ -254,7 +253,7 @@ class DockerEnvironment:
                 ms = elapsed()
                 await self._restart(box, "died")
                 return REPLResult(error=f"SandboxError: the sandbox container stopped during the execution "
-                                        f"({reason}); {LOST}.", execution_time_ms=ms)
+                                        f"({reason}); {SESSION_LOST}.", execution_time_ms=ms)
             except GuestFault as exc:
                 raise SandboxError(f"the docker REPL failed internally: {exc}", fix=BUG_FIX) from None
             except ProtocolError as exc:
@@ -262,10 +261,10 @@ class DockerEnvironment:
                 ms = elapsed()
                 await self._restart(box, "protocol error")
                 return REPLResult(error=f"SandboxError: the docker REPL broke the protocol ({exc}) and was "
-                                        f"stopped; {LOST}.", execution_time_ms=ms)
+                                        f"stopped; {SESSION_LOST}.", execution_time_ms=ms)
             except BaseException:
                 self._discard_now(box)
-                self._lost_notice = f"a call was cancelled while the container was busy; {LOST}"
+                self._lost_notice = f"a call was cancelled while the container was busy; {SESSION_LOST}"
                 raise
 
     async def _call(self, op: str, fields: dict[str, Any] | None = None, *, read: Any = None) -> Any:
@@ -280,24 +279,24 @@ class DockerEnvironment:
             except ProtocolError as exc:
                 log.warning("docker_protocol_error", container=box.id[:12], op=op, error=str(exc))
                 await self._restart(box, "protocol error")
-                raise SandboxError(f"the docker REPL broke the protocol during {op}: {exc}; {LOST}",
+                raise SandboxError(f"the docker REPL broke the protocol during {op}: {exc}; {SESSION_LOST}",
                                    fix=BUG_FIX) from None
             except KeyError:
                 raise
             except GuestTimeout:
                 await self._restart(box, "timeout")
                 raise SandboxError(f"the docker REPL did not answer {op} within {timeout:g}s (a __repr__ that "
-                                   f"never returns?); {LOST}", fix="avoid slow __repr__ methods") from None
+                                   f"never returns?); {SESSION_LOST}", fix="avoid slow __repr__ methods") from None
             except GuestClosed:
                 reason = await asyncio.to_thread(self._death_reason, box)
                 await self._restart(box, "died")
-                raise SandboxError(f"the sandbox container stopped during {op} ({reason}); {LOST}",
+                raise SandboxError(f"the sandbox container stopped during {op} ({reason}); {SESSION_LOST}",
                                    fix="check the memory limit and the code's resource use") from None
             except GuestFault as exc:
                 raise SandboxError(f"the docker REPL failed internally: {exc}", fix=BUG_FIX) from None
             except BaseException:
                 self._discard_now(box)
-                self._lost_notice = f"a call was cancelled while the container was busy; {LOST}"
+                self._lost_notice = f"a call was cancelled while the container was busy; {SESSION_LOST}"
                 raise
 
     async def get_context(self) -> dict[str, str]:

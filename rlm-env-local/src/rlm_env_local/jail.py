@@ -23,8 +23,8 @@ Four layers, each applied with direct system calls through :mod:`ctypes`
   (:mod:`rlm_env_local.worker`, :mod:`rlm_env_local.process`).
 
 :func:`probe` tells, without changing the calling process, which layers this
-kernel offers; :func:`confine` applies them and returns what it did.  Both are
-used by the host (``rlm doctor``, ``rlm plugins``) and by the worker.  Importing
+kernel offers (the host's reports in :mod:`rlm_env_local.report` use it);
+:func:`confine` applies them in the worker and returns what it did.  Importing
 this module is cheap and needs nothing but the standard library.
 
 Why our own ctypes code rather than a binding from PyPI: the Landlock and
@@ -227,21 +227,6 @@ def probe(missing: Iterable[str] | None = None) -> dict[str, str | None]:
     for layer in missing & set(found):
         found[layer] = f"{layer} is marked unavailable by {PRETEND_MISSING_ENV} (testing)"
     return found
-
-
-def describe(missing: Iterable[str] | None = None) -> dict[str, str]:
-    """Layer -> short status text for reports (``rlm plugins``, ``rlm doctor``)."""
-    out: dict[str, str] = {}
-    abi = None
-    for layer, problem in probe(missing).items():
-        if problem:
-            out[layer] = f"unavailable: {problem}"
-        elif layer == "landlock":
-            version = abi if abi is not None else landlock_abi()
-            out[layer] = f"available (ABI {version})"
-        else:
-            out[layer] = "available"
-    return out
 
 
 # --- namespaces ----------------------------------------------------------------------------------
@@ -479,4 +464,4 @@ def is_active(status: str) -> bool:
 
 
 __all__ = ["OS_LAYERS", "PRETEND_MISSING_ENV", "JailError", "apply_landlock", "apply_seccomp", "confine",
-           "describe", "enter_namespaces", "is_active", "landlock_abi", "probe"]
+           "enter_namespaces", "is_active", "landlock_abi", "probe"]

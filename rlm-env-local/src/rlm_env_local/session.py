@@ -28,11 +28,9 @@ from rlm_env_local import jail
 from rlm_env_local.config import LocalEnvConfig
 from rlm_env_local.process import WorkerDied, WorkerProcess, WorkerTimeout, default_python
 from rlm_repl import replies
-from rlm_repl.replies import ProtocolError
+from rlm_repl.replies import SESSION_LOST, ProtocolError
 
 log = get_logger(__name__)
-
-_LOST = "the session was restarted: variables, functions and imports defined before are gone"
 
 
 def _death_reason(returncode: int | None, cpu_limit: float | None) -> str:
@@ -130,7 +128,7 @@ class LocalEnvironment:
             reason = _death_reason(self._worker.returncode, None)
             self._worker.kill("dead")
             self._worker = None
-            self._lost_notice = f"{reason} since the last call; {_LOST}"
+            self._lost_notice = f"{reason} since the last call; {SESSION_LOST}"
             log.info("worker_lost_between_calls", reason=reason)
         s = self.settings
         init = {
@@ -240,23 +238,23 @@ class LocalEnvironment:
             except WorkerTimeout:
                 await self._restart("timeout")
                 raise SandboxError(f"the REPL did not answer {op} within {timeout:g}s (a __repr__ that never "
-                                   f"returns?); {_LOST}", fix="avoid slow __repr__ methods") from None
+                                   f"returns?); {SESSION_LOST}", fix="avoid slow __repr__ methods") from None
             except WorkerDied as died:
                 reason = _death_reason(died.returncode, cpu_limit)
                 await self._restart("died")
-                raise SandboxError(f"the REPL worker died during {op}: {reason}; {_LOST}",
+                raise SandboxError(f"the REPL worker died during {op}: {reason}; {SESSION_LOST}",
                                    fix="check memory_limit_mb and the code's resource use") from None
             except ProtocolError as exc:
                 log.warning("worker_protocol_error", pid=worker.pid, error=str(exc))
                 await self._restart("protocol error")
-                raise SandboxError(f"the REPL worker broke the protocol: {exc}; {_LOST}",
+                raise SandboxError(f"the REPL worker broke the protocol: {exc}; {SESSION_LOST}",
                                    fix="report this as a bug of rlm-env-local") from None
             except (SandboxError, KeyError):
                 raise
             except BaseException:
                 worker.kill("cancelled")
                 self._worker = None
-                self._lost_notice = f"a call was cancelled while the worker was busy; {_LOST}"
+                self._lost_notice = f"a call was cancelled while the worker was busy; {SESSION_LOST}"
                 raise
 
     async def execute(self, code: str, *, timeout: float | None = None) -> REPLResult:
@@ -280,7 +278,7 @@ class LocalEnvironment:
                 ms = elapsed()
                 await self._restart("timeout")
                 return REPLResult(error=f"TimeoutError: the execution exceeded the {timeout:g}s wall-clock "
-                                        f"limit (llm_query time included) and was stopped; {_LOST}. Make the "
+                                        f"limit (llm_query time included) and was stopped; {SESSION_LOST}. Make the "
                                         "code faster or split the work into smaller steps (or raise "
                                         "env_timeout).", execution_time_ms=ms, notice=notice)
             except WorkerDied as died:
@@ -288,13 +286,13 @@ class LocalEnvironment:
                 log.info("worker_died", pid=worker.pid, returncode=died.returncode, stderr=died.stderr[-500:])
                 ms = elapsed()
                 await self._restart("died")
-                return REPLResult(error=f"SandboxError: {reason}; {_LOST}.", execution_time_ms=ms, notice=notice)
+                return REPLResult(error=f"SandboxError: {reason}; {SESSION_LOST}.", execution_time_ms=ms, notice=notice)
             except ProtocolError as exc:
                 protocol_error = exc
             except BaseException:
                 worker.kill("cancelled")
                 self._worker = None
-                self._lost_notice = f"a call was cancelled while the worker was busy; {_LOST}"
+                self._lost_notice = f"a call was cancelled while the worker was busy; {SESSION_LOST}"
                 raise
             else:
                 if reply.get("fault"):
@@ -310,7 +308,7 @@ class LocalEnvironment:
             log.warning("worker_protocol_error", pid=worker.pid, error=str(protocol_error))
             await self._restart("protocol error")
             return REPLResult(error=f"SandboxError: the REPL worker broke the protocol ({protocol_error}) and was "
-                                    f"stopped; {_LOST}.", execution_time_ms=elapsed(), notice=notice)
+                                    f"stopped; {SESSION_LOST}.", execution_time_ms=elapsed(), notice=notice)
 
     async def get_context(self) -> dict[str, str]:
         return await self._call("context", {}, read=replies.context_reply)

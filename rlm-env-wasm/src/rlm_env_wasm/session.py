@@ -32,7 +32,7 @@ from rlm_repl.client import (
     GuestTimeout,
     timeout_message,
 )
-from rlm_repl.replies import ProtocolError, context_reply, variable_reply
+from rlm_repl.replies import SESSION_LOST, ProtocolError, context_reply, variable_reply
 from rlm.logging import get_logger
 from rlm.types import REPLResult
 
@@ -45,7 +45,6 @@ from rlm_env_wasm.runtime import resolve
 
 log = get_logger(__name__)
 
-_LOST = "the session was restarted: variables, functions and imports defined before are gone"
 
 #: Guest environment variables: the server must not try os.dup (WASI has none).
 GUEST_ENV = (("RLM_GUEST_NO_DUP", "1"),)
@@ -101,7 +100,7 @@ class WasmEnvironment:
             return self._client
         if self._guest is not None:
             await self._discard("dead")
-            self._lost_notice = f"the wasm instance had ended since the last call; {_LOST}"
+            self._lost_notice = f"the wasm instance had ended since the last call; {SESSION_LOST}"
         if self._module is None:
             await asyncio.to_thread(self._load_module)
         s = self.settings
@@ -207,7 +206,7 @@ class WasmEnvironment:
                 log.info("wasm_guest_died", reason=reason)
                 ms = elapsed()
                 await self._restart("died")
-                return REPLResult(error=f"SandboxError: {reason}; {_LOST}.", execution_time_ms=ms)
+                return REPLResult(error=f"SandboxError: {reason}; {SESSION_LOST}.", execution_time_ms=ms)
             except GuestFault as exc:
                 return REPLResult(error=f"SandboxError: the REPL could not run the code: {exc}",
                                   execution_time_ms=elapsed())
@@ -216,10 +215,10 @@ class WasmEnvironment:
                 ms = elapsed()
                 await self._restart("protocol error")
                 return REPLResult(error=f"SandboxError: the wasm guest broke the protocol ({exc}) and was "
-                                        f"stopped; {_LOST}.", execution_time_ms=ms)
+                                        f"stopped; {SESSION_LOST}.", execution_time_ms=ms)
             except BaseException:
                 await self._discard("cancelled")
-                self._lost_notice = f"a call was cancelled while the instance was busy; {_LOST}"
+                self._lost_notice = f"a call was cancelled while the instance was busy; {SESSION_LOST}"
                 raise
             finally:
                 if watchdog is not None:
@@ -244,7 +243,7 @@ class WasmEnvironment:
             except ProtocolError as exc:
                 log.warning("wasm_protocol_error", op=op, error=str(exc))
                 await self._restart("protocol error")
-                raise SandboxError(f"the wasm guest broke the protocol during {op}: {exc}; {_LOST}",
+                raise SandboxError(f"the wasm guest broke the protocol during {op}: {exc}; {SESSION_LOST}",
                                    fix="report this as a bug of rlm-env-wasm") from None
             except KeyError:
                 raise
@@ -252,18 +251,18 @@ class WasmEnvironment:
                 guest.kill(f"{op} exceeded {timeout:g}s")
                 await self._restart("timeout")
                 raise SandboxError(f"the REPL did not answer {op} within {timeout:g}s (a __repr__ that never "
-                                   f"returns?); {_LOST}", fix="avoid slow __repr__ methods") from None
+                                   f"returns?); {SESSION_LOST}", fix="avoid slow __repr__ methods") from None
             except GuestClosed:
                 reason = await self._end_reason(guest)
                 await self._restart("died")
-                raise SandboxError(f"the wasm guest died during {op}: {reason}; {_LOST}",
+                raise SandboxError(f"the wasm guest died during {op}: {reason}; {SESSION_LOST}",
                                    fix="check memory_limit_mb and the size of the values exchanged") from None
             except GuestFault as exc:
                 raise SandboxError(f"the wasm REPL could not serve {op}: {exc}",
                                    fix="report this as a bug of rlm-env-wasm") from None
             except BaseException:
                 await self._discard("cancelled")
-                self._lost_notice = f"a call was cancelled while the instance was busy; {_LOST}"
+                self._lost_notice = f"a call was cancelled while the instance was busy; {SESSION_LOST}"
                 raise
 
     async def get_context(self) -> dict[str, str]:

@@ -51,7 +51,7 @@ from typing import Any, Protocol
 from rlm.environment import HostCallbacks
 from rlm.logging import get_logger
 from rlm.types import REPLResult
-from rlm_repl.replies import callback_request, context_reply, exec_result, variable_reply
+from rlm_repl.replies import SESSION_LOST, callback_request, context_reply, exec_result, variable_reply
 
 log = get_logger(__name__)
 
@@ -101,7 +101,7 @@ def timeout_message(timeout: float, *, state_kept: bool) -> str:
     if state_kept:
         after = "was interrupted; the variables defined before are kept"
     else:
-        after = "was stopped; the session was restarted: variables, functions and imports defined before are gone"
+        after = f"was stopped; {SESSION_LOST}"
     return (f"TimeoutError: the execution exceeded the {timeout:g}s wall-clock limit and {after}. "
             "Make the code faster or split the work into smaller steps.")
 

@@ -24,6 +24,8 @@ MAX_ERROR_CHARS = 20_000
 MAX_CONTEXT_NAMES = 1_000
 MAX_CONTEXT_REPR = 200
 MAX_BATCH_PROMPTS = 1_000
+#: What every environment says when a session's state was lost (a restart, a dead sandbox).
+SESSION_LOST = "the session was restarted: variables, functions and imports defined before are gone"
 
 
 class ProtocolError(Exception):
