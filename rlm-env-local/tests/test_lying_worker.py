@@ -29,10 +29,10 @@ FORGE = (
     "    message['nonce'] = channel.nonce\n"
     "    data = (json.dumps(message) + '\\n').encode()\n"
     "    while data:\n"
-    "        data = data[os.write(channel._write_fd, data):]\n"
+    "        data = data[os.write(channel.wfile.fileno(), data):]\n"
     "def forge_raw(data):\n"
     "    while data:\n"
-    "        data = data[os.write(channel._write_fd, data):]\n"
+    "        data = data[os.write(channel.wfile.fileno(), data):]\n"
 )
 LIMIT = 5_000
 

@@ -16,8 +16,8 @@
   build classes from arbitrary namespaces).
 - :data:`class_factory` (``__metaclass__``): every ``class`` statement goes
   through it, which records the class as the user's.
-- :class:`Sealed`: base of the sandbox's own objects, which refuse to be copied
-  or pickled.
+- :class:`Sealed` (from :mod:`rlm_repl.repl_server`): base of the sandbox's own objects,
+  which refuse to be copied or pickled.
 
 Runs inside the worker process.
 """
@@ -31,6 +31,8 @@ import sys
 import types
 import weakref
 from typing import Any
+
+from rlm_repl.repl_server import Sealed
 
 from rlm_env_local.policy import INSPECT_ATTRIBUTES, SAFE_DUNDER_ATTRS
 
@@ -55,17 +57,6 @@ class SandboxViolation(PermissionError):
 SandboxViolation.__module__ = "builtins"  # tracebacks show "SandboxViolation: ..."
 _FORMATTING = (str, collections.UserString)
 _FORMATTER_METHODS = frozenset({"format", "vformat", "get_field", "get_value", "format_field", "convert_field"})
-
-
-class Sealed:
-    """Base of the sandbox's own objects: they cannot be copied or pickled, so library code
-    that walks object graphs (``copy.deepcopy`` and its memo, ``pickle``) stops at them
-    instead of handing them, or what they hold, to user code."""
-
-    __slots__ = ()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        raise TypeError(f"{type(self).__name__} belongs to the sandbox and cannot be copied or pickled")
 
 
 # --- type() --------------------------------------------------------------------------------

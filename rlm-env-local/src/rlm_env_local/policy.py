@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTransformer
+from rlm_repl.repl_server import DISPLAY_HOOK, CellSyntaxError, display_last, parse_cell
 
 #: Dunder attributes code may read (``_getattr_`` allows exactly these too).
 SAFE_DUNDER_ATTRS = frozenset({"__init__", "__name__", "__qualname__", "__doc__", "__class__"})
@@ -40,7 +41,6 @@ ALLOWED_MAGIC_METHODS = frozenset({
     "__ceil__", "__copy__", "__deepcopy__", "__getstate__", "__setstate__",
 })
 
-DISPLAY_HOOK = "_rlm_display_"
 
 
 class CellPolicy(RestrictingNodeTransformer):
@@ -70,31 +70,17 @@ class CellPolicy(RestrictingNodeTransformer):
         return super().visit_ImportFrom(node)
 
 
-class CellSyntaxError(Exception):
-    """The code does not parse, or uses something the sandbox refuses at compile time."""
-
-
 def compile_cell(source: str, filename: str, *, restricted: bool = True) -> object:
     """A code object for ``source``, restricted unless told otherwise; its trailing expression
-    is displayed."""
-    try:
-        tree = ast.parse(source, filename, "exec")
-    except SyntaxError as exc:
-        line = (exc.text or "").strip()
-        where = f"line {exc.lineno}" + (f": {line}" if line else "")
-        raise CellSyntaxError(f"SyntaxError: {exc.msg} ({where})") from None
+    is displayed (:func:`rlm_repl.repl_server.display_last`)."""
+    tree = parse_cell(source, filename)
     if restricted:
         errors: list[str] = []
         tree = CellPolicy(errors, [], {}).visit(tree)
         if errors:
             raise CellSyntaxError("SyntaxError: the sandbox refused this code:\n" + "\n".join(errors))
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = tree.body[-1]
-        call = ast.Call(func=ast.Name(DISPLAY_HOOK, ast.Load()), args=[last.value], keywords=[])
-        tree.body[-1] = ast.copy_location(ast.Expr(ast.copy_location(call, last)), last)
-    ast.fix_missing_locations(tree)
-    return compile(tree, filename, "exec", dont_inherit=True)
+    return compile(display_last(tree), filename, "exec", dont_inherit=True)
 
 
-__all__ = ["ALLOWED_MAGIC_METHODS", "INSPECT_ATTRIBUTES", "SAFE_DUNDER_ATTRS", "CellSyntaxError",
+__all__ = ["ALLOWED_MAGIC_METHODS", "DISPLAY_HOOK", "INSPECT_ATTRIBUTES", "SAFE_DUNDER_ATTRS", "CellSyntaxError",
            "compile_cell"]

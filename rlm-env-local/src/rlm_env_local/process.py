@@ -53,14 +53,15 @@ class WorkerDied(Exception):
 
 
 def _import_paths(extra_modules: Sequence[str] = ()) -> list[str]:
-    """Directories the worker needs on sys.path: where rlm_env_local and RestrictedPython live,
+    """Directories the worker needs on sys.path: where rlm_env_local, rlm_repl and RestrictedPython live,
     and where the configured extra modules are found."""
     import RestrictedPython
+    import rlm_repl
 
     import rlm_env_local
 
     paths = []
-    for module in (rlm_env_local, RestrictedPython):
+    for module in (rlm_env_local, rlm_repl, RestrictedPython):
         package_dir = os.path.dirname(os.path.abspath(module.__file__ or ""))
         paths.append(os.path.dirname(package_dir))
     for name in extra_modules:

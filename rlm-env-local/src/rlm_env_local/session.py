@@ -229,7 +229,7 @@ class LocalEnvironment:
         async with self._get_lock():
             worker = await self._ensure_started()
             try:
-                reply = await worker.request(op, {**payload, "cpu_limit": cpu_limit}, timeout=timeout,
+                reply = await worker.request(op, {**payload, "cpu_limit_s": cpu_limit}, timeout=timeout,
                                              on_callback=self._on_callback)
                 if reply.get("fault"):
                     raise SandboxError(f"the REPL worker failed internally: {str(reply['fault'])[:2000]}",
@@ -271,7 +271,7 @@ class LocalEnvironment:
                 return round((time.perf_counter() - started) * 1000, 3)
 
             try:
-                reply = await worker.request("exec", {"code": code, "cpu_limit": cpu_limit}, timeout=timeout,
+                reply = await worker.request("exec", {"code": code, "cpu_limit_s": cpu_limit}, timeout=timeout,
                                              on_callback=self._on_callback)
             except WorkerTimeout:
                 log.info("execution_timeout", pid=worker.pid, timeout=timeout)

@@ -45,7 +45,7 @@ def run(coro: Awaitable[T]) -> T:
 
 #: How user code forges a reply of the shared guest REPL server (it runs in the same interpreter).
 GUEST_FORGE = ("import gc\n"
-               "server = next(o for o in gc.get_objects() if type(o).__name__ == 'Session' and hasattr(o, 'request_id'))\n"
+               "server = next(o for o in gc.get_objects() if type(o).__name__ == 'Server' and hasattr(o, 'request_id'))\n"
                "server.channel.send(dict(MESSAGE, id=server.request_id))\n")
 
 
@@ -520,6 +520,49 @@ class EnvironmentConformance:
                     assert result.error is not None and "restarted" in result.error, (message, result)
                     await self.assert_alive(env)
         run(body())
+
+    def test_patching_library_modules_changes_no_later_reply(self, tmp_path: Path) -> None:
+        """A cell that patches ``json`` (functions and ``JSONEncoder``) or rebinds ``sys.stdout``
+        changes only what its own code sees: later values, variables and final answers are exact.
+        (Where the sandbox refuses the patching itself, the first cell errors; the rest holds.)"""
+        patch = ("import json\n"
+                 "json.dumps = lambda *a, **k: '\"forged\"'\n"
+                 "json.loads = lambda *a, **k: {'forged': True}\n"
+                 "json.JSONEncoder.default = lambda self, o: 'forged'\n"
+                 "json.JSONEncoder.encode = lambda self, o: '\"forged\"'\n"
+                 "json.encoder.c_make_encoder = None\n"
+                 "import sys\n"
+                 "sys.stdout = sys.stderr = None\n")
+
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                await env.execute(patch)
+                result = await self.ok(env, "data = {'k': [1, 2, 'x']}\nprint('printed')\ndata")
+                assert result.output == "printed\n" and result.value == "{'k': [1, 2, 'x']}", result
+                assert await env.get_variable("data") == {"k": [1, 2, "x"]}
+                final = await env.execute("FINAL(data)")
+                assert final.final is not None and final.final.value == '{"k": [1, 2, "x"]}', final
+                assert final.notice is None
+
+        asyncio.run(body())
+
+    def test_a_timer_set_by_a_cell_never_fires_in_a_later_one(self, tmp_path: Path) -> None:
+        """An interval timer (``signal.setitimer``/``alarm``) a cell leaves behind is cancelled when
+        the cell ends: it cannot interrupt or rewrite the next cell."""
+        arm = ("import signal\n"
+               "def late(*_):\n"
+               "    print('LATE')\n"
+               "    raise RuntimeError('a timer of an earlier cell fired')\n"
+               "signal.signal(signal.SIGALRM, late)\n"
+               "signal.setitimer(signal.ITIMER_REAL, 0.3)\n")
+
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                await env.execute(arm)
+                result = await self.ok(env, "import time\ntime.sleep(0.8)\nz = 5\nz")
+                assert result.value == "5" and "LATE" not in result.output, result
+
+        asyncio.run(body())
 
     def test_close_is_idempotent(self, tmp_path: Path) -> None:
         async def body() -> None:
