@@ -139,6 +139,10 @@ def test_the_file_label_is_the_file_name(tmp_path):
         ({"RLM_MAX_TURNS": "0"}, "environment variable RLM_MAX_TURNS: must be at least 1"),
         ({"RLM_TIMEOUT": "0"}, "environment variable RLM_TIMEOUT: must be more than 0 seconds"),
         ({"RLM_COST_LIMIT": "-2.5"}, "environment variable RLM_COST_LIMIT: must be more than 0 USD"),
+        ({"RLM_ENV_WRITE_QUOTA_MB": "0"}, "environment variable RLM_ENV_WRITE_QUOTA_MB: must be a finite number"),
+        ({"RLM_ENV_WRITE_QUOTA_MB": "nan"}, "environment variable RLM_ENV_WRITE_QUOTA_MB: must be a finite number"),
+        ({"RLM_ENV_WRITE_QUOTA_MB": "inf"}, "environment variable RLM_ENV_WRITE_QUOTA_MB: must be a finite number"),
+        ({"RLM_ENV_WRITE_QUOTA_FILES": "0"}, "environment variable RLM_ENV_WRITE_QUOTA_FILES: must be at least 1"),
         ({"RLM_PROTOCOL": "xml"}, "environment variable RLM_PROTOCOL: expected one of 'auto', 'tools', 'repl', got 'xml'"),
     ],
 )

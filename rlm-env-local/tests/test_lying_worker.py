@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(any(jail.probe(()).values()), reason="this machi
 
 FORGE = (
     "import gc, json, os\n"
-    "channel = next(o for o in gc.get_objects() if type(o).__name__ == 'Channel')\n"
+    "server = next(o for o in gc.get_objects() if type(o).__name__ == 'Server')\n"
+    "channel = server.channel\n"
     "def forge(message):\n"
     "    message['nonce'] = channel.nonce\n"
     "    data = (json.dumps(message) + '\\n').encode()\n"
@@ -44,13 +45,9 @@ def liar(env_factory: Any) -> Any:
     asyncio.run(env.close())
 
 
-def _next_id(env: Any) -> int:
-    return env._worker._next_id + 1  # the id the host gives its next request
-
-
 async def _forge(env: Any, body: str) -> Any:
     await env.start()
-    return await env.execute(FORGE + body.replace("RID", str(_next_id(env))))
+    return await env.execute(FORGE + body)
 
 
 async def _alive(env: Any) -> None:
@@ -61,7 +58,7 @@ async def _alive(env: Any) -> None:
 def test_huge_fields_are_capped_by_the_host(liar):
     async def body() -> None:
         result = await _forge(liar, (
-            "forge({'id': RID, 'op': 'done', 'output': 'o' * 4_000_000, 'truncated': False, 'value': 'v' * 4_000_000,\n"
+            "forge({'id': server.request_id, 'op': 'done', 'output': 'o' * 4_000_000, 'truncated': False, 'value': 'v' * 4_000_000,\n"
             "       'error': 'e' * 4_000_000, 'final': {'kind': 'final', 'value': 'f' * 4_000_000, 'variable': None}})\n"
             "os._exit(0)"))
         assert result.truncated is True
@@ -75,12 +72,12 @@ def test_huge_fields_are_capped_by_the_host(liar):
 @pytest.mark.parametrize(("name", "forgery"), [
     ("frame_past_the_limit", f"forge_raw(b'x' * ({MAX_FRAME_BYTES} + (4 << 20)) + b'\\n')\nimport time\ntime.sleep(60)"),
     ("deeply_nested_json", "forge_raw(b'[' * 200000 + b']' * 200000 + b'\\n')\nimport time\ntime.sleep(60)"),
-    ("wrong_field_types", "forge({'id': RID, 'op': 'done', 'output': 12, 'value': ['x'], 'error': None})\nos._exit(0)"),
-    ("forged_final_kind", "forge({'id': RID, 'op': 'done', 'output': '', 'final': {'kind': 'x', 'value': 1}})\nos._exit(0)"),
+    ("wrong_field_types", "forge({'id': server.request_id, 'op': 'done', 'output': 12, 'value': ['x'], 'error': None})\nos._exit(0)"),
+    ("forged_final_kind", "forge({'id': server.request_id, 'op': 'done', 'output': '', 'final': {'kind': 'x', 'value': 1}})\nos._exit(0)"),
     ("malformed_batched_callback",
-     "forge({'id': RID, 'op': 'llm_query_batched', 'seq': 1, 'prompts': 'not a list'})\nimport time\ntime.sleep(60)"),
-    ("reply_to_another_request", "forge({'id': RID + 7, 'op': 'done', 'output': 'forged'})\nimport time\ntime.sleep(60)"),
-    ("unknown_message", "forge({'id': RID, 'op': 'hello'})\nimport time\ntime.sleep(60)"),
+     "forge({'id': server.request_id, 'op': 'llm_query_batched', 'seq': 1, 'prompts': 'not a list'})\nimport time\ntime.sleep(60)"),
+    ("reply_to_another_request", "forge({'id': server.request_id + 7, 'op': 'done', 'output': 'forged'})\nimport time\ntime.sleep(60)"),
+    ("unknown_message", "forge({'id': server.request_id, 'op': 'hello'})\nimport time\ntime.sleep(60)"),
 ])
 def test_protocol_violations_become_a_result_and_a_fresh_worker(liar, name, forgery):
     async def body() -> None:
@@ -101,7 +98,7 @@ def test_a_lying_get_reply_is_a_sandbox_error_and_a_restart(liar):
         await _forge(liar, (
             "class Evil:\n"
             "    def __repr__(self):\n"
-            "        forge({'id': RID + 1, 'op': 'done', 'found': True, 'json': '[' * 100000 + ']' * 100000})\n"
+            "        forge({'id': server.request_id, 'op': 'done', 'found': True, 'json': '[' * 100000 + ']' * 100000})\n"
             "        os._exit(0)\n"
             "evil = Evil()"))
         with pytest.raises(SandboxError, match="restarted"):

@@ -14,6 +14,7 @@ came from, with a suggestion for typos.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -67,6 +68,10 @@ class RLMConfig:
     timeout: float = field(default=300.0, metadata=_help("wall-clock seconds for one run (cap 600)"))
     env_timeout: float = field(default=30.0, metadata=_help("seconds one code execution may take"))
     env_memory_mb: int = field(default=512, metadata=_help("memory cap of the REPL, MiB"))
+    env_write_quota_mb: float = field(default=100.0, metadata=_help(
+        "MiB one REPL session may add under its writable paths (new files plus growth)"))
+    env_write_quota_files: int = field(default=1000, metadata=_help(
+        "files one REPL session may create under its writable paths"))
     allowed_paths: tuple[str, ...] = field(default=(".",), metadata=_help(
         "paths file tools and the REPL may read"))
     context_window: int | None = field(default=None, metadata=_help(
@@ -409,12 +414,14 @@ def validate(config: RLMConfig, sources: Mapping[str, str] | None = None, *, whe
 
     if config.max_depth < 0:
         fail("max_depth", "must be 0 or more")
-    for key in ("max_turns", "max_subcalls", "max_parallel", "env_memory_mb"):
+    for key in ("max_turns", "max_subcalls", "max_parallel", "env_memory_mb", "env_write_quota_files"):
         if getattr(config, key) < 1:
             fail(key, "must be at least 1")
     for key in ("timeout", "env_timeout"):
         if getattr(config, key) <= 0:
             fail(key, "must be more than 0 seconds")
+    if not math.isfinite(config.env_write_quota_mb) or config.env_write_quota_mb <= 0:
+        fail("env_write_quota_mb", "must be a finite number of MiB more than 0")
     if config.token_budget is not None and config.token_budget < 1:
         fail("token_budget", "must be at least 1 (leave it unset for no limit)")
     for key in ("cost_limit", "session_cost_cap"):

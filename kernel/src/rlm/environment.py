@@ -7,6 +7,7 @@ and gets an object satisfying :class:`Environment`: one stateful REPL session.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -41,6 +42,27 @@ def _paths(value: Any) -> tuple[str, ...]:
     return tuple(os.path.abspath(os.fspath(p)) for p in (value or ()))
 
 
+def _positive(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: a finite number above 0 (bools, nan and inf refused)."""
+    name = attribute.name
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"EnvironmentSettings.{name}: expected a number, got {value!r}; "
+                         f"give a positive number (default {attribute.default!r})")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"EnvironmentSettings.{name}: must be a finite number above 0, got {value!r}; "
+                         f"give a positive number (default {attribute.default!r})")
+
+
+def _positive_int(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: an int of 1 or more (bools and fractions refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"EnvironmentSettings.{attribute.name}: expected a whole number, got {value!r}; "
+                         f"give an integer of 1 or more (default {attribute.default!r})")
+    if value < 1:
+        raise ValueError(f"EnvironmentSettings.{attribute.name}: must be at least 1, got {value!r}; "
+                         f"give an integer of 1 or more (default {attribute.default!r})")
+
+
 @define(frozen=True, kw_only=True)
 class EnvironmentSettings:
     """Limits and paths every environment honours.
@@ -56,6 +78,10 @@ class EnvironmentSettings:
     is the run's whole :class:`rlm.config.RLMConfig` (None outside a run), for
     product-level keys such as ``docker_image``, ``docker_cpus`` and
     ``docker_memory`` that live in ``[rlm]``.
+    ``write_quota_mb`` is what one session may add under ``writable_paths``
+    (MiB: new files plus growth of existing ones); ``write_quota_files`` the
+    files (and directories) one session may create there.  Both are finite
+    and above 0 (checked when the settings are built).
     """
 
     timeout: float = 30.0
@@ -66,6 +92,8 @@ class EnvironmentSettings:
     allowed_paths: tuple[str, ...] = field(factory=lambda: (os.getcwd(),), converter=_paths)
     writable_paths: tuple[str, ...] = field(default=(), converter=_paths)
     workdir: str = field(factory=os.getcwd)
+    write_quota_mb: float = field(default=100, validator=_positive)
+    write_quota_files: int = field(default=1000, validator=_positive_int)
     options: Any = None
     config: Any = field(default=None, repr=False)
 

@@ -227,6 +227,8 @@ class Run:
                 timeout=self.config.env_timeout,
                 memory_limit_mb=self.config.env_memory_mb,
                 allowed_paths=self.config.allowed_paths,
+                write_quota_mb=self.config.env_write_quota_mb,
+                write_quota_files=self.config.env_write_quota_files,
                 options=self.config.plugin(f"env-{self.config.environment}"),
                 config=self.config,
             )

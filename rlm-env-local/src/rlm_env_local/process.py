@@ -1,11 +1,14 @@
-"""Host side of one worker process: spawn, handshake, requests, callbacks, kill.
+"""Host side of one worker process: spawn, the line streams to it, kill.
 
-The worker's stdin/stdout pipes carry JSON lines (see :mod:`rlm_env_local.worker`);
-its stderr goes to an anonymous temporary file read only to explain a crash.
-I/O uses ``loop.add_reader``/``add_writer`` on non-blocking pipes, so a
-worker works from whichever event loop calls it (``asyncio.run`` per call
-included).  The worker runs in its own session (process group) with a minimal
-environment: no API keys or other secrets of the host reach it.
+The worker's stdin/stdout pipes carry the JSON lines of the shared REPL
+protocol (:mod:`rlm_repl.repl_server`); :class:`WorkerProcess` is the line
+reader/writer pair a :class:`rlm_repl.client.GuestClient` drives (every line
+read is bounded by :data:`rlm_repl.replies.MAX_FRAME_BYTES`).  Its stderr goes
+to an anonymous temporary file read only to explain a crash.  I/O uses
+``loop.add_reader``/``add_writer`` on non-blocking pipes, so a worker works
+from whichever event loop calls it (``asyncio.run`` per call included).  The
+worker runs in its own session (process group) with a minimal environment:
+no API keys or other secrets of the host reach it.
 """
 
 from __future__ import annotations
@@ -15,15 +18,13 @@ import contextlib
 import importlib.util
 import json
 import os
-import secrets
 import signal
 import site
 import subprocess
 import sys
 import tempfile
-import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rlm.logging import get_logger
@@ -31,25 +32,10 @@ from rlm_repl.replies import MAX_FRAME_BYTES, ProtocolError
 
 log = get_logger(__name__)
 
-Callback = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
-
 _BOOT = ("import sys, json\n"
          "sys.path.extend(p for p in json.loads(sys.argv[1]) if p not in sys.path)\n"
          "from rlm_env_local.worker import main\n"
          "main()\n")
-
-
-class WorkerTimeout(Exception):
-    """The worker did not answer before the deadline (it has been killed)."""
-
-
-class WorkerDied(Exception):
-    """The worker exited (or its pipe closed) while a request was outstanding."""
-
-    def __init__(self, returncode: int | None, stderr: str) -> None:
-        super().__init__(f"worker exited with {returncode}")
-        self.returncode = returncode
-        self.stderr = stderr
 
 
 def _import_paths(extra_modules: Sequence[str] = ()) -> list[str]:
@@ -112,16 +98,14 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 class WorkerProcess:
-    """One running worker and the JSON-lines channel to it."""
+    """One running worker: the line reader and writer of its protocol pipes."""
 
-    def __init__(self, *, python: str, init: dict[str, Any], cwd: str) -> None:
-        self.nonce = secrets.token_hex(16)
-        self._init = {"op": "init", "nonce": self.nonce, **init}
+    def __init__(self, *, python: str, extra_modules: Sequence[str], cwd: str) -> None:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by kill()
         #: The whole environment the worker starts with (no secret of the host's).
         self.env = _worker_env()
         self._proc = subprocess.Popen(
-            _command(python, init.get("extra_modules", ())),
+            _command(python, extra_modules),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=cwd, env=self.env,
             start_new_session=True, close_fds=True,
         )
@@ -131,24 +115,13 @@ class WorkerProcess:
         os.set_blocking(self._wfd, False)
         os.set_blocking(self._rfd, False)
         self._buffer = bytearray()
-        self._next_id = 0
+        self._pending = bytearray()
         self._finalizer = weakref.finalize(self, _kill, self._proc)
         self.pid = self._proc.pid
 
     @property
     def alive(self) -> bool:
         return self._proc.poll() is None
-
-    # --- lifecycle -------------------------------------------------------------------------
-
-    async def handshake(self, timeout: float) -> dict[str, Any]:
-        started = time.perf_counter()
-        await self._send(self._init)
-        message = await self._recv(asyncio.get_running_loop().time() + timeout)
-        if message.get("op") != "ready":
-            raise ProtocolError(f"expected 'ready', got {message.get('op')!r}")
-        log.info("worker_started", pid=self.pid, startup_ms=round((time.perf_counter() - started) * 1000, 1))
-        return message
 
     def kill(self, reason: str) -> None:
         """Kill the worker (and anything in its process group); idempotent."""
@@ -168,6 +141,13 @@ class WorkerProcess:
     def returncode(self) -> int | None:
         return self._proc.poll()
 
+    def wait_exit(self, timeout: float = 2.0) -> int | None:
+        """The exit status once the worker is gone (None if it is still running after ``timeout``)."""
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stderr_tail(self, limit: int = 2000) -> str:
         try:
             self._stderr.seek(0, os.SEEK_END)
@@ -177,61 +157,36 @@ class WorkerProcess:
         except (OSError, ValueError):
             return ""
 
-    # --- requests --------------------------------------------------------------------------
+    # --- the line streams (rlm_repl.client.LineReader / LineWriter) ---------------------------
 
-    async def request(self, op: str, payload: dict[str, Any], *, timeout: float,
-                      on_callback: Callback) -> dict[str, Any]:
-        """Send one request and wait for its ``done``, serving callbacks meanwhile.
+    def write(self, data: bytes) -> None:
+        self._pending += data
 
-        ``timeout`` bounds the whole request, time spent in callbacks (sub-LLM
-        calls made by the host) included, as in every environment: a callback
-        still running at the deadline is cancelled.  Raises
-        :class:`WorkerTimeout`, :class:`WorkerDied` or :class:`ProtocolError`.
-        """
+    async def drain(self) -> None:
         loop = asyncio.get_running_loop()
-        self._next_id += 1
-        rid = self._next_id
-        await self._send({"id": rid, "op": op, **payload})
-        deadline = loop.time() + timeout
-        while True:
-            message = await self._recv(deadline)
-            if message.get("id") != rid:
-                raise ProtocolError(f"answer to request {message.get('id')!r} while waiting for {rid}")
-            kind = message.get("op")
-            if kind == "done":
-                return message
-            if kind in ("llm_query", "llm_query_batched"):
-                try:
-                    reply = await asyncio.wait_for(on_callback(kind, message), max(deadline - loop.time(), 0.0))
-                except asyncio.TimeoutError:
-                    raise WorkerTimeout() from None
-                await self._send({"id": rid, "op": "reply", "seq": message.get("seq"), **reply})
-                continue
-            raise ProtocolError(f"unexpected message {kind!r}")
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        data = memoryview((json.dumps(message) + "\n").encode("ascii"))
-        loop = asyncio.get_running_loop()
-        while data:
+        while self._pending:
             try:
-                written = os.write(self._wfd, data)
+                written = os.write(self._wfd, self._pending)
             except BlockingIOError:
-                await self._wait(loop, self._wfd, writer=True, deadline=None)
+                await self._wait(loop, self._wfd, writer=True)
                 continue
-            except (BrokenPipeError, ValueError, OSError):
-                raise WorkerDied(self._wait_exit(), self.stderr_tail()) from None
-            data = data[written:]
+            except (ValueError, OSError) as exc:
+                self._pending.clear()
+                raise BrokenPipeError(f"the worker's input is closed: {exc}") from None
+            del self._pending[:written]
 
-    async def _recv(self, deadline: float) -> dict[str, Any]:
+    async def readline(self) -> bytes:
+        """The next line (newline included); ``b""`` at end of stream; ProtocolError past the frame limit."""
         loop = asyncio.get_running_loop()
         while True:
             end = self._buffer.find(b"\n")
             if end > MAX_FRAME_BYTES or (end < 0 and len(self._buffer) > MAX_FRAME_BYTES):
+                self._buffer.clear()
                 raise ProtocolError(f"a message from the worker is larger than {MAX_FRAME_BYTES >> 20} MiB")
             if end >= 0:
-                line = bytes(self._buffer[:end])
+                line = bytes(self._buffer[:end + 1])
                 del self._buffer[:end + 1]
-                return self._parse(line)
+                return line
             try:
                 chunk = os.read(self._rfd, 1 << 20)
             except BlockingIOError:
@@ -239,25 +194,15 @@ class WorkerProcess:
             except (ValueError, OSError):
                 chunk = b""
             if chunk == b"":
-                raise WorkerDied(self._wait_exit(), self.stderr_tail())
+                return b""
             if chunk:
                 self._buffer += chunk
                 continue
-            if not await self._wait(loop, self._rfd, writer=False, deadline=deadline):
-                raise WorkerTimeout()
-
-    def _parse(self, line: bytes) -> dict[str, Any]:
-        try:
-            message = json.loads(line)
-        except (ValueError, RecursionError):
-            raise ProtocolError("the worker sent a line that is not JSON (or nested too deeply)") from None
-        if not isinstance(message, dict) or message.get("nonce") != self.nonce:
-            raise ProtocolError("the worker sent a message without this session's nonce")
-        return message
+            await self._wait(loop, self._rfd, writer=False)
 
     @staticmethod
-    async def _wait(loop: asyncio.AbstractEventLoop, fd: int, *, writer: bool, deadline: float | None) -> bool:
-        """Wait until ``fd`` is ready; False when ``deadline`` (loop time) passed first."""
+    async def _wait(loop: asyncio.AbstractEventLoop, fd: int, *, writer: bool) -> None:
+        """Wait until ``fd`` is ready (the caller's timeout cancels the wait)."""
         future: asyncio.Future[None] = loop.create_future()
 
         def ready() -> None:
@@ -266,22 +211,10 @@ class WorkerProcess:
 
         add, remove = (loop.add_writer, loop.remove_writer) if writer else (loop.add_reader, loop.remove_reader)
         add(fd, ready)
-        handle = None
-        if deadline is not None:
-            handle = loop.call_at(deadline, lambda: future.done() or future.set_result(None))
         try:
             await future
         finally:
             remove(fd)
-            if handle is not None:
-                handle.cancel()
-        return deadline is None or loop.time() < deadline
-
-    def _wait_exit(self) -> int | None:
-        try:
-            return self._proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            return None
 
 
 def default_python() -> str:

@@ -168,6 +168,8 @@ def environment_settings(config: Any, environment: str) -> EnvironmentSettings:
         timeout=config.env_timeout,
         memory_limit_mb=config.env_memory_mb,
         allowed_paths=config.allowed_paths,
+        write_quota_mb=config.env_write_quota_mb,
+        write_quota_files=config.env_write_quota_files,
         options=config.plugin(f"env-{environment}"),
         config=config,
     )

@@ -14,9 +14,11 @@ The protocol (see :mod:`rlm_repl.repl_server` for every field):
    for ``{"op": "ready"}`` carrying that nonce.
 2. Each request is ``{"id": n, "op": "exec"|"context"|"get"|"set"|"clear"|"ping",
    ...}`` with a fresh integer ``n``; the guest answers ``{"nonce", "id": n,
-   "op": "done", ...}``.  Only lines carrying this session's nonce *and* the
-   current request's id count: anything else (not JSON, another nonce, a stale
-   id, an unknown op) is logged and skipped.
+   "op": "done", ...}``.  Lines without this session's nonce (not JSON, another
+   nonce: stray bytes where the guest could not move its output off the
+   channel) are logged and skipped; a line *with* the nonce but another
+   request's id or an unknown op is a forgery and raises
+   :class:`~rlm_repl.replies.ProtocolError`.
 3. Meanwhile the guest may send ``{"nonce", "id": n, "op": "llm_query", "seq",
    "prompt"}`` or ``{..., "op": "llm_query_batched", "seq", "prompts"}``; the
    client awaits the :class:`rlm.environment.HostCallbacks` and writes
@@ -51,7 +53,14 @@ from typing import Any, Protocol
 from rlm.environment import HostCallbacks
 from rlm.logging import get_logger
 from rlm.types import REPLResult
-from rlm_repl.replies import SESSION_LOST, callback_request, context_reply, exec_result, variable_reply
+from rlm_repl.replies import (
+    SESSION_LOST,
+    ProtocolError,
+    callback_request,
+    context_reply,
+    exec_result,
+    variable_reply,
+)
 
 log = get_logger(__name__)
 
@@ -102,8 +111,8 @@ def timeout_message(timeout: float, *, state_kept: bool) -> str:
         after = "was interrupted; the variables defined before are kept"
     else:
         after = f"was stopped; {SESSION_LOST}"
-    return (f"TimeoutError: the execution exceeded the {timeout:g}s wall-clock limit and {after}. "
-            "Make the code faster or split the work into smaller steps.")
+    return (f"TimeoutError: the execution exceeded the {timeout:g}s wall-clock limit (llm_query time included) "
+            f"and {after}. Make the code faster or split the work into smaller steps (or raise env_timeout).")
 
 
 class GuestClient:
@@ -212,8 +221,8 @@ class GuestClient:
         while True:
             message = await self._next_message()
             if message.get("id") != request_id:
-                self._ignore("unmatched_id", json.dumps(message)[:200])
-                continue
+                raise ProtocolError(f"the {self.name} answered request {str(message.get('id'))[:40]!r} "
+                                    "while another one was outstanding")
             op = message.get("op")
             if op == "done":
                 return message
@@ -226,7 +235,7 @@ class GuestClient:
                 reply["id"] = request_id
                 await self._send(reply)
                 continue
-            self._ignore("unknown_op", json.dumps(message)[:200])
+            raise ProtocolError(f"the {self.name} sent a message of unknown kind {str(op)[:40]!r}")
 
     async def request(self, op: str, fields: dict[str, Any] | None = None, *, timeout: float,
                       interrupt: Interrupt | None = None, grace: float = 2.0) -> dict[str, Any]:
@@ -271,13 +280,16 @@ class GuestClient:
             return None
 
     async def execute(self, code: str, *, timeout: float, interrupt: Interrupt | None = None, grace: float = 2.0,
-                      output_limit: int | None = None, cpu_limit_s: float | None = None) -> REPLResult:
+                      output_limit: int | None = None, cpu_limit_s: float | None = None,
+                      file_size_limit: int | None = None) -> REPLResult:
         """Run ``code`` in the guest; its :class:`REPLResult` (user errors in ``error``)."""
         fields: dict[str, Any] = {"code": code}
         if output_limit:
             fields["output_limit"] = int(output_limit)
         if cpu_limit_s:
             fields["cpu_limit_s"] = float(cpu_limit_s)
+        if file_size_limit is not None:
+            fields["file_size_limit"] = int(file_size_limit)
         started = time.perf_counter()
         try:
             reply = await self.request("exec", fields, timeout=timeout, interrupt=interrupt, grace=grace)

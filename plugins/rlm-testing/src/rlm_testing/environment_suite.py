@@ -564,6 +564,48 @@ class EnvironmentConformance:
 
         asyncio.run(body())
 
+    def test_the_write_quota_holds(self, tmp_path: Path) -> None:
+        """What a session adds under ``writable_paths`` stays within ``write_quota_mb`` and
+        ``write_quota_files`` (measured on disk by the test itself), the cell that went over is told
+        so, and files that were there before are never touched."""
+        out = tmp_path / "out"
+        out.mkdir()
+        out.chmod(0o777)  # sandboxes may run code as another user
+        kept = out / "kept.txt"
+        kept.write_text("from before the session")
+        quota_bytes, quota_files = 256 * 1024, 3
+
+        def added() -> tuple[int, int]:
+            size = files = 0
+            for root, dirs, names in os.walk(out):
+                for name in names + dirs:
+                    path = Path(root) / name
+                    if path != kept:
+                        files += 1
+                        size += path.lstat().st_size if path.is_file() else 0
+            return size, files
+
+        write_big = f"with open({str(out / 'big.bin')!r}, 'wb') as f:\n    f.write(b'x' * (4 << 20))\n"
+        write_many = (f"for i in range(12):\n"
+                      f"    with open({str(out)!r} + '/small%d.txt' % i, 'w') as f:\n"
+                      f"        f.write('y' * 1000)\n")
+
+        async def body() -> None:
+            async with self.session(tmp_path, writable_paths=(str(out),), write_quota_mb=quota_bytes / (1 << 20),
+                                    write_quota_files=quota_files) as env:
+                many = await env.execute(write_many)
+                assert many.error is not None and "QuotaExceeded" in many.error, many
+                size, files = added()
+                assert size <= quota_bytes and files <= quota_files, (size, files, many.error)
+                big = await env.execute(write_big)  # refused by the file size limit, or removed after the cell
+                assert big.error is not None, "writing 4 MiB past a 256 KiB quota raised nothing"
+                size, files = added()
+                assert size <= quota_bytes and files <= quota_files, (size, files, big.error)
+                assert kept.read_text() == "from before the session"
+                await self.assert_alive(env)
+
+        asyncio.run(body())
+
     def test_close_is_idempotent(self, tmp_path: Path) -> None:
         async def body() -> None:
             never_started = self.make_environment(self.make_settings(tmp_path), None)
