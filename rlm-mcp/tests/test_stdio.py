@@ -94,3 +94,60 @@ def test_idle_sessions_expire(connect):
     listed, ctx = asyncio.run(main())
     assert listed.structured_content["sessions"] == []
     assert ctx.structured_content["value"] == "'missing'"  # a fresh session
+
+
+def _descendant_workers() -> list[int]:
+    """Process ids of the rlm-env-local workers started below this test process."""
+    import os
+
+    parents: dict[int, int] = {}
+    commands: dict[int, bytes] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                parents[int(entry)] = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                commands[int(entry)] = fh.read()
+        except (OSError, ValueError, IndexError):
+            continue
+
+    def below_us(pid: int) -> bool:
+        for _ in range(64):
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return [pid for pid, cmd in commands.items() if b"rlm_env_local.worker" in cmd and below_us(pid)]
+
+
+def test_a_session_killed_between_calls_is_announced_through_mcp(connect):
+    """The sandbox of an MCP session dies between two calls (as the OOM killer would): the next
+    execute_python says the session was restarted and its variables are gone -- once."""
+    import os
+    import signal
+
+    async def main():
+        out = {}
+        async with connect() as s:
+            out["set"] = await call(s, "execute_python", code="kept = 41")
+            workers = _descendant_workers()
+            out["workers"] = workers
+            for pid in workers:
+                os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.3)
+            out["after"] = await call(s, "execute_python", code=PROBE.format(name="kept"))
+            out["again"] = await call(s, "execute_python", code="1 + 1")
+        return out
+
+    out = asyncio.run(main())
+    assert out["set"].structured_content["success"] is True
+    assert len(out["workers"]) == 1, out["workers"]
+    after = out["after"].structured_content
+    assert after["value"] == "'missing'"
+    assert "session was restarted" in after["notice"] and "gone" in after["notice"]
+    assert "notice" not in out["again"].structured_content

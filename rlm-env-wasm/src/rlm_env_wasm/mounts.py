@@ -6,7 +6,8 @@ Nothing else of the host exists for the guest: no ``/etc``, no ``/tmp``.  WASI
 resolves every path inside one of these preopened directories and refuses
 ``..`` and symlinks that lead out of it.  Paths that are not existing
 directories (files, missing paths) are skipped with a log line.  Writable
-directories have no size quota: give only what code may fill.
+directories are bounded by the session's write quota, which the host enforces
+after each cell (:class:`rlm_repl.session.GuestSession`).
 """
 
 from __future__ import annotations
