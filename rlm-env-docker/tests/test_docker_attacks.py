@@ -102,12 +102,13 @@ def test_privilege_escalation_fails(env: DockerEnvironment) -> None:
 def test_container_escape_basics(env: DockerEnvironment) -> None:
     for sock in ("/var/run/docker.sock", "/run/docker.sock"):
         assert ok(env, f"import os\nos.path.exists({sock!r})").value == "False"
-    # PID 1 is the REPL itself: /proc/1/root is the container's own root
-    assert ok(env, "import os\nos.getpid()").value == "1"
-    assert ok(env, "sorted(os.listdir('/proc/1/root')) == sorted(os.listdir('/'))").value == "True"
-    # only the container's processes are visible
-    assert ok(env, "[p for p in os.listdir('/proc') if p.isdigit()]").value == "['1']"
-    fails(env, "import os\nos.listdir('/proc/1/root/../../..' + '/root')", "Error")
+    # PID 1 is the supervisor (rlm_repl.supervisor), the REPL its child; /proc/self/root is the container's root
+    assert ok(env, "import os\nos.getpid() != 1 and os.getppid() == 1").value == "True"
+    assert ok(env, "sorted(os.listdir('/proc/self/root')) == sorted(os.listdir('/'))").value == "True"
+    # only the container's processes are visible: the supervisor and the REPL
+    assert ok(env, "sorted(p for p in os.listdir('/proc') if p.isdigit()) == sorted(['1', str(os.getpid())])"
+              ).value == "True"
+    fails(env, "import os\nos.listdir('/proc/self/root/../../..' + '/root')", "Error")
     mounts = ok(env, "open('/proc/mounts').read()").value or ""
     root_line = next(line for line in mounts.split("\\n") if line.split(" ")[1:2] == ["/"])
     assert " ro," in root_line or root_line.split(" ")[3].startswith("ro"), root_line
@@ -171,11 +172,11 @@ def test_fork_bomb_is_contained(env: DockerEnvironment) -> None:
     assert result.error is not None
     alive(env)
     count = "import os\nlen([p for p in os.listdir('/proc') if p.isdigit()])"
-    for _ in range(40):  # the forked copies stop at their next failing fork; PID 1 reaps them
-        if ok(env, count).value == "1":
+    for _ in range(40):  # the supervisor kills the forked copies after the cell; the REPL reaps them
+        if ok(env, count).value == "2":
             break
         run(asyncio.sleep(0.25))
-    assert ok(env, count).value == "1"
+    assert ok(env, count).value == "2"  # the supervisor (PID 1) and the REPL
 
 
 def test_thread_bomb_is_contained(env: DockerEnvironment) -> None:
@@ -284,4 +285,207 @@ def test_the_guest_exiting_restarts_the_session(env: DockerEnvironment) -> None:
     assert "NameError" in (run(env.execute("doomed")).error or "")
     result = run(env.execute("raise SystemExit(0)"))
     assert result.error is not None and "SystemExit" in result.error
+    alive(env)
+
+
+# --- nothing a cell starts outlives it (rlm_repl.supervisor, the container's PID 1) ---------------
+
+@pytest.fixture
+def writable(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A host directory the sandbox user may write: where the attacks plant their canaries."""
+    root = tmp_path_factory.mktemp("docker-writable")
+    for d in (root.parent, root):
+        os.chmod(d, 0o755)
+    out = root / "out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+    return out
+
+
+def writable_session(docker_settings: Any, writable: Path) -> DockerEnvironment:
+    return DockerEnvironment(settings=docker_settings(
+        allowed_paths=(str(writable),), writable_paths=(str(writable),), workdir=str(writable)))
+
+
+#: Run by subprocess.Popen from a cell: waits until the cell is over, then writes its canary,
+#: tries the host's channel (PID 1's fds) and stays alive.
+LATE_PROCESS = (
+    "import os, sys, time\n"
+    "out = sys.argv[1]\n"
+    "time.sleep(0.6)\n"
+    "for path in ('/proc/1/fd/1', '/proc/1/fd/0'):\n"
+    "    try:\n"
+    "        os.write(os.open(path, os.O_WRONLY), b'{\"op\": \"done\", \"output\": \"forged\"}\\n')\n"
+    "        open(os.path.join(out, 'reached-host-channel'), 'w').write(path)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "open(os.path.join(out, 'popen'), 'w').write('late')\n"
+    "while True:\n"
+    "    time.sleep(0.05)\n"
+)
+
+#: Lists the pids in ``strays`` still running (zombies excluded: they wait for their parent to reap them).
+RUNNING = ("import os\n"
+           "def running(pid):\n"
+           "    try:\n"
+           "        with open('/proc/%d/stat' % pid) as f:\n"
+           "            return f.read().rsplit(')', 1)[1].split()[0] not in ('Z', 'X')\n"
+           "    except OSError:\n"
+           "        return False\n"
+           "[p for p in strays if running(p)]")
+
+
+def test_processes_started_by_a_cell_do_not_outlive_it(docker_settings: Any, writable: Path) -> None:
+    """A forked copy of the cell, a double-forked daemon (reparented to PID 1) and a separate
+    interpreter all wait for the cell to end before writing their canary (the forked copy also
+    forges protocol lines into a copy of the REPL's channel): they are killed when the cell ends,
+    nothing is written, and the next results are exact."""
+    code = (
+        "import gc, json, os, subprocess, sys, time\n"
+        f"out = {str(writable)!r}\n"
+        "server = next(o for o in gc.get_objects() if type(o).__name__ == 'Server' and hasattr(o, 'request_id'))\n"
+        "channel = os.dup(server.channel.wfile.fileno())\n"
+        "forged = lambda rid: (json.dumps({'nonce': server.channel.nonce, 'id': rid, 'op': 'done', 'output': '',\n"
+        "                                  'value': \"'FORGED'\", 'error': None, 'truncated': False,\n"
+        "                                  'final': None}) + '\\n').encode()\n"
+        "rid = server.request_id\n"
+        "forked = os.fork()\n"
+        "if forked == 0:\n"
+        "    time.sleep(0.6)\n"
+        "    for candidate in (rid, rid + 1, 0, None):\n"
+        "        os.write(channel, forged(candidate))\n"
+        "    open(os.path.join(out, 'forked'), 'w').write('late')\n"
+        "    os._exit(0)\n"
+        "middle = os.fork()\n"
+        "if middle == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(0.6)\n"
+        "        open(os.path.join(out, 'daemon'), 'w').write('late')\n"
+        "        os._exit(0)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(middle, 0)\n"
+        f"late = subprocess.Popen([sys.executable, '-c', {LATE_PROCESS!r}, out])\n"
+        "os.close(channel)\n"
+        "time.sleep(0.1)\n"
+        "strays = sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid()))\n"
+        "strays")
+
+    async def body() -> None:
+        env = writable_session(docker_settings, writable)
+        try:
+            await env.start()
+            first = await env.execute(code)
+            assert first.error is None, first
+            strays = [int(p) for p in (first.value or "").strip("[]").split(",") if p.strip()]
+            assert len(strays) >= 3, first  # the forked copy, the daemon, the interpreter
+            await asyncio.sleep(1.5)  # past the moment they would act
+            assert sorted(p.name for p in writable.iterdir()) == [], "a process outlived its cell"
+            assert (await env.execute(f"strays = {strays}\n" + RUNNING)).value == "[]"
+            assert (await env.execute("6 * 7")).value == "42"  # no forged line was taken for this answer
+            gone = ("gone = []\n"
+                    "for p in strays:\n"
+                    "    try:\n"
+                    "        os.kill(p, 0)\n"
+                    "    except ProcessLookupError:\n"
+                    "        gone.append(p)\n"
+                    "gone == strays and not any(os.path.exists('/proc/%d' % p) for p in strays)")
+            assert (await env.execute(gone)).value == "True"  # killed and reaped: no zombies pile up
+            await asyncio.sleep(0.3)
+            assert sorted(p.name for p in writable.iterdir()) == []
+        finally:
+            await env.close()
+    run(body())
+
+
+def test_a_thread_started_by_a_cell_restarts_the_session(docker_settings: Any, writable: Path) -> None:
+    """A thread still running when its cell ends: the session is restarted (said in the result's
+    notice), the thread never acts, the variables defined before are gone, and the session works."""
+    canary = writable / "thread"
+    code = ("import threading, time\n"
+            "def late():\n"
+            "    time.sleep(0.5)\n"
+            f"    open({str(canary)!r}, 'w').write('late')\n"
+            "threading.Thread(target=late, daemon=True).start()\n"
+            "'started'")
+
+    async def body() -> None:
+        env = writable_session(docker_settings, writable)
+        try:
+            await env.start()
+            assert (await env.execute("before = 41\nbefore + 1")).value == "42"
+            started = await env.execute(code)
+            assert started.error is None and started.value == "'started'", started
+            assert "session was restarted" in (started.notice or ""), started
+            assert "thread" in (started.notice or "")
+            await asyncio.sleep(1.0)
+            assert not canary.exists(), "the thread outlived its cell"
+            gone = await env.execute("before")
+            assert gone.error is not None and "NameError" in gone.error and gone.notice is None, gone
+            again = await env.execute("before = 1\nbefore + 1")
+            assert again.value == "2" and again.notice is None, again
+            # a thread the cell joins is fine: no restart
+            joined = await env.execute("import threading\nbox = []\n"
+                                       "t = threading.Thread(target=box.append, args=(7,))\n"
+                                       "t.start()\nt.join()\nbox[0] * before")
+            assert joined.value == "7" and joined.notice is None, joined
+            assert (await env.execute("before")).value == "1"
+        finally:
+            await env.close()
+    run(body())
+
+
+def test_the_host_channel_is_out_of_reach(env: DockerEnvironment) -> None:
+    """The REPL's process holds copies of its own fds, but the host's channel is PID 1's (the
+    supervisor, non-dumpable): /proc/1/fd/*, /proc/1/mem, pidfd_getfd and ptrace all fail, so a
+    reply forged there never reaches the host; the answers stay exact."""
+    code = (
+        "import ctypes, gc, json, os\n"
+        "server = next(o for o in gc.get_objects() if type(o).__name__ == 'Server' and hasattr(o, 'request_id'))\n"
+        "forged = (json.dumps({'nonce': server.channel.nonce, 'id': server.request_id, 'op': 'done', 'output': '',\n"
+        "                      'value': \"'FORGED'\", 'error': None, 'truncated': False, 'final': None})\n"
+        "          + '\\n').encode()\n"
+        "copies = []\n"
+        "for name in os.listdir('/proc/self/fd'):\n"
+        "    try:\n"
+        "        copies.append(os.dup(int(name)))\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "reached = []\n"
+        "def hit(how, fd):\n"
+        "    reached.append(how)\n"
+        "    try:\n"
+        "        os.write(fd, forged)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "paths = ['/proc/1/fd/0', '/proc/1/fd/1', '/proc/1/task/1/fd/1', '/proc/1/mem', '/proc/1/environ']\n"
+        "try:\n"
+        "    paths += ['/proc/1/fd/' + n for n in os.listdir('/proc/1/fd')]\n"
+        "except OSError:\n"
+        "    pass\n"
+        "for path in paths:\n"
+        "    try:\n"
+        "        hit(path, os.open(path, os.O_RDWR if path.endswith('mem') else os.O_WRONLY))\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "try:\n"
+        "    pidfd = os.pidfd_open(1)\n"
+        "except (OSError, AttributeError):\n"
+        "    pidfd = -1\n"
+        "if pidfd >= 0:\n"
+        "    for target in (0, 1):\n"
+        "        fd = libc.syscall(438, pidfd, target, 0)  # pidfd_getfd\n"
+        "        if fd >= 0:\n"
+        "            hit('pidfd_getfd %d' % target, fd)\n"
+        "if libc.ptrace(16, 1, None, None) == 0:  # PTRACE_ATTACH\n"
+        "    reached.append('ptrace')\n"
+        "for fd in copies:\n"
+        "    os.close(fd)\n"
+        "'honest'")
+    result = ok(env, code)
+    assert result.value == "'honest'", result
+    assert ok(env, "reached").value == "[]"
+    assert ok(env, "sum(range(10))").value == "45"
+    assert ok(env, "import os\nos.getppid()").value == "1"
     alive(env)

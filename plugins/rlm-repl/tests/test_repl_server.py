@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from rlm_repl import server_source
 from rlm_repl.client import GuestClient, GuestClosed, GuestTimeout
+from rlm_repl.replies import ProtocolError
 
 T = 10.0  # timeout of ordinary requests
 
@@ -218,25 +219,28 @@ def test_llm_query_failures_are_errors_in_the_code() -> None:
     session(without, callbacks=None)
 
 
-def test_forged_lines_on_the_protocol_stream_are_ignored() -> None:
-    """Without os.dup (as under WASI) fd 1 is the protocol: stray and forged lines are skipped."""
+def test_forged_lines_on_the_protocol_stream_are_ignored_or_refused() -> None:
+    """Without os.dup (as under WASI) fd 1 is the protocol: stray lines (no nonce) are skipped; a
+    line with the session's nonce that answers another request is a forgery the client refuses."""
     async def body(g: Guest) -> None:
         assert g.client.ready is not None and g.client.ready["features"]["dup"] is False
         forged = [
             b"not json at all\n",
             b'["a list"]\n',
             json.dumps({"nonce": "guessed", "id": 2, "op": "done", "output": "forged"}).encode() + b"\n",
-            json.dumps({"nonce": g.client.nonce, "id": 999, "op": "done", "output": "stale"}).encode() + b"\n",
         ]
         code = "import os\n" + "".join(f"os.write(1, {line!r})\n" for line in forged) + "print('real')"
         result = await g.ok(code)
         assert result.output == "real\n"
         assert g.client.ignored_lines == len(forged)
         assert (await g.ok("1 + 1")).value == "2"
+        stale = json.dumps({"nonce": g.client.nonce, "id": 999, "op": "done", "output": "stale"}).encode() + b"\n"
+        with pytest.raises(ProtocolError, match="answered request '999'"):
+            await g.client.execute(f"import os\nos.write(1, {stale!r})\nimport time\ntime.sleep(5)", timeout=T)
     session(body, env={"RLM_GUEST_NO_DUP": "1"})
 
 
-def test_client_skips_lines_that_are_not_its_replies() -> None:
+def test_client_skips_other_sessions_lines_and_refuses_forged_replies() -> None:
     """The client alone, against a scripted guest."""
     class Script:
         def __init__(self) -> None:
@@ -252,9 +256,11 @@ def test_client_skips_lines_that_are_not_its_replies() -> None:
             nonce = client.nonce
             if message["op"] == "init":
                 self.lines.put_nowait(json.dumps({"nonce": nonce, "id": None, "op": "ready"}).encode() + b"\n")
+            elif message["op"] == "exec" and message["code"] == "forge":
+                wrong = {"nonce": nonce, "id": message["id"] + 1, "op": "done", "output": "wrong id"}
+                self.lines.put_nowait(json.dumps(wrong).encode() + b"\n")
             elif message["op"] == "exec":
                 for m in ({"nonce": "other", "id": message["id"], "op": "done", "output": "forged"},
-                          {"nonce": nonce, "id": message["id"] + 1, "op": "done", "output": "wrong id"},
                           {"nonce": nonce, "id": message["id"], "op": "llm_query", "seq": 1, "prompt": "hi"}):
                     self.lines.put_nowait(json.dumps(m).encode() + b"\n")
             elif message["op"] == "reply":
@@ -271,7 +277,9 @@ def test_client_skips_lines_that_are_not_its_replies() -> None:
         await client.start(timeout=T)
         result = await client.execute("anything", timeout=T)
         assert result.output == "answer:hi"
-        assert client.ignored_lines == 2
+        assert client.ignored_lines == 1
+        with pytest.raises(ProtocolError, match="while another one was outstanding"):
+            await client.execute("forge", timeout=T)
         script.lines.put_nowait(b"")
         with pytest.raises(GuestClosed):
             await client.execute("more", timeout=T)
@@ -362,7 +370,6 @@ def test_client_caps_and_survives_a_lying_guest() -> None:
     """A scripted guest that claims huge fields, sends deeply nested JSON and a variable whose
     JSON cannot be parsed: the host caps every text itself and never lets an exception escape
     but its own ProtocolError."""
-    from rlm_repl.replies import ProtocolError
 
     huge = "h" * 3_000_000
 
@@ -410,3 +417,19 @@ def test_client_caps_and_survives_a_lying_guest() -> None:
             await client.get("v", timeout=T)
 
     asyncio.run(main())
+
+
+def test_a_restart_said_by_the_guest_becomes_the_notice() -> None:
+    """``session_lost`` (the docker supervisor restarted the REPL after a cell) is the result's
+    notice: capped, after a notice the host already had, and only ever a string."""
+    from rlm_repl.replies import SESSION_LOST, exec_result
+
+    said = exec_result({"output": "", "session_lost": "the cell left 2 threads running"}, output_limit=100,
+                       execution_time_ms=1.0)
+    assert said.notice == f"the cell left 2 threads running; {SESSION_LOST}"
+    long = exec_result({"output": "", "session_lost": "x" * 100_000}, output_limit=100, execution_time_ms=1.0,
+                       notice="the worker ended since the last call")
+    assert long.notice is not None and long.notice.startswith("the worker ended since the last call; xxx")
+    assert len(long.notice) < 1_000
+    with pytest.raises(ProtocolError):
+        exec_result({"output": "", "session_lost": ["not", "text"]}, output_limit=100, execution_time_ms=1.0)

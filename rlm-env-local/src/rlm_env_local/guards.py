@@ -16,8 +16,6 @@
   build classes from arbitrary namespaces).
 - :data:`class_factory` (``__metaclass__``): every ``class`` statement goes
   through it, which records the class as the user's.
-- :class:`Sealed` (from :mod:`rlm_repl.repl_server`): base of the sandbox's own objects,
-  which refuse to be copied or pickled.
 
 Runs inside the worker process.
 """
@@ -31,8 +29,6 @@ import sys
 import types
 import weakref
 from typing import Any
-
-from rlm_repl.repl_server import Sealed
 
 from rlm_env_local.policy import INSPECT_ATTRIBUTES, SAFE_DUNDER_ATTRS
 

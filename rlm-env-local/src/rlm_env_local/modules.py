@@ -21,10 +21,11 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from rlm_repl.repl_server import Sealed
+
 from rlm_env_local.allowlist import check_extra_module
 from rlm_env_local.guards import (
     SandboxViolation,
-    Sealed,
     check_writable,
     guarded_getattr,
     is_user_class,

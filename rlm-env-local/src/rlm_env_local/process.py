@@ -25,7 +25,6 @@ import sys
 import tempfile
 import weakref
 from collections.abc import Sequence
-from typing import Any
 
 from rlm.logging import get_logger
 from rlm_repl.replies import MAX_FRAME_BYTES, ProtocolError
@@ -101,7 +100,7 @@ class WorkerProcess:
     """One running worker: the line reader and writer of its protocol pipes."""
 
     def __init__(self, *, python: str, extra_modules: Sequence[str], cwd: str) -> None:
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by kill()
+        self._stderr = tempfile.TemporaryFile()
         #: The whole environment the worker starts with (no secret of the host's).
         self.env = _worker_env()
         self._proc = subprocess.Popen(

@@ -27,7 +27,10 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+from RestrictedPython.Guards import (
+    guarded_iter_unpack_sequence,
+    guarded_unpack_sequence,
+)
 from rlm_repl import repl_server
 from rlm_repl.repl_server import Outcome, Output, Stream
 
@@ -51,7 +54,7 @@ __all__ = ["Outcome", "Output", "Repl", "Stream", "make_open"]
 
 
 def _print_factory(stream: Stream) -> type:
-    class PrintTarget(guards.Sealed):
+    class PrintTarget(repl_server.Sealed):
         """``_print_``: RestrictedPython turns ``print(...)`` into ``_print._call_print(...)``."""
 
         def __init__(self, _getattr_: Any = None) -> None:
@@ -81,7 +84,7 @@ def make_open(*, read_roots: Iterable[str], write_roots: Iterable[str], workdir:
     readable = tuple(os.path.realpath(p) for p in read_roots) + writable
     real_open = builtins.open
 
-    def open(file: Any, mode: str = "r", buffering: int = -1, encoding: str | None = None,  # noqa: A001
+    def open(file: Any, mode: str = "r", buffering: int = -1, encoding: str | None = None,
              errors: str | None = None, newline: str | None = None) -> Any:
         if isinstance(file, bytes):
             file = os.fsdecode(file)

@@ -175,6 +175,6 @@ class LocalEnvironment(GuestSession):
         return _Worker(process, client)
 
 
-__all__ = ["LocalEnvironment", "SWITCHABLE_LAYERS", "refusal"]
+__all__ = ["SWITCHABLE_LAYERS", "LocalEnvironment", "refusal"]
 
 

@@ -50,9 +50,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import attrs
 from rlm.environment import HostCallbacks
 from rlm.logging import get_logger
 from rlm.types import REPLResult
+
 from rlm_repl.replies import (
     SESSION_LOST,
     ProtocolError,
@@ -212,7 +214,7 @@ class GuestClient:
                 value = [str(v) for v in await callbacks.llm_query_batched(request)]
                 if len(value) != len(request):
                     raise RuntimeError(f"the host returned {len(value)} answers for {len(request)} prompts")
-        except Exception as exc:  # noqa: BLE001 - reported inside the user's code, which may handle it
+        except Exception as exc:
             log.info("guest_callback_failed", guest=self.name, op=op, error=str(exc))
             return {"op": "reply", "seq": seq, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
         return {"op": "reply", "seq": seq, "ok": True, "value": value}
@@ -275,7 +277,7 @@ class GuestClient:
         except (TimeoutError, GuestError) as exc:
             log.info("guest_interrupt_failed", guest=self.name, error=type(exc).__name__)
             return None
-        except Exception as exc:  # noqa: BLE001 - the interrupt itself failed: kill and restart instead
+        except Exception as exc:
             log.warning("guest_interrupt_error", guest=self.name, error=str(exc))
             return None
 
@@ -295,10 +297,8 @@ class GuestClient:
             reply = await self.request("exec", fields, timeout=timeout, interrupt=interrupt, grace=grace)
         except GuestTimeout as exc:
             if exc.result is not None:
-                exc.result = REPLResult(
-                    output=exc.result.output, truncated=exc.result.truncated, error=exc.result.error,
-                    execution_time_ms=round((time.perf_counter() - started) * 1000, 3),
-                    cpu_time_ms=exc.result.cpu_time_ms, memory_peak_bytes=exc.result.memory_peak_bytes)
+                exc.result = attrs.evolve(exc.result,
+                                          execution_time_ms=round((time.perf_counter() - started) * 1000, 3))
             raise
         return exec_result(reply, execution_time_ms=(time.perf_counter() - started) * 1000,
                            output_limit=int(output_limit or self.output_limit or 0))
@@ -326,5 +326,6 @@ class GuestClient:
 def _interrupted(reply: dict[str, Any], timeout: float, output_limit: int) -> REPLResult:
     result = exec_result(reply, execution_time_ms=0.0, output_limit=output_limit)
     return REPLResult(output=result.output, truncated=result.truncated,
-                      error=timeout_message(timeout, state_kept=True),
-                      cpu_time_ms=result.cpu_time_ms, memory_peak_bytes=result.memory_peak_bytes)
+                      error=timeout_message(timeout, state_kept=result.notice is None),
+                      cpu_time_ms=result.cpu_time_ms, memory_peak_bytes=result.memory_peak_bytes,
+                      notice=result.notice)

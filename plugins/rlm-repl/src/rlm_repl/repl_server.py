@@ -128,7 +128,7 @@ def _private_modules(names):
 
 
 json, ast, traceback, reprlib = _private_modules(("json", "ast", "traceback", "reprlib"))
-import linecache  # noqa: E402 - shared on purpose: tracebacks printed by user code show cell lines
+import linecache  # shared on purpose: tracebacks printed by user code show the cells' lines
 
 PROTOCOL_VERSION = 1
 CELL_PREFIX = "<cell "
@@ -172,7 +172,7 @@ class CellSyntaxError(Exception):
 class Channel(Sealed):
     """JSON lines on two binary streams; every message out carries the nonce."""
 
-    __slots__ = ("rfile", "wfile", "nonce", "closed", "moved")
+    __slots__ = ("closed", "moved", "nonce", "rfile", "wfile")
 
     def __init__(self, rfile, wfile, moved=False):
         self.rfile = rfile
@@ -213,14 +213,14 @@ class Channel(Sealed):
         for f in (self.rfile, self.wfile):
             try:
                 f.close()
-            except Exception:  # noqa: BLE001, S110 - already closed
+            except Exception:
                 pass
 
 
 def _log(text):
     try:
         os.write(2, ("rlm guest: " + text + "\n").encode("utf-8", "replace"))
-    except Exception:  # noqa: BLE001, S110 - nowhere else to report
+    except Exception:
         pass
 
 
@@ -237,7 +237,7 @@ def _exit(code):
 class Output(Sealed):
     """What one cell printed, cut at ``limit`` characters (``truncated`` says so)."""
 
-    __slots__ = ("limit", "_parts", "_size", "truncated")
+    __slots__ = ("_parts", "_size", "limit", "truncated")
 
     def __init__(self, limit):
         self.limit = limit
@@ -391,12 +391,12 @@ def make_host_functions(host, has_callbacks, outcome, user_globals, value_limit)
             raise RuntimeError("llm_query_batched failed: the host sent a malformed answer")
         return [str(a) for a in answers]
 
-    def FINAL(answer):  # noqa: N802 - the name the model uses
+    def FINAL(answer):
         """End the cell and answer with ``answer``."""
         outcome.final = {"kind": "final", "value": render_final(answer), "variable": None}
         raise FinalExit
 
-    def FINAL_VAR(name):  # noqa: N802
+    def FINAL_VAR(name):
         """End the cell and answer with the value of the variable called ``name``."""
         if not isinstance(name, str):
             raise TypeError('FINAL_VAR(name) takes the name of a variable as a string, e.g. FINAL_VAR("answer"); '
@@ -468,10 +468,10 @@ def format_user_error(exc):
             parts.extend(frames.format())
         parts.extend(traceback.format_exception_only(type(exc), exc))
         text = "".join(parts).rstrip("\n")
-    except BaseException:  # noqa: BLE001 - e.g. MemoryError while formatting
+    except BaseException:
         try:
             text = type(exc).__name__ + ": " + str(exc)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             text = type(exc).__name__
     return _cap(text, MAX_ERROR_CHARS)
 
@@ -587,10 +587,10 @@ class Repl(Sealed):
             self._remember_source(filename, source)
             try:
                 self.enter_user()
-                exec(code, self.globals)  # noqa: S102 - running the user's code is the point
+                exec(code, self.globals)
             except FinalExit:
                 pass
-            except BaseException as exc:  # noqa: BLE001 - errors in user code become results
+            except BaseException as exc:
                 self.leave_user()
                 if _getpid() != self.pid:
                     _exit(0)  # a process forked by the user's code: its copy of the cell is over
@@ -623,7 +623,7 @@ class Repl(Sealed):
             try:
                 self.enter_user()
                 text = self._short.repr(self.globals[name])
-            except BaseException as exc:  # noqa: BLE001 - a broken __repr__
+            except BaseException as exc:
                 text = "<repr failed: " + type(exc).__name__ + ">"
             finally:
                 self.leave_user()
@@ -644,7 +644,7 @@ class Repl(Sealed):
             if text is not None and len(text) <= MAX_JSON_CHARS:
                 return {"found": True, "json": text}
             return {"found": True, "repr": _cap(repr(value), max(self.output_limit, MAX_VALUE_CHARS))}
-        except BaseException as exc:  # noqa: BLE001 - a broken __repr__
+        except BaseException as exc:
             return {"found": True, "repr": "<repr failed: " + type(exc).__name__ + ">"}
         finally:
             self.leave_user()
@@ -659,7 +659,7 @@ class Server(Sealed):
     ``cpu_kill``: past a request's ``cpu_limit_s`` the kernel kills the process
     (rlm-env-local: the host restarts it) instead of raising an error in the cell."""
 
-    __slots__ = ("channel", "repl", "request_id", "seq", "cpu_kill")
+    __slots__ = ("channel", "cpu_kill", "repl", "request_id", "seq")
 
     def __init__(self, channel, cpu_kill=False):
         self.channel = channel
@@ -742,7 +742,7 @@ class Server(Sealed):
                     reply = self.dispatch(request)
                 except (KeyboardInterrupt, FinalExit):
                     reply = {"error": "KeyboardInterrupt", "interrupted": True}
-                except Exception:  # noqa: BLE001 - a bug here must not kill the session silently
+                except Exception:
                     reply = {"fault": traceback.format_exc(limit=5)}
             except KeyboardInterrupt:  # a late interrupt, outside user code
                 if request is None:
@@ -767,7 +767,7 @@ class Server(Sealed):
 def _getpid():
     try:
         return os.getpid()
-    except Exception:  # noqa: BLE001 - WASI
+    except Exception:
         return None
 
 
@@ -776,7 +776,7 @@ def _peak_memory():
         return None
     try:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -877,13 +877,14 @@ def _after_request():
     for which in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF"):
         try:
             signal.setitimer(getattr(signal, which), 0)
-        except Exception:  # noqa: BLE001, S110 - not there, or refused by a policy on top
+        except Exception:
             pass
 
 
 def _reap_children():
-    """As PID 1 (a container's init) collect exited processes so they do not pile up as zombies."""
-    if _getpid() != 1 or not hasattr(os, "waitpid"):
+    """Collect exited child processes (those a cell started, killed by a supervisor, or orphans
+    adopted as a container's PID 1) so they do not pile up as zombies."""
+    if not hasattr(os, "waitpid") or not hasattr(os, "WNOHANG"):
         return
     while True:
         try:
@@ -978,7 +979,7 @@ def main():
         serve(channel)
     except BrokenPipeError:
         pass
-    except BaseException:  # noqa: BLE001 - report through stderr, then die
+    except BaseException:
         _log(traceback.format_exc())
         _exit(1)
     _exit(0)

@@ -24,6 +24,8 @@ MAX_ERROR_CHARS = 20_000
 MAX_CONTEXT_NAMES = 1_000
 MAX_CONTEXT_REPR = 200
 MAX_BATCH_PROMPTS = 1_000
+#: Longest reason a guest may give for a restart it made itself (``session_lost``).
+MAX_LOST_REASON_CHARS = 500
 #: What every environment says when a session's state was lost (a restart, a dead sandbox).
 SESSION_LOST = "the session was restarted: variables, functions and imports defined before are gone"
 
@@ -58,7 +60,11 @@ def _cap(text: str | None, limit: int) -> tuple[str | None, bool]:
 
 def exec_result(reply: dict[str, Any], *, output_limit: int, execution_time_ms: float,
                 notice: str | None = None) -> REPLResult:
-    """The checked, capped result of an ``exec`` reply."""
+    """The checked, capped result of an ``exec`` reply.
+
+    A ``session_lost`` text in the reply (a guest supervisor restarted the REPL after the cell, see
+    :mod:`rlm_repl.supervisor`) becomes the result's notice, after ``notice`` when both are given.
+    """
     output, cut_output = _cap(_text(reply, "output", optional=False), output_limit)
     value, cut_value = _cap(_text(reply, "value", optional=True), output_limit)
     error, cut_error = _cap(_text(reply, "error", optional=True), max(output_limit, MAX_ERROR_CHARS))
@@ -76,6 +82,10 @@ def exec_result(reply: dict[str, Any], *, output_limit: int, execution_time_ms: 
             raise ProtocolError("a FINAL_VAR answer without a valid variable name")
         signal = FinalSignal(kind=final["kind"], value=answer or "", variable=variable)
     peak = _number(reply, "memory_peak_bytes")
+    lost = _text(reply, "session_lost", optional=True)
+    if lost is not None:
+        lost = f"{lost[:MAX_LOST_REASON_CHARS].rstrip('; ') or 'the sandbox restarted its REPL'}; {SESSION_LOST}"
+        notice = f"{notice}; {lost}" if notice else lost
     return REPLResult(
         output=output or "", error=error, value=value, execution_time_ms=execution_time_ms,
         truncated=bool(reply.get("truncated")) or cut_output or cut_value or cut_error or cut_final,

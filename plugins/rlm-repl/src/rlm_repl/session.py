@@ -42,7 +42,14 @@ from rlm.errors import SandboxError
 from rlm.logging import get_logger
 from rlm.types import REPLResult
 
-from rlm_repl.client import GuestClient, GuestClosed, GuestFault, GuestTimeout, Interrupt, timeout_message
+from rlm_repl.client import (
+    GuestClient,
+    GuestClosed,
+    GuestFault,
+    GuestTimeout,
+    Interrupt,
+    timeout_message,
+)
 from rlm_repl.replies import SESSION_LOST, ProtocolError, context_reply, variable_reply
 
 log = get_logger(__name__)

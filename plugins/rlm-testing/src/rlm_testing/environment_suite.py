@@ -570,7 +570,8 @@ class EnvironmentConformance:
         so, and files that were there before are never touched."""
         out = tmp_path / "out"
         out.mkdir()
-        out.chmod(0o777)  # sandboxes may run code as another user
+        out.chmod(0o777)  # sandboxes may run code as another user (docker: nobody), who must reach it
+        tmp_path.chmod(0o755)
         kept = out / "kept.txt"
         kept.write_text("from before the session")
         quota_bytes, quota_files = 256 * 1024, 3
@@ -616,4 +617,30 @@ class EnvironmentConformance:
             await self.ok(env, "1")
             await env.close()
             await env.close()
+        run(body())
+
+    def test_a_thread_started_by_a_cell_does_not_outlive_it(self, tmp_path: Path) -> None:
+        """A thread a cell leaves running cannot act in later cells or answer for them: either it is
+        gone when the cell ends (the result then says the session was restarted) or it never runs
+        again, and later cells compute exact values.  (Where the sandbox has no threads -- WASI, a
+        policy that refuses them -- the first cell errors; the rest holds.)"""
+        start = ("import threading, time\n"
+                 "shared = 'cell'\n"
+                 "def late():\n"
+                 "    global shared\n"
+                 "    time.sleep(0.3)\n"
+                 "    shared = 'LATE'\n"
+                 "    print('LATE')\n"
+                 "threading.Thread(target=late, daemon=True).start()\n")
+
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                first = await env.execute(start)
+                restarted = "session was restarted" in (first.notice or "")
+                result = await self.ok(env, "import time\ntime.sleep(0.6)\nn = 6 * 7\nn")
+                assert result.value == "42" and "LATE" not in result.output, result
+                after = await self.ok(env, "m = n + 1\nm")
+                assert after.value == "43" and "LATE" not in after.output, after
+                if first.error is None and not restarted:  # the thread stayed: it must never have run
+                    assert (await self.ok(env, "shared")).value == "'cell'"
         run(body())
