@@ -9,7 +9,7 @@ import pytest
 from rlm.environment import Environment, EnvironmentSettings, HostCallbacks
 from rlm_env_docker.config import DockerEnvConfig
 from rlm_env_docker.session import DockerEnvironment
-from rlm_testing.environment_suite import GUEST_FORGE, EnvironmentConformance
+from rlm_testing.environment_suite import GUEST_FORGE, GUEST_FORGE_RAW, EnvironmentConformance
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 IMAGE = os.environ.get("RLM_DOCKER_IMAGE") or "rlm-sandbox:ci"
@@ -19,6 +19,7 @@ class TestDockerConformance(EnvironmentConformance):
     supports_memory_limit = True
     default_timeout_s = 30.0
     forge_code = GUEST_FORGE
+    forge_raw_code = GUEST_FORGE_RAW
 
     def make_environment(self, settings: EnvironmentSettings, callbacks: HostCallbacks | None) -> Environment:
         settings = attrs.evolve(settings, options=DockerEnvConfig(image=IMAGE))

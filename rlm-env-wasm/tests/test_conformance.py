@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from rlm_env_wasm.session import WasmEnvironment
-from rlm_testing.environment_suite import GUEST_FORGE, EnvironmentConformance
+from rlm_testing.environment_suite import GUEST_FORGE, GUEST_FORGE_RAW, EnvironmentConformance
 
 
 class TestWasmConformance(EnvironmentConformance):
     supports_memory_limit = True
     forge_code = GUEST_FORGE
+    forge_raw_code = GUEST_FORGE_RAW
 
     def make_environment(self, settings, callbacks):
         return WasmEnvironment(settings=settings, callbacks=callbacks)

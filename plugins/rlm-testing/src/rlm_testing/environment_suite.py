@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +48,11 @@ def run(coro: Awaitable[T]) -> T:
 GUEST_FORGE = ("import gc\n"
                "server = next(o for o in gc.get_objects() if type(o).__name__ == 'Server' and hasattr(o, 'request_id'))\n"
                "server.channel.send(dict(MESSAGE, id=server.request_id))\n")
+#: How user code writes raw bytes (``RAW``, an expression that may use ``server``) onto the protocol stream.
+GUEST_FORGE_RAW = ("import gc, json\n"
+                   "server = next(o for o in gc.get_objects() if type(o).__name__ == 'Server' and hasattr(o, 'request_id'))\n"
+                   "server.channel.wfile.write(RAW)\n"
+                   "server.channel.wfile.flush()\n")
 
 
 class FakeHostCallbacks:
@@ -96,6 +102,9 @@ class EnvironmentConformance:
     #: server's answer to the current request: how a guest lies.  None where user code cannot reach
     #: the protocol channel (the lying-guest test is then skipped; the plugin tests it its own way).
     forge_code: str | None = None
+    #: Code that writes the bytes ``RAW`` (an expression) onto the protocol stream as the server would;
+    #: None where user code cannot (the raw-frame test is then skipped).
+    forge_raw_code: str | None = None
 
     def kill_session(self, env: Environment) -> None:
         """Kill ``env``'s sandbox (process, container, instance) from outside, as the OOM killer
@@ -519,6 +528,69 @@ class EnvironmentConformance:
                     result = await env.execute(forge.replace("MESSAGE", message))
                     assert result.error is not None and "restarted" in result.error, (message, result)
                     await self.assert_alive(env)
+        run(body())
+
+    def test_oversized_nested_and_misdirected_frames_never_escape(self, tmp_path: Path) -> None:
+        """Raw lines on the protocol stream: JSON nested too deeply to parse is skipped (never a
+        RecursionError out of ``execute()``); a line past the 16 MiB frame limit and a reply to another
+        request are never believed: they are dropped unread (the cell ends normally) or they stop the
+        sandbox at once with a result that says the session was restarted -- never a wait for the
+        timeout, never more than a bounded amount of host memory -- and the next call works."""
+        if self.forge_raw_code is None:
+            pytest.skip("user code cannot write onto this environment's protocol stream (forge_raw_code is None)")
+        raw = self.forge_raw_code
+
+        async def body() -> None:
+            async with self.session(tmp_path) as env:
+                nested = await env.execute(raw.replace("RAW", "b'[' * 200000 + b']' * 200000 + b'\\n'") + "'after'")
+                assert nested.error is None and nested.value == "'after'", nested
+                before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                for line in ("b'x' * (17 << 20) + b'\\n'",
+                             "(json.dumps({'nonce': server.channel.nonce, 'id': 7, 'op': 'done', 'output': 'stale'})"
+                             " + '\\n').encode()"):
+                    result = await env.execute(raw.replace("RAW", line) + "import time\ntime.sleep(1)\n'real'")
+                    if result.error is None:
+                        assert result.value == "'real'", (line[:40], result)
+                    else:
+                        assert "restarted" in result.error and "TimeoutError" not in result.error, (line[:40], result)
+                    assert "stale" not in result.output and result.value != "'stale'", result
+                    await self.assert_alive(env)
+                grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_kib) / 1024
+                assert grown_mib < 150, f"a 17 MiB line grew the host by {grown_mib:.0f} MiB"
+        run(body())
+
+    def test_a_process_started_by_a_cell_does_not_outlive_it(self, tmp_path: Path) -> None:
+        """A cell starts background processes (``subprocess.Popen``, ``os.fork``) that would write a
+        canary file a second later: when the cell has ended they are gone (or were never allowed),
+        and the canary never appears."""
+        out = tmp_path / "out"
+        out.mkdir()
+        out.chmod(0o777)  # sandboxes may run code as another user
+        tmp_path.chmod(0o755)
+        late_popen, late_fork = out / "late-popen.txt", out / "late-fork.txt"
+        code = ("import os, sys, time\n"
+                "try:\n"
+                "    import subprocess\n"
+                "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1); "
+                f"open({str(late_popen)!r}, \"w\").write(\"late\")'])\n"
+                "except BaseException as exc:\n"
+                "    print('popen refused:', type(exc).__name__)\n"
+                "try:\n"
+                "    if os.fork() == 0:\n"
+                "        time.sleep(1)\n"
+                f"        open({str(late_fork)!r}, 'w').write('late')\n"
+                "        os._exit(0)\n"
+                "except BaseException as exc:\n"
+                "    print('fork refused:', type(exc).__name__)\n")
+
+        async def body() -> None:
+            async with self.session(tmp_path, writable_paths=(str(out),)) as env:
+                await env.execute(code)
+                await asyncio.sleep(2.5)
+                assert not late_popen.exists(), "a process started with subprocess outlived its cell"
+                assert not late_fork.exists(), "a forked process outlived its cell"
+                await self.assert_alive(env)
+
         run(body())
 
     def test_patching_library_modules_changes_no_later_reply(self, tmp_path: Path) -> None:
