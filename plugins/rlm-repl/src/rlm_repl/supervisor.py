@@ -261,20 +261,11 @@ class Supervisor:
                 self.fail("the restarted REPL did not answer within " + str(int(RESTART_TIMEOUT)) + "s")
             readable, _w, _x = select.select([self.u_out], [], [], left)
             if readable:
-                data = self.read_u()
-                start = 0
-                while True:
-                    newline = data.find(b"\n", start)
-                    if newline < 0:
-                        break
-                    self.u_buffer += data[start:newline]
-                    line, self.u_buffer = bytes(self.u_buffer), bytearray()
-                    start = newline + 1
+                for line in self.lines_of(self.read_u()):
                     message = parse(line)
                     if message is not None and message.get("op") == "ready":
                         self.u_ready, self.u_buffer, self.lost = True, bytearray(), reason
                         return
-                self.u_buffer += data[start:]
                 self.check_line_length()
 
     def u_ended(self):
@@ -501,20 +492,26 @@ class Supervisor:
             line = json.dumps(message).encode("ascii")
         self.to_host(line + b"\n")
 
-    def on_u_data(self, data):
-        generation = self.generation
+    def lines_of(self, data):
+        """The complete lines of U's output that ``data`` ends (after what was buffered); the
+        incomplete tail stays buffered once every line was taken."""
         start = 0
         while True:
             newline = data.find(b"\n", start)
             if newline < 0:
-                break
+                self.u_buffer += data[start:]
+                return
             self.u_buffer += data[start:newline]
             line, self.u_buffer = bytes(self.u_buffer), bytearray()
             start = newline + 1
+            yield line
+
+    def on_u_data(self, data):
+        generation = self.generation
+        for line in self.lines_of(data):
             self.on_u_line(line)
             if generation != self.generation:  # U was restarted: the rest was the old one's
                 return
-        self.u_buffer += data[start:]
         self.check_line_length()
 
     def on_sigint(self, signum, frame):
