@@ -106,6 +106,12 @@ class EnvironmentConformance:
     #: None where user code cannot (the raw-frame test is then skipped).
     forge_raw_code: str | None = None
 
+    def make_lying_environment(self, settings: EnvironmentSettings, callbacks: HostCallbacks | None) -> Environment:
+        """The environment the lying-guest tests run ``forge_code`` in.  Override it where user code
+        cannot reach the protocol channel by design, to build one whose guest-side policy is off
+        (rlm-env-local: its RestrictedPython layer) so the host's own checks are tested alone."""
+        return self.make_environment(settings, callbacks)
+
     def kill_session(self, env: Environment) -> None:
         """Kill ``env``'s sandbox (process, container, instance) from outside, as the OOM killer
         would between two calls.  Override it; without it the test that needs it is skipped."""
@@ -114,9 +120,10 @@ class EnvironmentConformance:
     # --- helpers ---------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def session(self, tmp_path: Path, *, callbacks: HostCallbacks | None = None,
+    async def session(self, tmp_path: Path, *, callbacks: HostCallbacks | None = None, lying: bool = False,
                       **overrides: Any) -> AsyncIterator[Environment]:
-        env = self.make_environment(self.make_settings(tmp_path, **overrides), callbacks)
+        make = self.make_lying_environment if lying else self.make_environment
+        env = make(self.make_settings(tmp_path, **overrides), callbacks)
         try:
             await env.start()
             yield env
@@ -516,7 +523,7 @@ class EnvironmentConformance:
         forge = self.forge_code
 
         async def body() -> None:
-            async with self.session(tmp_path, output_limit=1000) as env:
+            async with self.session(tmp_path, output_limit=1000, lying=True) as env:
                 huge = await env.execute(forge.replace("MESSAGE", (
                     "{'op': 'done', 'output': 'o' * 3_000_000, 'value': 'v' * 3_000_000, 'error': None, "
                     "'truncated': False, 'final': {'kind': 'final', 'value': 'f' * 3_000_000, 'variable': None}}")))
@@ -541,7 +548,7 @@ class EnvironmentConformance:
         raw = self.forge_raw_code
 
         async def body() -> None:
-            async with self.session(tmp_path) as env:
+            async with self.session(tmp_path, lying=True) as env:
                 nested = await env.execute(raw.replace("RAW", "b'[' * 200000 + b']' * 200000 + b'\\n'") + "'after'")
                 assert nested.error is None and nested.value == "'after'", nested
                 before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
