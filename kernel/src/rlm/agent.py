@@ -11,6 +11,7 @@ When a limit is hit the model gets one forced last turn.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -163,8 +164,14 @@ class AgentRunner:
                  max_iterations: int | None = None, cost_limit: float | None = None,
                  token_budget: int | None = 50_000, timeout: float | None = None, max_depth: int | None = None,
                  **rlm_kwargs: Any) -> None:
+        from rlm.config import NOT_FINITE_FIX
         from rlm.core import RLM
+        from rlm.errors import ConfigError
 
+        for name, value in (("cost_limit", cost_limit), ("timeout", timeout)):  # inf would be clamped silently
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"keyword argument {name}: must be a finite number, got {value!r} "
+                                  f"({NOT_FINITE_FIX})")
         self.max_iterations = int(clamp_limit("max_iterations", max_iterations))
         #: None: the default $2 applies once the model's price is known (see RLM.prepare_run)
         self.cost_limit = clamp_limit("cost_limit", cost_limit) if cost_limit is not None else None
@@ -232,10 +239,15 @@ class AgentRunner:
             loop.call_soon_threadsafe(task.cancel)
 
     async def run(self, task: str, *, system: str | None = None) -> AgentResult:
-        """Work on ``task`` until it is done; never raises for run-time failures (see ``answer_source``)."""
+        """Work on ``task`` until it is done; never raises for run-time failures (see ``answer_source``).
+
+        A task or system prompt that is not valid text raises :class:`rlm.errors.InputError` before anything starts.
+        """
+        from rlm.core import check_input_text
         from rlm.prompts import tool_lines
         from rlm.trajectory import new_id
 
+        check_input_text(task, system=system)  # before anything starts: an InputError, not a failed run
         self.run_id = new_id("agent-")
         self._started = time.monotonic()
         self._summaries = []
@@ -288,7 +300,9 @@ class AgentRunner:
         )
 
     def _result_from_run(self, run: Any, *, answer: str, source: AnswerSource, error: str | None) -> AgentResult:
-        if run.top is not None:
+        if run.top is not None and not run.ended:  # a cancelled execute_run has written its own
+            run.ended = True
+            run.closed()
             run.emit(run.top, "run_end", response=answer, error=error, answer_source=source,
                      total_calls=run.llm_calls, cost=run.usage.cost_usd,
                      token_usage={"input": run.usage.input_tokens, "output": run.usage.output_tokens,

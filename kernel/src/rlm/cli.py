@@ -7,7 +7,7 @@ traceback; the exit code says what kind of failure it was.
 
 Exit codes: 0 success; 1 failure (doctor found problems, run failed);
 2 usage or configuration error; 3 plugin error; 4 LLM backend error;
-5 sandbox error; 6 budget exhausted; 130 interrupted.
+5 sandbox error; 6 no answer because of a limit; 130 interrupted (README: Exit codes).
 """
 
 from __future__ import annotations
@@ -168,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:  # pragma: no cover - console script shim
+    for stream in (sys.stdout, sys.stderr):  # a lone surrogate in an answer is escaped, never a crash
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         code = main()
         sys.stdout.flush()

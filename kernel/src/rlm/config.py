@@ -13,6 +13,7 @@ came from, with a suggestion for typos.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import math
 import os
@@ -135,17 +136,26 @@ def _structure_int(value: Any, _: type) -> int:
     raise ValueError(f"expected an integer, got {value!r}")
 
 
+#: Appended to the error of a nan/inf value (every float setting needs a finite number).
+NOT_FINITE_FIX = "nan and inf are not allowed: give a finite number, or leave the key unset for its default"
+
+
 def _structure_float(value: Any, _: type) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {value!r}")
+    number: float | None = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip())
+            number = float(value.strip())
         except ValueError:
             pass
-    raise ValueError(f"expected a number, got {value!r}")
+    if number is None:
+        raise ValueError(f"expected a number, got {value!r}")
+    if not math.isfinite(number):  # nan turns every comparison false, inf switches a cap off
+        raise ValueError(f"must be a finite number, got {value!r} ({NOT_FINITE_FIX})")
+    return number
 
 
 def _structure_str(value: Any, _: type) -> str:
@@ -254,14 +264,25 @@ def find_config_file(start: str | os.PathLike[str] | None = None) -> Path | None
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse ``path``; syntax errors become a ConfigError naming file and line."""
+    """Parse ``path``; syntax and encoding errors become a ConfigError naming file and line."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}", fix="fix the syntax (see https://toml.io)") from exc
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    raw = raw.removeprefix(codecs.BOM_UTF8)  # what some Windows editors write; harmless
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            what = "is UTF-16 text, not UTF-8"
+        else:
+            what = f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} on line {line})"
+        raise ConfigError(f"{path}: {what}", fix="save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}", fix="fix the syntax (see https://toml.io)") from exc
 
 
 def _env_name(key: str) -> str:
@@ -412,13 +433,17 @@ def validate(config: RLMConfig, sources: Mapping[str, str] | None = None, *, whe
         origin = sources.get(key, f"{where} {key}")
         raise ConfigError(f"{origin}: {message}")
 
+    for f in attrs.fields(RLMConfig):  # a config built in Python skipped the converter's check
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f.name, f"must be a finite number, got {value!r} ({NOT_FINITE_FIX})")
     if config.max_depth < 0:
         fail("max_depth", "must be 0 or more")
     for key in ("max_turns", "max_subcalls", "max_parallel", "env_memory_mb", "env_write_quota_files"):
         if getattr(config, key) < 1:
             fail(key, "must be at least 1")
     for key in ("timeout", "env_timeout"):
-        if getattr(config, key) <= 0:
+        if not getattr(config, key) > 0:  # "not >": nan fails too
             fail(key, "must be more than 0 seconds")
     if not math.isfinite(config.env_write_quota_mb) or config.env_write_quota_mb <= 0:
         fail("env_write_quota_mb", "must be a finite number of MiB more than 0")
@@ -426,8 +451,75 @@ def validate(config: RLMConfig, sources: Mapping[str, str] | None = None, *, whe
         fail("token_budget", "must be at least 1 (leave it unset for no limit)")
     for key in ("cost_limit", "session_cost_cap"):
         value = getattr(config, key)
-        if value is not None and value <= 0:
+        if value is not None and not value > 0:
             fail(key, "must be more than 0 USD (leave it unset for no limit)")
+    if not config.docker_cpus > 0:
+        fail("docker_cpus", "must be more than 0 CPUs")
+    if config.context_window is not None and config.context_window < 1:
+        fail("context_window", "must be at least 1 token (leave it unset to look it up)")
+    for key in _TEXT_KEYS:
+        value = getattr(config, key)
+        if isinstance(value, str):
+            bad = first_surrogate(value)
+            if bad is not None:
+                fail(key, f"is not valid UTF-8 text ({bad}): set it as UTF-8 text")
+    for model, price in config.pricing.items():
+        for name in ("input_per_mtok", "output_per_mtok"):
+            value = getattr(price, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0:
+                table = where.removesuffix(" [rlm]")
+                raise ConfigError(f'{table} [pricing."{model}"] {name}: must be a finite number of USD, 0 or more, '
+                                  f"got {value!r}", fix="give the price per million tokens, e.g. 0.15")
+
+
+#: ``[rlm]`` keys whose value is sent to providers or shown as text: no undecodable bytes.
+#: (Paths such as log_dir may be non-UTF-8 names on disk and are left alone.)
+_TEXT_KEYS = ("backend", "model", "environment", "api_base", "docker_image", "docker_memory",
+              "snipara_project_slug")
+
+
+def first_surrogate(text: str) -> str | None:
+    """None when ``text`` is valid Unicode text; else where and what its first bad character is.
+
+    A lone surrogate U+DC80..U+DCFF is how Python decodes an undecodable byte
+    (command-line arguments, environment variables, file names); any other
+    one came from a broken escape such as ``"\\ud800"``.
+    """
+    if text.isascii():
+        return None
+    for index, char in enumerate(text):
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            if 0xDC80 <= code <= 0xDCFF:
+                return f"an undecodable byte 0x{code - 0xDC00:02x} at character {index}"
+            return f"a lone surrogate U+{code:04X} at character {index}"
+    return None
+
+
+#: The fix shown for a bad number flag (others get a generic one).
+_FLAG_FIX = {
+    "timeout": "give seconds, e.g. --timeout 60 (at most 600)",
+    "cost_limit": "give USD, e.g. --cost-limit 0.5, or leave the flag out for no limit",
+    "token_budget": "give tokens, e.g. --token-budget 20000",
+}
+
+
+def check_cli_numbers(**values: float | None) -> None:
+    """Refuse a number flag that is nan, inf or not more than 0 (``max_depth``: less than 0),
+    naming the flag as typed (``--cost-limit inf``); None means the flag was not given."""
+    for key, value in values.items():
+        if value is None or isinstance(value, bool):
+            continue
+        flag = "--" + key.replace("_", "-")
+        least_inclusive = key == "max_depth"
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if finite and (value >= 0 if least_inclusive else value > 0):
+            continue
+        rule = "0 or more" if least_inclusive else "more than 0"
+        what = "a finite number" if isinstance(value, float) else "a whole number"
+        raise ConfigError(f"{flag} {value}: must be {what} {rule}",
+                          fix=_FLAG_FIX.get(key, f"give a number, e.g. {flag} {1 if not least_inclusive else 0}"))
 
 
 def to_toml_comment_block() -> str:

@@ -20,8 +20,9 @@ import attrs
 from rlm import prompts
 from rlm.backend import Backend, BackendSettings
 from rlm.budget import BudgetNode
-from rlm.config import ModelPricing, RLMConfig, load_config, structure_section, validate
-from rlm.errors import ConfigError, PluginError, RLMError
+from rlm.config import ModelPricing, RLMConfig, first_surrogate, load_config, structure_section, validate
+from rlm.budget import LIMIT_MESSAGES
+from rlm.errors import BudgetExceeded, ConfigError, InputError, PluginError, RLMError
 from rlm.logging import get_logger
 from rlm.orchestrator import CallOutcome, FatalRunError, Run
 from rlm.plugins import RLMPluginManager, create_plugin_manager
@@ -61,6 +62,27 @@ def _override(config: RLMConfig, overrides: Mapping[str, Any]) -> RLMConfig:
     new = attrs.evolve(structured, pricing=config.pricing, plugins=config.plugins, source=config.source)
     validate(new, {k: f"keyword argument {k}" for k in given})
     return new
+
+
+def check_input_text(prompt: str | Sequence[ContentPart], *, system: str | None = None) -> None:
+    """Refuse a prompt or system prompt that is not valid Unicode text (a lone surrogate, or an
+    undecodable byte that Python kept as one, as in ``rlm run $'\\xff'``): no provider could be sent it.
+
+    Called once at each entry point (:meth:`RLM.completion` and friends, ``AgentRunner.run``),
+    before anything starts.
+    """
+    texts: list[tuple[str, str]] = []
+    if isinstance(prompt, str):
+        texts.append(("the prompt", prompt))
+    else:
+        texts.extend(("the prompt", part.text) for part in prompt if isinstance(getattr(part, "text", None), str))
+    if isinstance(system, str):
+        texts.append(("the system prompt", system))
+    for what, text in texts:
+        bad = first_surrogate(text)
+        if bad is not None:
+            raise InputError(f"{what} is not valid text: it holds {bad}",
+                             fix="pass UTF-8 text (decode bytes with errors='replace' to keep the rest)")
 
 
 def _parse_json_answer(text: str) -> Any:
@@ -106,6 +128,7 @@ class RLM:
             config = load_config(sections=self._sections, **overrides)
         else:
             config = _override(config, overrides)
+            validate(config, where="RLM(config=...):")  # a config built in Python was never checked
         self.config = clamp_to_caps(config)
         self.system_prompt = system_prompt
         self._extra_tools = list(tools or ())
@@ -328,6 +351,7 @@ class RLM:
         max_turns: int | None = None,
         stream_queue: asyncio.Queue[Any] | None = None,
     ) -> CompletionResult:
+        check_input_text(prompt, system=system)
         run = self.prepare_run(protocol=protocol, stream_queue=stream_queue)
         return await self.execute_run(run, prompt, system=system, context=context,
                                       response_format=response_format, max_turns=max_turns)
@@ -419,8 +443,16 @@ class RLM:
             error = exc.error
         except RLMError as exc:
             error = exc
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Ctrl-C, a cancelled task, a server shutting down: the trajectory still ends with run_end
+            run.end_cancelled(started)
+            await _close_quietly(run)
+            raise
         finally:
-            await run.close()
+            if not run.ended:
+                await run.close()
+        if error is None and parsed is None and not (outcome.text or "").strip():
+            error = no_answer_error(outcome, run)
         result = CompletionResult(
             response=outcome.text,
             trajectory_id=trajectory_id,
@@ -445,6 +477,8 @@ class RLM:
                               "total": result.total_tokens},
                  cost=result.total_cost_usd, duration_ms=result.duration_ms,
                  total_tool_calls=result.total_tool_calls)
+        run.ended = True
+        run.closed()
         recorder.close()
         result = attrs.evolve(result, events=tuple(recorder.events))
         return result
@@ -496,3 +530,20 @@ class RLM:
                                       source=outcome.source)
         raise AssertionError("unreachable")
 
+
+def no_answer_error(outcome: CallOutcome, run: Run) -> RLMError:
+    """The error of a run that ended without an answer: a limit (exit 6) or an empty reply (exit 1)."""
+    limit = outcome.limit or (run.limits_hit[0] if run.limits_hit else None)
+    if limit is not None:
+        message, fix = LIMIT_MESSAGES.get(limit, (limit, ""))
+        return BudgetExceeded(f"no answer: {message} before the model answered", limit=limit,
+                              fix=fix or "raise the limit")
+    return RLMError("no answer: the model's last reply was empty",
+                    fix="run again, rephrase the prompt or use a stronger model (--model)")
+
+
+async def _close_quietly(run: Run) -> None:
+    try:
+        await asyncio.shield(run.close())
+    except BaseException as exc:  # noqa: BLE001 - already stopping: a second cancel ends the cleanup
+        log.info("run_close_interrupted", error=type(exc).__name__)

@@ -81,5 +81,11 @@ class BudgetExceeded(RLMError):
         self.limit = limit
 
 
+class InputError(RLMError):
+    """The input of a run (the prompt, the system prompt) cannot be used as given: not valid text."""
+
+    exit_code = 2
+
+
 class ToolError(RLMError):
     """A tool refused its arguments (path outside allowed paths, bad input...)."""

@@ -20,6 +20,7 @@ import asyncio
 import json
 import math
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,7 +32,16 @@ from rlm.budget import BudgetNode, Refusal, SpendRequest
 from rlm.config import ModelPricing, RLMConfig
 from rlm.context import ToolContext
 from rlm.environment import Environment, EnvironmentSettings
-from rlm.errors import BackendError, BudgetExceeded, RLMError, SandboxError, ToolError
+from rlm.errors import (
+    AuthenticationError,
+    BackendError,
+    BudgetExceeded,
+    ModelNotFoundError,
+    NoProvidersConfigured,
+    RLMError,
+    SandboxError,
+    ToolError,
+)
 from rlm.logging import get_logger
 from rlm.pricing import cost_of
 from rlm.repl_protocol import code_blocks, find_final
@@ -45,6 +55,18 @@ log = get_logger(__name__)
 DEFAULT_MAX_OUTPUT = 4096
 #: A call that cannot reserve at least this many output tokens is not made.
 MIN_OUTPUT = 32
+#: Output tokens of a forced last turn (told to answer now, in a few sentences).
+FORCED_OUTPUT = 256
+#: Input tokens the forced last turn's own instruction adds to the conversation.
+FORCED_PROMPT_TOKENS = 64
+#: A calibrated input reservation is the highest tokens-per-character ratio the provider reported
+#: for the model in this run, times this margin, plus the slack (its count's fixed part) ...
+CALIBRATION_MARGIN = 1.25
+CALIBRATION_SLACK = 64
+#: ... and never more than one token per UTF-8 byte of the prompt (plus this), which no tokenizer
+#: exceeds (byte-level BPE: every token holds at least one byte) and which is the reservation until
+#: the provider has reported a usage.
+BYTE_BOUND_SLACK = 8
 #: Characters of one REPL output shown back to the model in the repl protocol.
 REPL_FEEDBACK_CHARS = 20_000
 #: Context window assumed when neither config, backend nor litellm's map knows it.
@@ -55,46 +77,88 @@ COMPACT_AT = 0.75
 COMPACT_KEEP_CHARS = 500
 
 
-def _message_chars(m: Message) -> int:
+def _utf8_len(text: str) -> int:
+    """UTF-8 bytes of ``text`` (a lone surrogate counts as the 3 bytes it would take)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _message_size(m: Message) -> tuple[int, int]:
+    """(characters, UTF-8 bytes) of one message as a provider sees it, with a fixed overhead each."""
     chars = len(m.text) + 16
+    size = _utf8_len(m.text) + 16
     if not isinstance(m.content, str):
-        chars += 1000 * sum(1 for p in m.content if getattr(p, "type", "") != "text")
+        parts = 1000 * sum(1 for p in m.content if getattr(p, "type", "") != "text")
+        chars += parts
+        size += parts
     for c in m.tool_calls:
-        chars += len(c.name) + len(json.dumps(dict(c.arguments), default=str))
-    return chars
+        text = c.name + json.dumps(dict(c.arguments), default=str)
+        chars += len(text)
+        size += _utf8_len(text)
+    return chars, size
+
+
+def prompt_size(messages: Sequence[Message], tools: Sequence[ToolSchema] = (),
+                cache: dict[int, tuple[Message, int, int]] | None = None) -> tuple[int, int]:
+    """(characters, UTF-8 bytes) of a prompt: its messages and tool schemas.
+
+    ``cache`` (id -> (message, chars, bytes)) makes repeated measures of a growing
+    conversation cost only the new messages.
+    """
+    chars = size = 0
+    for m in messages:
+        if cache is None:
+            c, b = _message_size(m)
+        else:
+            hit = cache.get(id(m))
+            if hit is None or hit[0] is not m:
+                hit = cache[id(m)] = (m, *_message_size(m))
+            c, b = hit[1], hit[2]
+        chars += c
+        size += b
+    for t in tools:
+        text = t.name + t.description + json.dumps(dict(t.parameters))
+        chars += len(text)
+        size += _utf8_len(text)
+    return chars, size
 
 
 def estimate_tokens(messages: Sequence[Message], tools: Sequence[ToolSchema] = (),
-                    cache: dict[int, tuple[Message, int]] | None = None) -> int:
-    """A cheap upper-ish estimate of prompt tokens (4 characters a token, plus overhead).
-
-    ``cache`` (id -> (message, chars)) makes repeated estimates of a growing
-    conversation cost only the new messages.
-    """
-    chars = 0
-    for m in messages:
-        if cache is None:
-            chars += _message_chars(m)
-            continue
-        hit = cache.get(id(m))
-        if hit is None or hit[0] is not m:
-            hit = cache[id(m)] = (m, _message_chars(m))
-        chars += hit[1]
-    for t in tools:
-        chars += len(t.name) + len(t.description) + len(json.dumps(dict(t.parameters)))
-    return chars // 4 + 8
+                    cache: dict[int, tuple[Message, int, int]] | None = None) -> int:
+    """A cheap estimate of prompt tokens (4 characters a token, plus overhead), for sizing the
+    context window.  Budget reservations use :meth:`Run.input_reservation`, an upper bound."""
+    return prompt_size(messages, tools, cache)[0] // 4 + 8
 
 
 def to_json_text(value: Any) -> str:
-    """A tool's return value as JSON text (never Python repr for JSON-able data)."""
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+    """A tool's return value as JSON text (never Python repr for JSON-able data); lone surrogates
+    (undecodable file names, broken text) are escaped so that it encodes as UTF-8 for any provider."""
+    from rlm.trajectory import escape_surrogates_deep, jsonable
+
+    value = escape_surrogates_deep(value)
     try:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
-        from rlm.trajectory import jsonable
+        return json.dumps(escape_surrogates_deep(jsonable(value)), ensure_ascii=False, default=str)
 
-        return json.dumps(jsonable(value), ensure_ascii=False, default=str)
+
+#: Runs whose run_end is not written yet (a second Ctrl-C ends them: :func:`end_open_runs`).
+_OPEN_RUNS: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+def end_open_runs() -> None:
+    """Write ``run_end`` (cancelled) for every run still open in this process; never raises."""
+    for run in list(_OPEN_RUNS):
+        try:
+            run.end_cancelled(run.started)
+        except Exception as exc:  # noqa: BLE001 - the process is quitting: do what can be done
+            log.warning("run_end_not_written", trajectory_id=run.trajectory_id, error=str(exc))
+
+
+def fatal_everywhere(error: BackendError) -> bool:
+    """Whether a backend error would fail every call of the run (a bad key, no provider, an unknown
+    model) rather than just the call that met it (a rejected request, a prompt too long, an outage
+    that outlasted the retries)."""
+    return isinstance(error, (AuthenticationError, NoProvidersConfigured, ModelNotFoundError))
 
 
 class LimitReached(Exception):
@@ -187,7 +251,12 @@ class Run:
         self._environments: list[Environment] = []
         self.top: CallNode | None = None
         self._context_window: int | None = None
-        self._size_cache: dict[int, tuple[Message, int]] = {}
+        self._size_cache: dict[int, tuple[Message, int, int]] = {}
+        #: True once run_end was written (by the run's end, or by :meth:`end_cancelled`)
+        self.ended = False
+        _OPEN_RUNS.add(self)
+        #: model -> the highest input tokens per prompt character its provider reported in this run
+        self._tokens_per_char: dict[str, float] = {}
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -201,8 +270,61 @@ class Run:
             **fields,
         )
 
+    def closed(self) -> None:
+        """The run's end was written: a second Ctrl-C has nothing to do for it."""
+        _OPEN_RUNS.discard(self)
+
+    def end_cancelled(self, started: float) -> None:
+        """Write the ``run_end`` of a run stopped from outside (Ctrl-C, a cancelled task); once."""
+        _OPEN_RUNS.discard(self)
+        if self.ended or self.top is None:
+            return
+        self.ended = True
+        self.emit(self.top, "run_end", response=None, error="cancelled", error_type="Cancelled",
+                  limit_hit=self.limits_hit[0] if self.limits_hit else None, answer_source="cancelled",
+                  total_calls=self.llm_calls,
+                  token_usage={"input": self.usage.input_tokens, "output": self.usage.output_tokens,
+                               "total": self.usage.total_tokens},
+                  cost=self.usage.cost_usd, duration_ms=round((time.monotonic() - started) * 1000, 3),
+                  total_tool_calls=len(self.tool_calls))
+        self.recorder.close()
+
     def remaining_time(self, *, soft: bool = True) -> float:
         return (self.soft_deadline if soft else self.deadline) - time.monotonic()
+
+    def input_reservation(self, chars: int, size: int, model: str | None = None) -> int:
+        """An upper bound of the input tokens of a prompt of ``chars`` characters, ``size`` bytes.
+
+        One token per UTF-8 byte (which no tokenizer exceeds) until the provider has reported a
+        usage for the model; then the highest tokens-per-character ratio it reported in this run,
+        with a margin, capped at that byte bound."""
+        bound = size + BYTE_BOUND_SLACK
+        ratio = self._tokens_per_char.get(model or self.model)
+        if ratio is None:
+            return bound
+        return min(bound, math.ceil(chars * ratio * CALIBRATION_MARGIN) + CALIBRATION_SLACK)
+
+    def calibrate(self, chars: int, input_tokens: int, reserved: int, model: str | None = None) -> None:
+        """Learn from a provider's reported input usage (the next reservations follow it)."""
+        if chars <= 0 or input_tokens <= 0:
+            return
+        key = model or self.model
+        self._tokens_per_char[key] = max(self._tokens_per_char.get(key, 0.0), input_tokens / chars)
+        if input_tokens > reserved:
+            log.warning("budget_reservation_exceeded", model=key, reserved=reserved, reported=input_tokens)
+
+    def room(self, call: CallNode, est_input: int, *, forced: bool) -> tuple[float, float]:
+        """(tokens, USD) ``call`` may still reserve for a turn whose input is ``est_input`` tokens.
+
+        An ordinary turn leaves what a forced last turn on the same conversation would need
+        (its input, the instruction to answer, :data:`FORCED_OUTPUT`), so that the call can still
+        be told to answer when a limit stops it."""
+        tokens, cost = call.budget.remaining_tokens(), call.budget.remaining_cost()
+        if not forced:
+            held_input = est_input + FORCED_PROMPT_TOKENS
+            tokens -= held_input + FORCED_OUTPUT
+            cost -= cost_of(self.pricing, held_input, FORCED_OUTPUT) or 0.0
+        return tokens, cost
 
     def check(self, request: SpendRequest) -> Refusal | None:
         for policy in self.policies:
@@ -258,26 +380,40 @@ class Run:
         forced: bool = False,
         max_tokens: int | None = None,
     ) -> LLMResponse:
-        """One model call under the budgets; raises LimitReached when it may not be made."""
+        """One model call under the budgets; raises LimitReached when it may not be made.
+
+        The call reserves an upper bound of its tokens and cost (:meth:`input_reservation` plus its
+        ``max_tokens``) and is made only when that fits: a run never spends more than its budgets
+        as long as the provider counts no more than the reservation.  Ordinary turns leave room
+        for a ``forced`` last turn (:meth:`room`), which is itself refused (the answer is then
+        what the call said so far, without another LLM call) when even that does not fit."""
         self.compact(call, messages)
         timeout = self.remaining_time(soft=not forced)
         if timeout <= 0:
             raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s"))
-        est_input = estimate_tokens(messages, tools, self._size_cache)
-        room = call.budget.remaining_tokens() - est_input
-        wanted = max_tokens or DEFAULT_MAX_OUTPUT
+        chars, size = prompt_size(messages, tools, self._size_cache)
+        est_input = self.input_reservation(chars, size)
+        tokens_room, cost_room = self.room(call, est_input, forced=forced)
+        room = tokens_room - est_input
+        wanted = max_tokens or (FORCED_OUTPUT if forced else DEFAULT_MAX_OUTPUT)
         output_cap = wanted if math.isinf(room) else int(min(wanted, room))
         if output_cap < MIN_OUTPUT:
-            if not forced:
-                raise LimitReached(Refusal.of("token_budget", f"{max(0, int(room))} tokens left for output"))
-            output_cap = min(wanted, 256)  # the one last turn may overshoot by this reservation
+            raise LimitReached(Refusal.of("token_budget", f"{max(0, int(room))} tokens left for the output of "
+                                                          f"a turn whose prompt may count {est_input} tokens"))
+        per_output_token = cost_of(self.pricing, 0, 1) or 0.0
+        if per_output_token > 0 and not math.isinf(cost_room):  # ask for no more output than the money left buys
+            affordable = (cost_room - (cost_of(self.pricing, est_input, 0) or 0.0)) / per_output_token
+            output_cap = int(min(output_cap, max(0.0, affordable)))
         reserve_tokens = est_input + output_cap
         reserve_cost = cost_of(self.pricing, est_input, output_cap) or 0.0
-        if not forced:
-            refusal = self.check(SpendRequest(kind="llm_call", node=call.budget, depth=call.depth,
-                                              tokens=reserve_tokens, cost_usd=reserve_cost))
-            if refusal is not None:
-                raise LimitReached(refusal)
+        if output_cap < MIN_OUTPUT or reserve_cost > cost_room:
+            limit = call.budget.binding_cost_limit()
+            needed = cost_of(self.pricing, est_input, MIN_OUTPUT) or 0.0
+            raise LimitReached(Refusal.of(limit, f"${max(0.0, cost_room):.4f} left, ${needed:.4f} needed"))
+        refusal = self.check(SpendRequest(kind="llm_call", node=call.budget, depth=call.depth,
+                                          tokens=reserve_tokens, cost_usd=reserve_cost))
+        if refusal is not None:
+            raise LimitReached(refusal)
         request = LLMRequest(
             model=self.model,
             messages=tuple(messages),
@@ -298,10 +434,13 @@ class Run:
                 cost = usage.cost_usd
             call.budget.settle(reservation, tokens=usage.total_tokens, cost=cost or 0.0)
             settled = True
+            self.calibrate(chars, usage.input_tokens, est_input)
         except asyncio.TimeoutError:
             raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s")) from None
         except BackendError as exc:
             self.emit(call, "error", error=str(exc), error_type=type(exc).__name__, where="llm_call")
+            if call.depth > 0 and not fatal_everywhere(exc):
+                raise  # a sub-call's own failure: its parent gets it as that sub-call's error
             raise FatalRunError(exc) from exc
         finally:
             if not settled:
@@ -420,11 +559,12 @@ class Run:
         template = prompts.FORCED_ANSWER_REPL if repl else prompts.FORCED_ANSWER
         messages.append(Message.user(template.format(message=limit.message)))
         try:
-            # Only the top-level call may overshoot its budget for this last turn: it runs after all
-            # sub-calls ended, so a run exceeds a budget by at most this one call's reservation.
+            # the last turn may use the reserve ordinary turns left; when even that does not fit,
+            # the answer is what the call had said so far, without another LLM call
             response = await self.llm(call, messages, tools=schemas, tool_choice="none" if schemas else None,
-                                      response_format=response_format, forced=call.depth == 0)
+                                      response_format=response_format, forced=True)
         except LimitReached as stop:
+            self.emit(call, "limit_hit", limit=stop.refusal.limit, message=f"no forced last turn: {stop.refusal}")
             if call.depth > 0 and not last_text:
                 raise BudgetExceeded(stop.refusal.message, limit=stop.refusal.limit, fix=stop.refusal.fix) from None
             return CallOutcome(text=last_text, limit=limit.limit, forced=True, source="forced")
@@ -471,7 +611,7 @@ class Run:
                 payload = await asyncio.wait_for(spec.handler(**args), timeout=max(0.001, remaining))
             except asyncio.TimeoutError:
                 payload, is_error = {"error": "the run's timeout expired while this tool ran"}, True
-            except (ToolError, BudgetExceeded) as exc:
+            except (ToolError, BudgetExceeded, BackendError) as exc:  # BackendError: a failed sub-call
                 payload, is_error = {"error": str(exc)}, True
             except SandboxError as exc:
                 payload, is_error = {"error": str(exc)}, True
@@ -515,6 +655,11 @@ class Run:
         started = time.monotonic()
         try:
             outcome = await self.tools_loop(child, messages)
+        except BackendError as exc:
+            self.emit(child, "call_end", error=str(exc), error_type=type(exc).__name__,
+                      duration_ms=round((time.monotonic() - started) * 1000, 3),
+                      tokens_spent=node_budget.tokens_spent, cost=node_budget.cost_spent)
+            raise
         finally:
             if child.environment is not None:
                 await child.environment.close()
@@ -539,6 +684,11 @@ class Run:
         except LimitReached as stop:
             self.emit(child, "limit_hit", limit=stop.refusal.limit, message=str(stop.refusal))
             raise BudgetExceeded(stop.refusal.message, limit=stop.refusal.limit, fix=stop.refusal.fix) from None
+        except BackendError as exc:
+            self.emit(child, "call_end", error=str(exc), error_type=type(exc).__name__,
+                      duration_ms=round((time.monotonic() - started) * 1000, 3),
+                      tokens_spent=node_budget.tokens_spent, cost=node_budget.cost_spent)
+            raise
         self.emit(child, "call_end", response=text, duration_ms=round((time.monotonic() - started) * 1000, 3),
                   tokens_spent=node_budget.tokens_spent, cost=node_budget.cost_spent)
         return text
@@ -559,7 +709,7 @@ class Run:
                 node = shared.child(new_id("budget-"), tokens=per_call, share=1.0)
                 try:
                     return await worker(parent, item, budget=node, admitted=True)
-                except (BudgetExceeded, ToolError) as exc:
+                except (BudgetExceeded, ToolError, BackendError) as exc:  # the others still answer
                     return f"error: {exc}"
 
         return list(await asyncio.gather(*(one(item) for item in items)))

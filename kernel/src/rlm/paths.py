@@ -23,6 +23,12 @@ def inside(path: str, allowed_roots: Sequence[str]) -> bool:
 
 def confine(path: str, allowed: Sequence[str]) -> str:
     """The real path of ``path`` if it is inside ``allowed``; else a ToolError saying so."""
+    if "\x00" in path:
+        raise ToolError(f"{path!r} holds a NUL character, which no file name can",
+                        fix="pass the path without it")
+    if not path.isascii() and any(0xD800 <= ord(c) <= 0xDFFF and not 0xDC80 <= ord(c) <= 0xDCFF for c in path):
+        raise ToolError(f"{path!r} holds a lone surrogate, which no file name can",
+                        fix="pass the path as valid text (a byte that is not UTF-8 is written \\xNN)")
     allowed_roots = roots(allowed)
     if not allowed_roots:
         raise ToolError("file access is disabled (allowed_paths is empty)",

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
 
 from rlm.tools import tool
+from rlm.trajectory import escape_surrogates
 
 MAX_READ_CHARS = 100_000
 MAX_LIST_ENTRIES = 1000
@@ -29,7 +35,11 @@ async def execute_code(code: str, ctx) -> dict:
              truncated=result.truncated, execution_time_ms=result.execution_time_ms, final=result.final,
              notice=result.notice)
     if result.final is not None:
-        ctx.finish(result.final)
+        final = result.final
+        if isinstance(final.value, str) and escape_surrogates(final.value) is not final.value:
+            # e.g. FINAL_VAR of a file name that is not UTF-8: the answer must be printable
+            final = attrs.evolve(final, value=escape_surrogates(final.value))
+        ctx.finish(final)
     out: dict = {"output": result.output}
     if result.notice is not None:
         out["notice"] = result.notice
@@ -40,7 +50,7 @@ async def execute_code(code: str, ctx) -> dict:
     if result.truncated:
         out["truncated"] = True
     if result.final is not None:
-        out["final"] = result.final.value
+        out["final"] = final.value
     return out
 
 
@@ -57,9 +67,8 @@ def file_read(path: str, ctx, offset: int = 0, max_chars: int = MAX_READ_CHARS) 
         max_chars: Most characters to return (at most 100000).
     """
     from rlm.errors import ToolError
-    from rlm.paths import confine
 
-    real = confine(path, ctx.config.allowed_paths)
+    real = _resolve(path, ctx.config.allowed_paths, os.path.isfile)
     if not os.path.isfile(real):
         raise ToolError(f"{path!r} is not a file")
     if isinstance(offset, bool) or not isinstance(offset, int):
@@ -85,6 +94,27 @@ def file_read(path: str, ctx, offset: int = 0, max_chars: int = MAX_READ_CHARS) 
             "size": size, "truncated": next_offset < size}
 
 
+_BYTE_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+
+
+def _resolve(path: str, allowed: Sequence[str], exists: Callable[[str], bool]) -> str:
+    """The confined real path of ``path``; a name as :func:`list_files` shows it (``caf\\xe9.txt``
+    for a name that is not UTF-8 on disk) is found too, when no file has the literal name."""
+    from rlm.paths import confine
+
+    real = confine(path, allowed)
+    if exists(real) or "\\x" not in path:
+        return real
+    raw = _BYTE_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), path.encode("utf-8", "surrogateescape"))
+    candidate = confine(os.fsdecode(raw), allowed)
+    return candidate if exists(candidate) else real
+
+
+#: Told to the model when a listing holds names that are not valid UTF-8.
+ESCAPED_NAMES_NOTICE = ("names shown with \\xNN are not valid UTF-8 on disk (NN: the byte); "
+                        "pass them to file_read or list_files exactly as shown")
+
+
 @tool
 def list_files(ctx, path: str = ".", pattern: str = "*", recursive: bool = False) -> dict:
     """List files inside the allowed paths.
@@ -95,26 +125,44 @@ def list_files(ctx, path: str = ".", pattern: str = "*", recursive: bool = False
         recursive: Descend into sub-directories.
     """
     from rlm.errors import ToolError
-    from rlm.paths import confine, inside, roots
+    from rlm.paths import inside, roots
 
     if os.path.isabs(pattern) or ".." in pattern.replace("\\", "/").split("/") or "/" in pattern:
         raise ToolError(f"pattern {pattern!r} may only match names, not paths",
                         fix="pass the directory as path= and a name pattern like '*.csv'")
-    base = confine(path, ctx.config.allowed_paths)
+    base = _resolve(path, ctx.config.allowed_paths, os.path.isdir)
     if not os.path.isdir(base):
         raise ToolError(f"{path!r} is not a directory")
     allowed_roots = roots(ctx.config.allowed_paths)
     entries: list[str] = []
-    walker = os.walk(base) if recursive else [(base, *next(os.walk(base))[1:])]
+    escaped = False
+
+    def done(truncated: bool) -> dict:
+        out: dict = {"path": escape_surrogates(path), "entries": entries, "truncated": truncated}
+        if escaped:
+            out["notice"] = ESCAPED_NAMES_NOTICE
+        return out
+
+    if recursive:
+        walker: Any = os.walk(base)
+    else:
+        top = next(os.walk(base), None)
+        if top is None:
+            raise ToolError(f"cannot read the directory {path!r}", fix="check its permissions")
+        walker = [top]
     for directory, dirs, files in walker:
         dirs[:] = [d for d in dirs if inside(os.path.join(directory, d), allowed_roots)]
         for name in sorted(files) + [d + "/" for d in sorted(dirs)]:
             full = os.path.join(directory, name.rstrip("/"))
             if fnmatch.fnmatch(name.rstrip("/"), pattern) and inside(full, allowed_roots):
-                entries.append(os.path.relpath(full, base) + ("/" if name.endswith("/") else ""))
+                # a name that is not UTF-8 on disk holds lone surrogates: escape it, or nothing can encode it
+                entry = os.path.relpath(full, base) + ("/" if name.endswith("/") else "")
+                shown = escape_surrogates(entry)
+                escaped = escaped or shown is not entry
+                entries.append(shown)
             if len(entries) >= MAX_LIST_ENTRIES:
-                return {"path": path, "entries": entries, "truncated": True}
-    return {"path": path, "entries": entries, "truncated": False}
+                return done(True)
+    return done(False)
 
 
 @tool

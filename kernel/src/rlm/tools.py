@@ -18,6 +18,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args, get_origin
 
+from rlm.trajectory import escape_surrogates_deep
 from rlm.types import ToolSpec
 
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -120,12 +121,16 @@ def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
     if required:
         parameters["required"] = required
 
+    # A result holding a lone surrogate (a file name that is not UTF-8, text decoded with
+    # surrogateescape) could be sent nowhere and logged nowhere: escape it (a byte becomes \xNN).
     if asyncio.iscoroutinefunction(func):
-        handler = func
+        @functools.wraps(func)
+        async def handler(**kwargs: Any) -> Any:
+            return escape_surrogates_deep(await func(**kwargs))
     else:
         @functools.wraps(func)
         async def handler(**kwargs: Any) -> Any:
-            return await asyncio.to_thread(func, **kwargs)
+            return escape_surrogates_deep(await asyncio.to_thread(func, **kwargs))
 
     return ToolSpec(
         name=name or func.__name__,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -38,22 +39,79 @@ def new_trajectory_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    # U+DC80..U+DCFF: an undecodable byte kept by surrogateescape (file names, argv): show the byte
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def escape_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate written as an escape, so it encodes as UTF-8.
+
+    An undecodable byte that Python kept as U+DC80..U+DCFF (``os.listdir``,
+    ``sys.argv``) becomes ``\\xNN`` (the byte), any other surrogate ``\\udNNN``;
+    valid text is returned unchanged (the same object).
+    """
+    if text.isascii():
+        return text
+    if _SURROGATE.search(text) is None:
+        return text
+    # a surrogate *pair* (UTF-16 data taken apart) is one character: join it, escape the rest
+    text = _PAIR.sub(lambda m: m.group().encode("utf-16-le", "surrogatepass").decode("utf-16-le"), text)
+    return _SURROGATE.sub(_escape_char, text)
+
+
+def escape_surrogates_deep(value: Any) -> Any:
+    """``value`` with :func:`escape_surrogates` applied to every string in it (dict keys too)
+    inside dicts, lists and tuples; other objects, and values without surrogates, are returned as they are."""
+    return _escape_all(value) if _has_surrogates(value) else value
+
+
+def _escape_all(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_surrogates(value)
+    if isinstance(value, Mapping):
+        return {escape_surrogates(k) if isinstance(k, str) else k: _escape_all(v) for k, v in value.items()}
+    if isinstance(value, tuple) and type(value) is tuple:
+        return tuple(_escape_all(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_escape_all(v) for v in value]
+    return value
+
+
+def _has_surrogates(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.isascii() and _SURROGATE.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_surrogates(v) for v in value)
+    return False
+
+
 def jsonable(value: Any) -> Any:
-    """``value`` made JSON-ready: attrs instances as dicts, bytes summarised."""
+    """``value`` made JSON-ready: attrs instances as dicts, bytes summarised, lone surrogates escaped
+    (the result always encodes as UTF-8)."""
+    if isinstance(value, str):
+        return escape_surrogates(value)
     if isinstance(value, Message):
         return message_json(value)
     if attrs.has(type(value)):
         return {f.name: jsonable(getattr(value, f.name)) for f in attrs.fields(type(value))
                 if f.name not in ("handler",)}
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {escape_surrogates(str(k)): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [jsonable(v) for v in value]
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if value is None or isinstance(value, (int, float, bool)):
         return value
-    return repr(value)
+    return escape_surrogates(repr(value))
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -76,7 +134,7 @@ def message_json(message: Message) -> dict[str, Any]:
         out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": dict(c.arguments)} for c in message.tool_calls]
     if message.tool_call_id:
         out["tool_call_id"] = message.tool_call_id
-    return out
+    return escape_surrogates_deep(out)
 
 
 class Recorder:
@@ -155,7 +213,7 @@ class JsonlSink:
             os.makedirs(self.log_dir, exist_ok=True)
             self.path = os.path.join(self.log_dir, f"{event['trajectory_id']}.jsonl")
             self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
-        self._fh.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+        self._fh.write(json_line(event) + "\n")
         self._fh.flush()
 
     def close(self) -> None:
@@ -164,16 +222,49 @@ class JsonlSink:
             self._fh = None
 
 
-def read_trajectory(path: str) -> list[dict[str, Any]]:
-    """The events of a JSONL trajectory; a torn last line (crash mid-write) is skipped."""
-    events = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
+def json_line(event: Mapping[str, Any]) -> str:
+    """``event`` as one line of JSON that always encodes as UTF-8 (lone surrogates escaped)."""
+    line = json.dumps(event, ensure_ascii=False, default=str)
+    if line.isascii() or _SURROGATE.search(line) is None:
+        return line
+    # a sink or plugin handed a raw string (or an object whose str() has one): escape, never raise
+    return json.dumps(escape_surrogates_deep(jsonable(event)), ensure_ascii=False, default=str)
+
+
+@attrs.define(frozen=True)
+class TrajectoryFile:
+    """The events read from a JSONL trajectory and how many lines could not be read."""
+
+    events: list[dict[str, Any]]
+    #: lines that are torn (a crash mid-write), not UTF-8 or not a JSON event
+    skipped: int = 0
+
+
+def read_trajectory_file(path: str) -> TrajectoryFile:
+    """Read a JSONL trajectory, skipping (and counting) every line that is torn, not UTF-8
+    or not a JSON object with a ``type``; never raises for the content of the file."""
+    events: list[dict[str, Any]] = []
+    skipped = 0
+    with open(path, "rb") as fh:
+        for raw in fh:
+            raw = raw.strip()
+            if not raw:
                 continue
             try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
+                event = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                skipped += 1
                 continue
-    return events
+            if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                skipped += 1
+                continue
+            if b"\\u" in raw:  # a JSON escape may have made a lone surrogate: keep the events printable
+                event = escape_surrogates_deep(event)
+            events.append(event)
+    return TrajectoryFile(events=events, skipped=skipped)
+
+
+def read_trajectory(path: str) -> list[dict[str, Any]]:
+    """The events of a JSONL trajectory; torn, undecodable or non-event lines are skipped
+    (:func:`read_trajectory_file` also counts them)."""
+    return read_trajectory_file(path).events

@@ -72,16 +72,26 @@ def test_iteration_limit_forces_an_answer(make_agent):
 
 
 def test_token_budget_forces_an_answer(make_agent):
-    runner, _ = make_agent(loop_forever, token_budget=3000, backend_kwargs={"usage": (900, 100)})
+    # the first call reserves a token per byte of its prompt (no usage seen yet): the budget leaves room
+    runner, _ = make_agent(loop_forever, token_budget=12_000, backend_kwargs={"usage": (900, 100)})
     result = run(runner.run("x"))
     assert result.answer_source == "forced" and result.limit_hit == "token_budget"
+    assert result.answer == "best so far" and result.total_tokens <= 12_000
+
+
+def test_a_budget_too_small_for_any_turn_is_no_answer_and_no_spending(make_agent):
+    runner, backend = make_agent(loop_forever, token_budget=10, backend_kwargs={"usage": (900, 100)})
+    result = run(runner.run("x"))
+    assert result.answer_source == "error" and result.error_type == "BudgetExceeded"
+    assert result.total_tokens == 0 and backend.requests == []
 
 
 def test_cost_limit_forces_an_answer(make_agent, tmp_path):
     (tmp_path / "rlm.toml").write_text('[pricing."fake-model"]\ninput_per_mtok = 1000.0\noutput_per_mtok = 1000.0\n')
-    runner, _ = make_agent(loop_forever, cost_limit=0.5, token_budget=None, backend_kwargs={"usage": (100, 50)})
+    runner, _ = make_agent(loop_forever, cost_limit=5.0, token_budget=None, backend_kwargs={"usage": (100, 50)})
     result = run(runner.run("x"))
     assert result.answer_source == "forced" and result.limit_hit == "cost_limit"
+    assert result.total_cost is not None and result.total_cost <= 5.0
 
 
 def test_whole_run_timeout(make_agent):

@@ -1,52 +1,109 @@
-"""Property: whatever the model does, a run never exceeds its token budget by more than
-the reservation of its one forced last turn (hypothesis drives random scripts)."""
+"""Property: whatever the model does and however its provider counts tokens, a run never spends
+more than its token budget or its cost limit -- the forced last turn included.
+
+The fake providers below count usage their own way, independent of the kernel's estimates: twice
+the kernel's chars/4, half of it, one token per character of everything sent (messages, tool calls
+and tool schemas), and one token per UTF-8 byte (the most a byte-level tokenizer can count).  Like
+real providers they never produce more output than the request's ``max_tokens``.
+"""
 
 from __future__ import annotations
 
+import json
 import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlm.backend import LLMResponse
-from rlm.orchestrator import DEFAULT_MAX_OUTPUT, estimate_tokens
+from rlm.backend import LLMRequest, LLMResponse
+from rlm.orchestrator import DEFAULT_MAX_OUTPUT
 from rlm.types import Message, ToolCall, Usage
 
-ACTIONS = st.sampled_from(["text", "code", "sub", "batch", "many_code"])
+ACTIONS = st.sampled_from(["text", "code", "sub", "batch", "many_code", "query"])
+#: Text the model may write: ASCII, code, CJK (about a token per character), emoji (several bytes each).
+WORDS = st.sampled_from(["answer", "print(1)", "数据分析结果", "🙂🙂", "x" * 40, "ok"])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    actions=st.lists(ACTIONS, min_size=1, max_size=30),
-    budget=st.integers(min_value=300, max_value=20_000),
-    seed=st.integers(min_value=0, max_value=2**16),
-)
-def test_token_budget_is_never_exceeded_beyond_one_reservation(make_rlm, actions, budget, seed):
-    rng = random.Random(seed)
+def _sent_text(request: LLMRequest) -> str:
+    parts = []
+    for m in request.messages:
+        parts.append(m.text)
+        parts.extend(c.name + json.dumps(dict(c.arguments)) for c in m.tool_calls)
+    parts.extend(t.name + t.description + json.dumps(dict(t.parameters)) for t in request.tools)
+    return "".join(parts)
+
+
+def _per_message(request: LLMRequest) -> int:
+    return 4 * len(request.messages)
+
+
+USAGE_MODELS = {
+    "double": lambda r: 2 * (len(_sent_text(r)) // 4) + _per_message(r),
+    "half": lambda r: len(_sent_text(r)) // 8 + _per_message(r),
+    "per_char": lambda r: len(_sent_text(r)) + _per_message(r),
+    "per_byte": lambda r: len(_sent_text(r).encode("utf-8")) + _per_message(r),
+}
+
+
+def _script(actions: list[str], words: list[str], count_input, rng: random.Random):
     queue = list(actions)
-    forced_reservations = [0]
 
-    def script(request):
-        reserve = estimate_tokens(request.messages, request.tools) + (request.max_tokens or DEFAULT_MAX_OUTPUT)
-        if request.tool_choice == "none":
-            forced_reservations.append(reserve)
+    def script(request: LLMRequest) -> LLMResponse:
         action = queue.pop(0) if queue else "text"
         if request.tool_choice == "none" or not request.tools:
             action = "text"
         calls = {
-            "code": [ToolCall(id=f"c{rng.random()}", name="execute_code", arguments={"code": "print(1)"})],
+            "code": [ToolCall(id=f"c{rng.random()}", name="execute_code",
+                              arguments={"code": f"print({rng.choice(words)!r})"})],
             "many_code": [ToolCall(id=f"m{i}{rng.random()}", name="execute_code", arguments={"code": "1"})
                           for i in range(3)],
-            "sub": [ToolCall(id=f"s{rng.random()}", name="rlm_sub_complete", arguments={"query": "q"})],
+            "sub": [ToolCall(id=f"s{rng.random()}", name="rlm_sub_complete", arguments={"query": rng.choice(words)})],
             "batch": [ToolCall(id=f"b{rng.random()}", name="rlm_batch_complete",
-                               arguments={"queries": ["a", "b", "c"]})],
+                               arguments={"queries": [rng.choice(words) for _ in range(3)]})],
+            "query": [ToolCall(id=f"q{rng.random()}", name="execute_code",
+                               arguments={"code": "print(llm_query('summarise ' * 20))"})],
         }.get(action)
-        # an honest provider: input as estimated, output within max_tokens
-        usage = Usage(input_tokens=estimate_tokens(request.messages, request.tools),
-                      output_tokens=rng.randint(0, request.max_tokens or DEFAULT_MAX_OUTPUT), cost_usd=None)
-        message = Message.assistant("t", tool_calls=tuple(calls)) if calls else Message.assistant("answer")
+        cap = request.max_tokens or DEFAULT_MAX_OUTPUT
+        usage = Usage(input_tokens=count_input(request), output_tokens=rng.randint(0, cap), cost_usd=None)
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))
+        message = Message.assistant(text, tool_calls=tuple(calls)) if calls else Message.assistant(text)
         return LLMResponse(message=message, usage=usage, model=request.model)
 
-    rlm, _ = make_rlm(script, token_budget=budget, max_turns=6, max_depth=3)
-    result = rlm.completion_sync("go")
-    assert result.total_tokens <= budget + max(forced_reservations), (result.total_tokens, budget)
+    return script
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    actions=st.lists(ACTIONS, min_size=1, max_size=30),
+    words=st.lists(WORDS, min_size=1, max_size=4),
+    usage_model=st.sampled_from(sorted(USAGE_MODELS)),
+    budget=st.integers(min_value=300, max_value=60_000),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_the_token_budget_holds_whatever_the_provider_counts(make_rlm, actions, words, usage_model, budget, seed):
+    rng = random.Random(seed)
+    rlm, _ = make_rlm(_script(actions, words, USAGE_MODELS[usage_model], rng), token_budget=budget,
+                      max_turns=6, max_depth=3)
+    result = rlm.completion_sync("go " + " ".join(words))
+    assert result.total_tokens <= budget, (usage_model, result.total_tokens, budget)
+    if result.error is None:
+        assert result.response.strip()  # an answer, or an error that says why there is none
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    actions=st.lists(ACTIONS, min_size=1, max_size=20),
+    words=st.lists(WORDS, min_size=1, max_size=4),
+    usage_model=st.sampled_from(sorted(USAGE_MODELS)),
+    cost_limit=st.floats(min_value=0.001, max_value=2.0),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_the_cost_limit_holds_whatever_the_provider_counts(make_rlm, tmp_path, actions, words, usage_model,
+                                                           cost_limit, seed):
+    (tmp_path / "rlm.toml").write_text('[pricing."fake-model"]\ninput_per_mtok = 30.0\noutput_per_mtok = 60.0\n')
+    rng = random.Random(seed)
+    rlm, _ = make_rlm(_script(actions, words, USAGE_MODELS[usage_model], rng), cost_limit=cost_limit,
+                      token_budget=None, max_turns=6, max_depth=3)
+    result = rlm.completion_sync("go " + " ".join(words))
+    assert result.total_cost_usd is not None and result.total_cost_usd <= cost_limit + 1e-9, (
+        usage_model, result.total_cost_usd, cost_limit)

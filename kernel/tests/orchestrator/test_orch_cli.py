@@ -13,7 +13,7 @@ FAKE = ["--model", "fake-model", "--backend", "fake", "--env", "fake"]
 
 def test_run_prints_the_answer_on_stdout_and_a_summary_on_stderr(cli_with_fake, capsys, tmp_path):
     backend = cli_with_fake([[ToolCall(id="a", name="execute_code", arguments={"code": "print(2+2)"})], "4"])
-    code = cli.main(["run", "what is 2+2?", *FAKE, "--max-depth", "2", "--token-budget", "5000"])
+    code = cli.main(["run", "what is 2+2?", *FAKE, "--max-depth", "2", "--token-budget", "20000"])
     out, err = capsys.readouterr()
     assert code == 0 and out == "4\n"
     assert "2 model calls, 1 tool calls" in err and "trajectory: logs/" in err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 from typing import Annotated, Literal
 
@@ -63,9 +62,13 @@ def agent(
     """
     from rlm.agent import AgentRunner
     from rlm.cli import plugin_manager
+    from rlm.interrupts import EXIT_INTERRUPTED, Interrupts
     from rlm.commands.run import exit_code_for
+    from rlm.config import check_cli_numbers
     from rlm.progress import ProgressPrinter
 
+    check_cli_numbers(timeout=timeout, cost_limit=cost_limit, token_budget=token_budget,
+                      max_iterations=max_iterations, max_depth=max_depth)  # nan/inf/negative: one line, exit 2
     pm = plugin_manager()
     runner = AgentRunner(model=model, environment=env, backend=backend, max_iterations=max_iterations,
                          cost_limit=cost_limit, token_budget=token_budget, timeout=timeout, max_depth=max_depth,
@@ -74,18 +77,17 @@ def agent(
     pm.register(progress, name="rlm-cli-progress")
 
     async def main() -> object:
-        loop = asyncio.get_running_loop()
-        try:
-            loop.add_signal_handler(signal.SIGINT, runner.cancel)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
-            pass
         try:
             return await runner.run(task)
         finally:
             await runner.aclose()
 
     try:
-        result = asyncio.run(main())
+        with Interrupts(runner.cancel):  # first Ctrl-C: a clean cancel; second: exit 130 at once
+            result = asyncio.run(main())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("rlm: cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         pm.unregister(progress)
         progress.finish()
@@ -103,7 +105,7 @@ def agent(
           file=sys.stderr)
     if result.answer_source == "cancelled":
         print("rlm: cancelled", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     if result.error:
         print(f"rlm: error: {result.error}", file=sys.stderr)
         return exit_code_for(result.error_type)

@@ -27,6 +27,7 @@ def doctor(*, json_output: Annotated[bool, Parameter(name="--json")] = False) ->
     from rlm.config import load_config
     from rlm.errors import RLMError
     from rlm.registry import collect
+    from rlm.trajectory import escape_surrogates
 
     pm = plugin_manager()
     checks: list[tuple[str, Check]] = []
@@ -34,11 +35,16 @@ def doctor(*, json_output: Annotated[bool, Parameter(name="--json")] = False) ->
         sections = {name: reg.load() for name, reg in collect(pm, "config_section", strict=False).items()}
         config = load_config(sections=sections)
     except RLMError as exc:
-        checks.append(("config", Check(status="fail", summary=str(exc), fix="fix rlm.toml or the RLM_* variables")))
+        # one line naming the cause (a bad key, a nan, a file that is not UTF-8), then its own fix
+        checks.append(("config", Check(status="fail", summary=exc.message,
+                                       fix=exc.fix or "fix rlm.toml or the RLM_* variables")))
         from rlm.config import RLMConfig
 
         config = RLMConfig()
+    config_failed = bool(checks)
     for name, reg in collect(pm, "doctor_check", strict=False).items():
+        if name == "config" and config_failed:  # it would describe the stand-in defaults, not the file
+            continue
         try:
             checks.extend((name, c) for c in reg.load()(config=config))
         except Exception as exc:  # noqa: BLE001 - a failing check is a finding, not a crash
@@ -51,7 +57,7 @@ def doctor(*, json_output: Annotated[bool, Parameter(name="--json")] = False) ->
             line = f"[{_MARK[check.status]}] {check.summary}"
             if check.fix and check.status != "ok":
                 line += f"\n       fix: {check.fix}"
-            print(line)
+            print(escape_surrogates(line))  # a path that is not UTF-8 must not end the report
         verdict = worst(c for _, c in checks)
         print({"ok": "All good.", "warn": "Usable; warnings above.", "fail": "Problems found."}[verdict],
               file=sys.stderr)

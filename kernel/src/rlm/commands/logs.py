@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import datetime
 from typing import Annotated, Any
 
 from cyclopts import Parameter
+
+from rlm.trajectory import escape_surrogates
 
 
 def logs(
@@ -35,12 +38,25 @@ def logs(
 
     directory = log_dir or load_config(sections=_sections()).log_dir
     files = _trajectory_files(directory)
+    shown = escape_surrogates(directory)
     if trajectory is None:
-        rows = [_summary(path) for path in files[:limit]]
+        rows: list[dict[str, Any]] = []
+        skipped = unreadable = torn_files = 0
+        for path in files[:limit]:
+            try:
+                row = _summary(path)
+            except OSError:  # deleted or unreadable since it was listed
+                unreadable += 1
+                continue
+            lines = row.pop("skipped_lines")
+            skipped += lines
+            torn_files += lines > 0
+            rows.append(row)
+        _warn_skipped(skipped, files=torn_files, unreadable=unreadable)
         if json_output:
             print(json.dumps(rows, indent=2, ensure_ascii=False))
         elif not rows:
-            print(f"no trajectories in {directory}/ yet: run `rlm run \"...\"` first")
+            print(f"no trajectories in {shown}/ yet: run `rlm run \"...\"` first")
         else:
             for r in rows:
                 cost = "?" if r["cost"] is None else f"${r['cost']:.4f}"
@@ -49,10 +65,17 @@ def logs(
         return 0
     path = _find(files, trajectory)
     if path is None:
-        raise ConfigError(f"no trajectory {trajectory!r} in {directory}/", fix="run `rlm logs` to list them")
-    from rlm.trajectory import read_trajectory
+        raise ConfigError(f"no trajectory {escape_surrogates(trajectory)!r} in {shown}/",
+                          fix="run `rlm logs` to list them")
+    from rlm.trajectory import read_trajectory_file
 
-    events = read_trajectory(path)
+    try:
+        read = read_trajectory_file(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {escape_surrogates(path)}: {exc.strerror}",
+                          fix="check the file's permissions") from None
+    _warn_skipped(read.skipped, path=path)
+    events = read.events
     if json_output:
         print(json.dumps(events, indent=2, ensure_ascii=False))
     else:
@@ -67,11 +90,37 @@ def _sections() -> dict[str, Any]:
     return {name: reg.load() for name, reg in collect(plugin_manager(), "config_section", strict=False).items()}
 
 
+def _warn_skipped(skipped: int, *, path: str | None = None, files: int = 0, unreadable: int = 0) -> None:
+    """One line on stderr when lines (or whole files) could not be read; nothing otherwise."""
+    if not skipped and not unreadable:
+        return
+    parts = []
+    if skipped:
+        where = f" of {escape_surrogates(path)}" if path else (
+            f" in {files} trajector{'ies' if files != 1 else 'y'}" if files else "")
+        parts.append(f"skipped {skipped} unreadable line{'s' if skipped != 1 else ''}{where} "
+                     "(torn by a crash, not UTF-8, or not a JSON event)")
+    if unreadable:
+        parts.append(f"skipped {unreadable} unreadable trajector{'ies' if unreadable != 1 else 'y'}")
+    print("rlm: warning: " + "; ".join(parts), file=sys.stderr)
+
+
 def _trajectory_files(directory: str) -> list[str]:
     if not os.path.isdir(directory):
         return []
-    files = [os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".jsonl")]
-    return sorted(files, key=lambda p: (os.path.getmtime(p), p), reverse=True)
+    found: list[tuple[float, str]] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.endswith(".jsonl"):
+            continue
+        try:
+            found.append((entry.stat().st_mtime, entry.path))
+        except OSError:  # removed while listing
+            continue
+    return [p for _, p in sorted(found, reverse=True)]
 
 
 def _find(files: list[str], wanted: str) -> str | None:
@@ -81,33 +130,48 @@ def _find(files: list[str], wanted: str) -> str | None:
     if len(matches) > 1:
         from rlm.errors import ConfigError
 
-        raise ConfigError(f"{wanted!r} matches {len(matches)} trajectories", fix="give more of the id")
+        raise ConfigError(f"{escape_surrogates(wanted)!r} matches {len(matches)} trajectories",
+                          fix="give more of the id")
     return matches[0] if matches else None
 
 
-def _summary(path: str) -> dict[str, Any]:
-    from rlm.trajectory import read_trajectory
+def _number(value: Any, default: float = 0.0) -> float:
+    """A number from an event field; anything else (a hand-edited or foreign file) counts as ``default``."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
-    events = read_trajectory(path)
+
+def _summary(path: str) -> dict[str, Any]:
+    from rlm.trajectory import read_trajectory_file
+
+    read = read_trajectory_file(path)
+    events = read.events
     start = next((e for e in events if e["type"] == "run_start"), {})
     end = next((e for e in reversed(events) if e["type"] == "run_end"), None)
-    tokens = sum(int((e.get("token_usage") or {}).get("total") or 0) for e in events if e["type"] == "llm_call")
+    usages = [e.get("token_usage") for e in events if e["type"] == "llm_call"]
+    tokens = sum(int(_number(u.get("total"))) for u in usages if isinstance(u, dict))
     costs = [e.get("cost") for e in events if e["type"] == "llm_call"]
     status = "running" if end is None else ("failed" if end.get("error") else "ok")
-    first_ts = events[0]["timestamp"] if events else os.path.getmtime(path)
-    last_ts = events[-1]["timestamp"] if events else first_ts
+    stamps = [_number(e.get("timestamp"), -1.0) for e in events]
+    stamps = [t for t in stamps if t >= 0]
+    first_ts = stamps[0] if stamps else os.path.getmtime(path)
+    last_ts = stamps[-1] if stamps else first_ts
     prompt = str(start.get("prompt") or "").replace("\n", " ")
+    try:
+        started = datetime.fromtimestamp(first_ts).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        started = "?"
     return {
-        "trajectory_id": os.path.basename(path)[:-6],
-        "path": path,
-        "started": datetime.fromtimestamp(first_ts).strftime("%Y-%m-%d %H:%M:%S"),
+        "trajectory_id": escape_surrogates(os.path.basename(path)[:-6]),
+        "path": escape_surrogates(path),
+        "started": started,
         "status": status,
         "model": start.get("model"),
         "tokens": tokens,
-        "cost": None if any(c is None for c in costs) else sum(costs),
+        "cost": None if any(not isinstance(c, (int, float)) for c in costs) else sum(costs),
         "duration_s": round(last_ts - first_ts, 3),
         "prompt": prompt[:60] + ("..." if len(prompt) > 60 else ""),
         "error": end.get("error") if end else None,
+        "skipped_lines": read.skipped,
     }
 
 
@@ -116,44 +180,54 @@ def render_tree(events: list[dict[str, Any]]) -> str:
     lines: list[str] = []
     start = next((e for e in events if e["type"] == "run_start"), None)
     if start:
-        lines.append(f"run {start['trajectory_id']}  model={start.get('model')}  env={start.get('environment')}  "
+        lines.append(f"run {start.get('trajectory_id')}  model={start.get('model')}  env={start.get('environment')}  "
                      f"protocol={start.get('protocol')}")
         lines.append(f"  prompt: {_short(start.get('prompt'))}")
         isolation = start.get("isolation")
         if isinstance(isolation, dict) and isolation:
             lines.append("  isolation: " + "; ".join(f"{k}: {str(v).split(':')[0]}" for k, v in isolation.items()))
     for e in events:
-        pad = "  " * (int(e.get("depth") or 0) + 1)
-        kind = e["type"]
-        if kind == "call_start":
-            lines.append(f"{pad}└─ {e.get('sub_call_type')} [{e['call_id']}] {_short(e.get('prompt'))}")
-        elif kind == "llm_call":
-            usage = e.get("token_usage") or {}
-            cost = "?" if e.get("cost") is None else f"${e['cost']:.5f}"
-            calls = ", ".join(c["name"] for c in e.get("tool_calls") or []) or _short(e.get("response"))
-            lines.append(f"{pad}llm {usage.get('input', 0)}+{usage.get('output', 0)} tok {cost} "
-                         f"{e.get('duration_ms', 0):.0f}ms -> {calls}")
-        elif kind == "repl_execution":
-            status = "error" if e.get("error") else "ok"
-            lines.append(f"{pad}repl ({status}, {e.get('execution_time_ms') or 0:.1f}ms): {_short(e.get('code'))}")
-        elif kind == "tool_results":
-            for r in e.get("tool_results") or []:
-                mark = "!" if r.get("is_error") else "="
-                lines.append(f"{pad}{r['name']} {mark} {_short(r.get('content'))} ({r.get('duration_ms', 0):.0f}ms)")
-        elif kind == "limit_hit":
-            lines.append(f"{pad}LIMIT {e.get('message')}")
-        elif kind == "call_end":
-            lines.append(f"{pad}   => {_short(e.get('response'))}")
-        elif kind == "run_end":
-            usage = e.get("token_usage") or {}
-            cost = "?" if e.get("cost") is None else f"${e['cost']:.4f}"
-            lines.append(f"  answer: {_short(e.get('response'), 200)}")
-            lines.append(f"  {e.get('total_calls')} model calls, {usage.get('total')} tokens, {cost}, "
-                         f"{(e.get('duration_ms') or 0) / 1000:.2f}s" + (f", error: {e['error']}" if e.get("error")
-                                                                         else ""))
+        pad = "  " * (int(_number(e.get("depth"))) + 1)
+        try:
+            lines.extend(_event_lines(e, pad))
+        except (KeyError, TypeError, ValueError, AttributeError):  # a field of an unexpected shape
+            lines.append(f"{pad}({_short(e.get('type'))} event with unexpected fields)")
     if not any(e["type"] == "run_end" for e in events):
         lines.append("  (still running, or it ended without a run_end event)")
     return "\n".join(lines)
+
+
+def _event_lines(e: dict[str, Any], pad: str) -> list[str]:
+    """The lines of one event of the tree (none for the kinds it does not show)."""
+    lines: list[str] = []
+    kind = e["type"]
+    if kind == "call_start":
+        lines.append(f"{pad}└─ {e.get('sub_call_type')} [{e['call_id']}] {_short(e.get('prompt'))}")
+    elif kind == "llm_call":
+        usage = e.get("token_usage") or {}
+        cost = "?" if e.get("cost") is None else f"${e['cost']:.5f}"
+        calls = ", ".join(c["name"] for c in e.get("tool_calls") or []) or _short(e.get("response"))
+        lines.append(f"{pad}llm {usage.get('input', 0)}+{usage.get('output', 0)} tok {cost} "
+                     f"{e.get('duration_ms', 0):.0f}ms -> {calls}")
+    elif kind == "repl_execution":
+        status = "error" if e.get("error") else "ok"
+        lines.append(f"{pad}repl ({status}, {e.get('execution_time_ms') or 0:.1f}ms): {_short(e.get('code'))}")
+    elif kind == "tool_results":
+        for r in e.get("tool_results") or []:
+            mark = "!" if r.get("is_error") else "="
+            lines.append(f"{pad}{r['name']} {mark} {_short(r.get('content'))} ({r.get('duration_ms', 0):.0f}ms)")
+    elif kind == "limit_hit":
+        lines.append(f"{pad}LIMIT {e.get('message')}")
+    elif kind == "call_end":
+        lines.append(f"{pad}   => {_short(e.get('response'))}")
+    elif kind == "run_end":
+        usage = e.get("token_usage") or {}
+        cost = "?" if e.get("cost") is None else f"${e['cost']:.4f}"
+        lines.append(f"  answer: {_short(e.get('response'), 200)}")
+        lines.append(f"  {e.get('total_calls')} model calls, {usage.get('total')} tokens, {cost}, "
+                     f"{(e.get('duration_ms') or 0) / 1000:.2f}s" + (f", error: {e['error']}" if e.get("error")
+                                                                     else ""))
+    return lines
 
 
 def _short(value: Any, width: int = 80) -> str:

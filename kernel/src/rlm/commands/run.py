@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from cyclopts import Parameter
 
@@ -32,8 +32,10 @@ def run(
     """Run a prompt: the model may run Python, read files and delegate to sub-LLM calls.
 
     The answer goes to stdout; progress and the run's summary go to stderr.
-    Exit codes: 0 answered, 1 the run failed, 2 usage or configuration error,
-    3 plugin error, 4 LLM backend error, 5 sandbox error, 6 budget exhausted.
+    Exit codes: 0 answered (also when a limit forced the answer), 1 no answer or
+    the run failed, 2 usage, configuration or input error, 3 plugin error,
+    4 LLM backend error, 5 sandbox error, 6 no answer because of a limit,
+    130 interrupted (Ctrl-C).
 
     Parameters
     ----------
@@ -71,9 +73,13 @@ def run(
         Show each step on stderr.
     """
     from rlm.cli import plugin_manager
+    from rlm.config import check_cli_numbers
     from rlm.core import RLM
+    from rlm.interrupts import EXIT_INTERRUPTED, Interrupts
     from rlm.progress import ProgressPrinter
 
+    check_cli_numbers(timeout=timeout, cost_limit=cost_limit, token_budget=token_budget, max_turns=max_turns,
+                      max_sub_calls=max_sub_calls, max_depth=max_depth)  # nan/inf/negative: one line, exit 2
     pm = plugin_manager()
     rlm = RLM(model=model, environment=env, backend=backend, max_depth=max_depth, plugin_manager=pm,
               sub_calls=sub_calls, max_subcalls=max_sub_calls, max_turns=max_turns, token_budget=token_budget,
@@ -81,8 +87,20 @@ def run(
               verbose=verbose or None)
     progress = ProgressPrinter(stream=sys.stderr, verbose=verbose or rlm.config.verbose)
     pm.register(progress, name="rlm-cli-progress")
+    stop: list[Any] = []
+
+    async def main() -> Any:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        stop.append(lambda: loop.call_soon_threadsafe(task.cancel))  # type: ignore[union-attr]
+        return await rlm._complete_and_close(prompt, system=system)
+
     try:
-        result = asyncio.run(rlm._complete_and_close(prompt, system=system))
+        with Interrupts(lambda: stop[0]() if stop else None):
+            result = asyncio.run(main())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        progress.finish()
+        print("rlm: cancelled (the trajectory ends with run_end: cancelled)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         pm.unregister(progress)
         progress.finish()
