@@ -9,10 +9,13 @@ openai backend (``[rlm] api_base``, model ``openai/...``, ``OPENAI_API_KEY=sk-te
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,47 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def http_server(project: Path, port: int):
+    """``http_server(*args, **env)``: a context manager starting ``rlm mcp-serve --transport http``;
+    yields ``(proc, url)`` (stderr goes to ``project/server-stderr.log``); the server is stopped after."""
+
+    @contextlib.contextmanager
+    def start(*args: str, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
+        with open(project / "server-stderr.log", "ab") as errlog:
+            proc = subprocess.Popen([sys.executable, "-m", "rlm", "mcp-serve", "--transport", "http", "--port",
+                                     str(port), *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=errlog, cwd=project, env=server_env(project, **env))
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, (project / "server-stderr.log").read_text()[-2000:]
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the HTTP server did not start")
+            yield proc, f"http://127.0.0.1:{port}/mcp"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    return start
+
+
+def trajectories(project: Path) -> list[list[dict]]:
+    """Every JSONL trajectory in the project's log_dir, each as its list of events."""
+    out = []
+    for path in sorted((project / "logs").glob("*.jsonl")):
+        out.append([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    return out
+
+
+@pytest.fixture
+def read_trajectories(project: Path):
+    """``read_trajectories()``: the project's trajectories (see :func:`trajectories`)."""
+    return lambda: trajectories(project)

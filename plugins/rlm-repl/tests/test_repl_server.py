@@ -293,7 +293,9 @@ def test_output_is_capped() -> None:
         assert result.truncated is True and len(result.output) == 1000
         assert result.output.startswith("flood line 0\n")
         big = await g.ok("'y' * 5000")
-        assert big.value is not None and len(big.value) <= 1000
+        assert big.value is not None and len(big.value) <= 1000 and big.truncated is True
+        long_error = await g.client.execute("raise ValueError('e' * 50000)", timeout=T)
+        assert long_error.error is not None and len(long_error.error) <= 20_000 and long_error.truncated is True
         small = await g.ok("print('small')")
         assert (small.truncated, small.output) == (False, "small\n")
         wider = await g.ok("print('z' * 3000)", output_limit=5000)

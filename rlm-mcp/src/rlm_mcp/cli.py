@@ -46,11 +46,15 @@ def serve(
     model: str | None = None,
     idle_timeout: float | None = None,
     max_sessions: int | None = None,
+    max_body_mb: float | None = None,
 ) -> int:
     """Start the MCP server for Claude Desktop / Claude Code.
 
     With stdio (the default) the client starts `rlm mcp-serve` and talks JSON-RPC over its stdin/stdout;
     logs go to stderr.  With --transport http it serves streamable HTTP at http://HOST:PORT/mcp.
+
+    SIGTERM or SIGINT cancel the agent runs in progress (each trajectory ends with run_end), close the
+    REPL sessions and exit with 128 + the signal's number (143, 130); stdin closed by the client: exit 0.
 
     Parameters
     ----------
@@ -68,13 +72,15 @@ def serve(
         Seconds before an unused REPL session is closed (default 1800).
     max_sessions: int
         REPL sessions open at once (default 16).
+    max_body_mb: float
+        Largest HTTP request body in MiB (default 4); a larger one gets a JSON-RPC error naming the limit.
     """
     import asyncio
 
     import attrs
     from rlm.cli import plugin_manager
     from rlm.config import load_config
-    from rlm.errors import PluginError
+    from rlm.errors import ConfigError, PluginError
     from rlm.logging import get_logger
     from rlm.registry import collect
 
@@ -91,8 +97,11 @@ def serve(
     config = load_config(sections=sections, model=model)
     options = config.plugin(SECTION) or MCPConfig()
     overrides = {"transport": transport, "host": host, "port": port, "idle_timeout": idle_timeout,
-                 "max_sessions": max_sessions}
-    options = attrs.evolve(options, **{k: v for k, v in overrides.items() if v is not None})
+                 "max_sessions": max_sessions, "max_body_mb": max_body_mb}
+    try:
+        options = attrs.evolve(options, **{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise ConfigError(f"rlm mcp-serve: {exc}", fix="pass a finite number above 0") from None
     env_name = env or options.environment or config.environment
     environments = collect(pm, "environment")
     if env_name not in environments:
@@ -103,9 +112,10 @@ def serve(
         config = attrs.evolve(config, environment=env_name)
     factory = environments[env_name].load()
 
-    def make_runner(**limits: object) -> object:
-        from rlm.agent import AgentRunner
+    # imported here, on the main thread before serving: a run's thread then imports only its backend
+    from rlm.agent import AgentRunner
 
+    def make_runner(**limits: object) -> object:  # called in the run's own thread (rlm_mcp.runs)
         return AgentRunner(config=config, plugin_manager=pm, **limits)
 
     sessions = SessionManager(factory, environment_settings(config, env_name), environment=env_name,
@@ -118,7 +128,6 @@ def serve(
         if options.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("mcp_http_not_loopback", host=options.host,
                         note="anyone who can reach this address can run code in the REPL")
-        asyncio.run(serve_http(service, host=options.host, port=options.port, path=options.path))
-    else:
-        asyncio.run(serve_stdio(service))
-    return 0
+        return asyncio.run(serve_http(service, host=options.host, port=options.port, path=options.path,
+                                      max_body_bytes=options.max_body_bytes))
+    return asyncio.run(serve_stdio(service))

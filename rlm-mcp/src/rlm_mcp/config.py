@@ -8,11 +8,21 @@ REPL limits (``env_timeout``, ``env_memory_mb``, ``allowed_paths``) come from
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 from attrs import define, field, validators
 
 SECTION = "mcp"
+
+#: Bytes per ``max_body_mb`` (MiB): the default 4 is the SDK's own default of 4 MiB.
+MIB = 1024 * 1024
+
+
+def _finite_positive(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: a finite number above 0 (nan and inf refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"[plugins.mcp] {attribute.name} must be a finite number above 0, got {value!r}")
 
 Transport = Literal["stdio", "http"]
 
@@ -40,3 +50,11 @@ class MCPConfig:
         "help": "agent runs in progress at once; more is refused until one ends"})
     keep_runs: int = field(default=100, validator=validators.ge(1), metadata={
         "help": "finished agent runs whose status is kept (oldest forgotten first)"})
+    max_body_mb: float = field(default=4.0, validator=_finite_positive, metadata={
+        "help": "largest HTTP request body, MiB (one tool call's arguments: code, set_repl_context values); "
+                "a larger one is refused with a JSON-RPC error naming this limit"})
+
+    @property
+    def max_body_bytes(self) -> int:
+        """``max_body_mb`` in bytes."""
+        return max(1, int(self.max_body_mb * MIB))

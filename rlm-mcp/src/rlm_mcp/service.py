@@ -5,6 +5,9 @@ arguments, unknown session or run, limits) raise :class:`rlm.errors.RLMError`
 naming cause and fix; the server turns them into tool results with
 ``isError``.  An error in the user's code is not a tool error: it comes back
 in ``execute_python``'s result (``success: false``, ``error``).
+
+Only ``execute_python`` starts a REPL session; the other session tools refuse
+an id that is not open (see :mod:`rlm_mcp.sessions`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any, Self
 
+import jsonschema
 from rlm.errors import RLMError
 from rlm.logging import get_logger
 
@@ -24,6 +28,9 @@ from rlm_mcp.tools import TOOLS_BY_NAME
 
 log = get_logger(__name__)
 
+#: The REPL server (rlm-repl) cuts a traceback at this many characters (the host at max(output_limit, this)).
+TRACEBACK_CAP = 20_000
+
 
 class ToolArgumentError(RLMError):
     """A tool was called with arguments its schema refuses."""
@@ -31,8 +38,6 @@ class ToolArgumentError(RLMError):
 
 def check_arguments(name: str, arguments: Mapping[str, Any]) -> None:
     """Validate ``arguments`` against the tool's JSON Schema (the SDK's lowlevel server does not)."""
-    import jsonschema
-
     tool = TOOLS_BY_NAME.get(name)
     if tool is None:
         raise ToolArgumentError(f"no tool named {name!r}", fix=f"use one of: {', '.join(TOOLS_BY_NAME)}")
@@ -65,8 +70,12 @@ class RLMService:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        await self.runs.cancel_all()
+        await self.runs.cancel_all()  # every run ends with run_end in its trajectory
         await self.sessions.close_all()
+
+    def begin_shutdown(self) -> int:
+        """A signal arrived: refuse new agent runs and cancel the running ones now (returns how many)."""
+        return self.runs.cancel_everything()
 
     async def _reap_forever(self) -> None:
         period = max(0.5, min(self.options.idle_timeout / 4, 30.0))
@@ -92,18 +101,34 @@ class RLMService:
         if effective > cap:
             log.warning("execute_timeout_clamped", requested=effective, cap=cap)
             effective = cap
-        session = await self.sessions.get(session_id)
+        session = await self.sessions.get(session_id, create=True)
         async with session.lock:
             result = await session.env.execute(code, timeout=effective)
             session.executions += 1
             session.touch()
+        cut = self.cut_fields(result)
         data: dict[str, Any] = {"success": result.error is None, "output": result.output, "value": result.value,
-                                "error": result.error, "truncated": result.truncated,
+                                "error": result.error, "truncated": bool(result.truncated or cut),
                                 "execution_time_ms": round(result.execution_time_ms, 3),
                                 "session_id": session.session_id}
+        if cut:
+            data["truncated_fields"] = cut
         if result.notice is not None:
             data["notice"] = result.notice
         return data
+
+    def cut_fields(self, result: Any) -> list[str]:
+        """The fields of ``result`` that reached a cap, so were (or may have been) cut.
+
+        The environment cuts output and value at ``output_limit`` and the REPL
+        server cuts a traceback at :data:`TRACEBACK_CAP`; not every cut sets
+        ``REPLResult.truncated`` (a value or traceback cut inside the sandbox
+        arrives exactly at its cap), so a field at its cap counts as cut.
+        """
+        limit = self.sessions.settings.output_limit
+        caps = {"output": limit, "value": limit, "error": TRACEBACK_CAP}
+        return [name for name, cap in caps.items()
+                if (text := getattr(result, name)) is not None and len(text) >= cap]
 
     async def tool_get_repl_context(self, session_id: str | None = None) -> dict[str, Any]:
         session = await self.sessions.get(session_id)
@@ -130,14 +155,14 @@ class RLMService:
                               "age_s": i.age_s} for i in self.sessions.infos()]}
 
     async def tool_close_session(self, session_id: str | None = None) -> dict[str, Any]:
-        closed = await self.sessions.close(session_id)
-        return {"session_id": session_id or "default", "closed": closed}
+        return {"session_id": await self.sessions.close(session_id), "closed": True}
 
     # --- agent tools ------------------------------------------------------------------------
 
     async def tool_rlm_agent_run(self, task: str, max_iterations: int | None = None, cost_limit: float | None = None,
                                  token_budget: int | None = None) -> dict[str, Any]:
-        run = self.runs.start(task, max_iterations=max_iterations, cost_limit=cost_limit, token_budget=token_budget)
+        run = await self.runs.start(task, max_iterations=max_iterations, cost_limit=cost_limit,
+                                    token_budget=token_budget)
         return {"run_id": run.run_id, "state": "running", "model": run.model,
                 "next": "poll rlm_agent_status with this run_id until state is completed, failed or cancelled"}
 

@@ -1,10 +1,12 @@
 """REPL sessions of the MCP tools: one environment per ``session_id``, closed when idle.
 
-A session is started on first use (``execute_python`` or a context tool
-naming it) with the configured environment plugin and no host callbacks
-(``llm_query`` is not available: the REPL tools need no API key).  Calls on
-one session run one at a time; sessions unused for ``idle_timeout`` seconds
-are closed by :meth:`SessionManager.reap`.
+Only ``execute_python`` starts a session (on first use of its id, with the
+configured environment plugin and no host callbacks: ``llm_query`` is not
+available, the REPL tools need no API key).  Every other tool naming a
+session that is not open gets a :class:`SessionError` naming the id and the
+fix, instead of an empty sandbox started behind a typo.  Calls on one
+session run one at a time; sessions unused for ``idle_timeout`` seconds are
+closed by :meth:`SessionManager.reap`.
 """
 
 from __future__ import annotations
@@ -91,8 +93,9 @@ class SessionManager:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    async def get(self, session_id: str | None, *, create: bool = True) -> Session:
-        """The session named ``session_id`` (``"default"`` when None), started if needed."""
+    async def get(self, session_id: str | None, *, create: bool = False) -> Session:
+        """The session named ``session_id`` (``"default"`` when None); started if ``create``, else
+        a :class:`SessionError` when it is not open."""
         sid = check_session_id(session_id)
         session = self._sessions.get(sid)
         if session is not None:
@@ -102,10 +105,7 @@ class SessionManager:
         if pending is not None:
             return await asyncio.shield(pending)
         if not create:
-            have = ", ".join(sorted(self._sessions)) or "none"
-            raise SessionError(f"no REPL session named {sid!r} (open sessions: {have})",
-                               fix="run execute_python with this session_id first; idle sessions expire after "
-                                   f"{self.idle_timeout:g}s")
+            raise self.unknown(sid)
         if len(self._sessions) + len(self._starting) >= self.max_sessions:
             raise SessionError(f"{self.max_sessions} REPL sessions are open already",
                                fix="close one with close_session, reuse a session_id, or raise "
@@ -127,17 +127,28 @@ class SessionManager:
         log.info("session_started", session_id=sid, environment=self.environment)
         return session
 
+    def unknown(self, sid: str) -> SessionError:
+        """The error for a session id that is not open."""
+        have = ", ".join(sorted(self._sessions)) or "none"
+        return SessionError(f"no REPL session named {sid!r} is open (open sessions: {have})",
+                            fix="only execute_python starts a session: call it with this session_id first "
+                                "(list_sessions shows the open ones; sessions unused for "
+                                f"{self.idle_timeout:g}s are closed and their variables lost)")
+
     def infos(self) -> list[SessionInfo]:
         return [s.info() for s in sorted(self._sessions.values(), key=lambda s: s.created)]
 
-    async def close(self, session_id: str | None) -> bool:
-        """Close one session; False when there was none of that name."""
+    async def close(self, session_id: str | None) -> str:
+        """Close one session; returns its id, or raises :class:`SessionError` when it is not open."""
         sid = check_session_id(session_id)
+        pending = self._starting.get(sid)
+        if pending is not None:
+            await asyncio.shield(pending)
         session = self._sessions.pop(sid, None)
         if session is None:
-            return False
+            raise self.unknown(sid)
         await self._close(session, reason="closed")
-        return True
+        return sid
 
     async def reap(self) -> list[str]:
         """Close the sessions idle for longer than ``idle_timeout``; returns their ids."""

@@ -14,7 +14,8 @@ from attrs import define, field
 _SESSION = {
     "type": "string",
     "description": "Name of the REPL session (1-64 letters, digits, _ - . :). Sessions are independent "
-                   "Python namespaces; leave it out to use the shared session 'default'.",
+                   "Python namespaces; leave it out to use the shared session 'default'. Only execute_python "
+                   "starts a session; the other tools need one that is open.",
     "pattern": r"^[A-Za-z0-9_.:-]{1,64}$",
 }
 
@@ -45,7 +46,9 @@ TOOLS: tuple[ToolDef, ...] = (
             "functions and imports persist between calls in the same session, so build on earlier results "
             "instead of recomputing them. Use print() to see values. The sandbox has resource limits and "
             "restricted file/network access; if the code runs past the timeout it is stopped and the "
-            "session restarts empty. No API key is needed."),
+            "session restarts empty. The first call with a new session_id starts that session. Long "
+            "output, values and tracebacks are cut (truncated: true, truncated_fields says which). No API "
+            "key is needed."),
         input_schema=_schema({
             "code": {"type": "string", "description": "Python source to run (statements; a trailing "
                                                       "expression is shown as the value).", "minLength": 1},
@@ -63,7 +66,7 @@ TOOLS: tuple[ToolDef, ...] = (
         description=(
             "List the variables defined in a REPL session, each with a short repr of its value "
             "(imported modules and built-in helpers are left out). Use it to recall what earlier "
-            "execute_python calls left behind."),
+            "execute_python calls left behind. The session must be open (execute_python starts it)."),
         input_schema=_schema({"session_id": _SESSION}),
         annotations={"read_only_hint": True, "idempotent_hint": True, "open_world_hint": False},
     ),
@@ -73,7 +76,7 @@ TOOLS: tuple[ToolDef, ...] = (
         description=(
             "Bind a variable in a REPL session to a JSON value (string, number, boolean, null, list or "
             "object; objects become dicts). Handy for passing data into the REPL without writing it as "
-            "Python source."),
+            "Python source. The session must be open (execute_python starts it)."),
         input_schema=_schema({
             "key": {"type": "string", "description": "Variable name (a Python identifier).",
                     "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
@@ -87,7 +90,7 @@ TOOLS: tuple[ToolDef, ...] = (
         name="clear_repl_context",
         title="Clear REPL variables",
         description=("Delete every user variable of a REPL session (the session stays open). Use it to start "
-                     "over without leftovers from earlier code."),
+                     "over without leftovers from earlier code. The session must be open."),
         input_schema=_schema({"session_id": _SESSION}),
         annotations={"read_only_hint": False, "destructive_hint": True, "idempotent_hint": True,
                      "open_world_hint": False},
@@ -102,7 +105,7 @@ TOOLS: tuple[ToolDef, ...] = (
     ToolDef(
         name="close_session",
         title="Close a REPL session",
-        description="Close a REPL session and free its sandbox; its variables are lost.",
+        description="Close an open REPL session and free its sandbox; its variables are lost.",
         input_schema=_schema({"session_id": _SESSION}),
         annotations={"read_only_hint": False, "destructive_hint": True, "idempotent_hint": True,
                      "open_world_hint": False},

@@ -326,13 +326,15 @@ class Stream(Sealed):
 
 
 class Outcome(Sealed):
-    """The current cell's displayed value and final answer, set by the display hook and FINAL."""
+    """The current cell's displayed value and final answer, set by the display hook and FINAL
+    (``cut``: the value's repr was longer than the output limit and was cut)."""
 
-    __slots__ = ("final", "value")
+    __slots__ = ("cut", "final", "value")
 
     def __init__(self):
         self.value = None
         self.final = None
+        self.cut = False
 
 
 def install_streams(stream):
@@ -410,7 +412,9 @@ def make_host_functions(host, has_callbacks, outcome, user_globals, value_limit)
 
     def display(value):
         if value is not None:
-            outcome.value = _cap(repr(value), value_limit)
+            text = repr(value)
+            outcome.cut = len(text) > value_limit
+            outcome.value = _cap(text, value_limit)
 
     functions = {"llm_query": llm_query, "llm_query_batched": llm_query_batched, "FINAL": FINAL,
                  "FINAL_VAR": FINAL_VAR, DISPLAY_HOOK: display}
@@ -458,7 +462,7 @@ def _short_repr():
 
 
 def format_user_error(exc):
-    """The exception as a traceback of the user's own frames (``<cell N>``) only."""
+    """The exception as a traceback of the user's own frames (``<cell N>``) only (not capped)."""
     try:
         summary = traceback.StackSummary.extract(traceback.walk_tb(exc.__traceback__), lookup_lines=False)
         frames = traceback.StackSummary.from_list([f for f in summary if f.filename.startswith(CELL_PREFIX)])
@@ -473,7 +477,7 @@ def format_user_error(exc):
             text = type(exc).__name__ + ": " + str(exc)
         except BaseException:
             text = type(exc).__name__
-    return _cap(text, MAX_ERROR_CHARS)
+    return text
 
 
 def _is_module(value):
@@ -575,6 +579,7 @@ class Repl(Sealed):
         outcome = self.outcome
         outcome.value = None
         outcome.final = None
+        outcome.cut = False
         self.cells += 1
         filename = CELL_PREFIX + str(self.cells) + ">"
         error = None
@@ -582,7 +587,7 @@ class Repl(Sealed):
         try:
             code = self.compile(source, filename)
         except CellSyntaxError as exc:
-            error = _cap(str(exc), MAX_ERROR_CHARS)
+            error = str(exc)
         else:
             self._remember_source(filename, source)
             try:
@@ -602,7 +607,10 @@ class Repl(Sealed):
         final = outcome.final
         if error is not None and final is not None and final["kind"] == "final_var":
             final = None
-        truncated = self.output.truncated
+        truncated = self.output.truncated or outcome.cut
+        if error is not None and len(error) > MAX_ERROR_CHARS:
+            error = _cap(error, MAX_ERROR_CHARS)
+            truncated = True
         if final is not None and len(final["value"]) > limit:  # the host caps it too; keep the message small
             final = dict(final, value=final["value"][:limit])
             truncated = True
