@@ -77,15 +77,28 @@ class StreamEnd:
 StreamEvent = Union[TextDelta, ToolCallDelta, StreamEnd]
 
 
+#: Seconds a backend waits for the provider's next bytes (for an answer that is not streamed: the whole
+#: answer) before it abandons the attempt and retries, unless its settings say otherwise.
+DEFAULT_READ_TIMEOUT = 120.0
+
+
 @define(frozen=True, kw_only=True)
 class BackendSettings:
-    """How to reach a provider.  ``options`` is the plugin's own config section."""
+    """How to reach a provider.  ``options`` is the plugin's own config section.
+
+    ``timeout`` bounds a request (the run's timeout); ``read_timeout`` is how
+    long one attempt waits for the provider's next bytes before it is
+    abandoned and retried like a connection failure (a plugin's own
+    ``read_timeout`` option wins over it; when neither is set:
+    :data:`DEFAULT_READ_TIMEOUT`; never more than ``timeout``).
+    """
 
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     timeout: float = 120.0
     max_retries: int = 3
     options: Any = None
+    read_timeout: float | None = None
 
 
 @define(frozen=True, kw_only=True)

@@ -150,12 +150,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         token = _current_pm.set(pm)
         try:
             app = build_app(pm, args)
-            result = app(args, result_action="return_value")
+            result = app(args, result_action="return_value", print_error=False, exit_on_error=False)
         finally:
             _current_pm.reset(token)
     except RLMError as exc:
         print(f"rlm: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        usage = _usage_error(exc, args)
+        if usage is None:
+            raise
+        print(usage, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("rlm: interrupted", file=sys.stderr)
         return 130
@@ -165,6 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(result, bool):
         return 0 if result else 1
     return result if isinstance(result, int) else 0
+
+
+def _usage_error(exc: Exception, args: Sequence[str]) -> str | None:
+    """One line for a command-line mistake cyclopts found (None: not one of those)."""
+    from cyclopts import CycloptsError
+
+    if not isinstance(exc, CycloptsError):
+        return None
+    message = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    command = next((a for a in args if not a.startswith("-")), None)
+    where = f"rlm {command} --help" if command else "rlm --help"
+    return f"rlm: error: {message}: see `{where}`"
 
 
 def run() -> None:  # pragma: no cover - console script shim

@@ -23,12 +23,28 @@ def _level_from_env(default: str) -> int:
     return _LEVELS.get(name, _LEVELS[default])
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at each write (a test's capture, a redirected stream), never the
+    one that was there when logging was configured (it may be closed since)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        isatty = getattr(sys.stderr, "isatty", None)
+        return bool(isatty and isatty())
+
+
 def configure(*, level: str = "warning", stream: Any = None) -> None:
-    """Send structlog output to ``stream`` (stderr) at ``level`` (``RLM_LOG_LEVEL`` wins)."""
+    """Send structlog output to ``stream`` (default: the current stderr) at ``level``
+    (``RLM_LOG_LEVEL`` wins)."""
     import structlog
 
-    out = stream if stream is not None else sys.stderr
-    colors = hasattr(out, "isatty") and out.isatty() and "NO_COLOR" not in os.environ
+    out = stream if stream is not None else _CurrentStderr()
+    colors = out.isatty() and "NO_COLOR" not in os.environ if hasattr(out, "isatty") else False
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

@@ -11,10 +11,20 @@ context length and 413 -> ContextTooLongError; 429 -> RateLimitError
 connection failures -> ProviderUnavailableError (retried); a body that
 cannot be read -> ProviderUnavailableError (not retried); other 4xx ->
 BackendError.  ``x-should-retry`` from the server overrides the guess.
+
+What a backend finds wrong in an answer that did arrive has its own
+failures here, the same for every backend: :func:`truncated_stream` (a
+stream that ended before its end marker) and :func:`malformed_stream` (an
+event that is not JSON), both retried while nothing was yielded;
+:func:`empty_answer` (no text and no tool call: retried, unless a filter
+stopped it); :func:`not_an_api_body` (an HTML page or other text where JSON
+was due: not retried, the fix is the ``api_base``).  A timeout names the
+setting that raises it (:func:`timed_out_failure`).
 """
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -88,12 +98,15 @@ def classify(
     sdk_errors: tuple[str, ...] = ("APIError",),
     base_url: str | None = None,
     timeout: float | None = None,
+    timeout_fix: str | None = None,
 ) -> Failure | None:
     """The rlm error for an SDK exception, or None when ``exc`` is not a provider failure.
 
     ``provider`` names the service in messages, ``key_env`` the variable of
     its key; ``sdk_errors`` are the class names of the SDK's base errors
-    (a response the SDK could not read).
+    (a response the SDK could not read); ``timeout`` is the attempt's
+    timeout and ``timeout_fix`` the setting that raises it (see
+    :func:`rlm.retry.read_timeout`).
     """
     names = mro_names(exc)
     where = f" at {base_url}" if base_url else ""
@@ -108,12 +121,7 @@ def classify(
     transport = is_transport_error(exc)
     timed_out = "APITimeoutError" in names or ("Timeout" in names and status is None)
     if timed_out or (transport and ("TimeoutException" in names or isinstance(exc, TimeoutError))):
-        within = f" within the {timeout:g}s timeout" if timeout else " in time"
-        error: BackendError = ProviderUnavailableError(
-            f"{provider}{where} did not answer{within} (request timed out)",
-            fix="try again later, or raise the timeout",
-        )
-        failure = Failure(error=error, retryable=True)
+        failure = timed_out_failure(provider, where, timeout, timeout_fix)
     elif ("APIConnectionError" in names and status is None) or transport:
         error = ProviderUnavailableError(
             f"cannot reach {provider}{where}: {message}",
@@ -142,6 +150,84 @@ def classify(
     elif should_retry == "true" and not failure.retryable and not failure.error.permanent:
         failure = Failure(error=failure.error, retryable=True, retry_after=failure.retry_after)
     return failure
+
+
+def timed_out_failure(provider: str, where: str, timeout: float | None, timeout_fix: str | None) -> Failure:
+    """The provider sent nothing for ``timeout`` seconds: retried like a connection failure."""
+    within = f" within the {timeout:g}s timeout" if timeout else " in time"
+    error = ProviderUnavailableError(
+        f"{provider}{where} did not answer{within} (request timed out)",
+        fix=f"try again later, or raise {timeout_fix or 'the timeout'}",
+    )
+    return Failure(error=error, retryable=True)
+
+
+def truncated_stream(provider: str, base_url: str | None, missing: str) -> Failure:
+    """A stream that ended, cleanly at the HTTP level, without ``missing`` (its end marker): an error, never
+    a complete answer; retried (the retry helpers do so only while nothing was yielded)."""
+    where = f" at {base_url}" if base_url else ""
+    error = ProviderUnavailableError(
+        f"{provider}{where} ended the stream before the answer was complete (no {missing})",
+        fix="try again; if it persists, check the network and any proxy between rlm and the provider",
+    )
+    return Failure(error=error, retryable=True)
+
+
+def malformed_stream(provider: str, base_url: str | None, exc: BaseException, *,
+                     compatible: str | None = None) -> Failure:
+    """A stream event that is not valid JSON: like a connection cut mid-answer, retried while nothing was
+    yielded.  ``compatible`` names the API in the fix (default: ``provider``)."""
+    where = f" at {base_url}" if base_url else ""
+    detail = " ".join(str(exc).split())[:120]
+    error = ProviderUnavailableError(
+        f"{provider}{where} sent a stream event that is not valid JSON ({detail})",
+        fix="try again; if it persists, check that api_base points at an "
+        f"{compatible or provider}-compatible server and any proxy between rlm and the provider",
+    )
+    return Failure(error=error, retryable=True)
+
+
+def empty_answer(provider: str, base_url: str | None, detail: str, *, finish_reason: str | None = None,
+                 compatible: str | None = None) -> Failure:
+    """An answer with no text and no tool call (``detail`` says what came, e.g. ``content: null``).
+
+    Retried (a model may answer the same prompt the next time), except when
+    the provider says a content filter or a refusal stopped it.
+    """
+    where = f" at {base_url}" if base_url else ""
+    filtered = finish_reason in ("content_filter", "refusal")
+    error = ProviderUnavailableError(
+        f"{provider}{where} sent an answer with no content ({detail}"
+        + (f", finish_reason {finish_reason!r}" if finish_reason else "") + ")",
+        fix="rephrase the prompt: the provider's filter stopped the answer" if filtered else
+        "try again; if it persists, check that api_base points at an "
+        f"{compatible or provider}-compatible server and that the model answers this prompt",
+    )
+    return Failure(error=error, retryable=not filtered)
+
+
+def describe_body(text: str, content_type: str | None = None) -> str:
+    """A short one-line description of a body that is not the API's: an HTML page's title, or its start."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title or kind == "text/html" or text.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
+        name = " ".join(html.unescape(title.group(1)).split())[:80] if title else ""
+        return f"an HTML page ({name!r})" if name else "an HTML page"
+    start = " ".join(text.split())[:80]
+    return f"{kind or 'a body'} that is not JSON ({start!r})" if start else "an empty body"
+
+
+def not_an_api_body(provider: str, base_url: str | None, text: str, content_type: str | None = None, *,
+                    compatible: str | None = None) -> Failure:
+    """A 200 whose body is an HTML page or other text, not the API's JSON: a wrong ``api_base`` or a proxy
+    in the way (not retried)."""
+    where = f" at {base_url}" if base_url else ""
+    error = ProviderUnavailableError(
+        f"{provider}{where} sent {describe_body(text, content_type)} instead of an API response",
+        fix=f"check that api_base points at an {compatible or provider}-compatible API, not at a web page or a "
+        "proxy's login",
+    )
+    return Failure(error=error, retryable=False)
 
 
 def from_status(

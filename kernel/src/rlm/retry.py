@@ -9,7 +9,21 @@ decides that, this module only decides when to try again.
 The wait before retry ``n`` (0-based) is the provider's ``Retry-After`` when
 it gave one (up to ``max_retry_after`` seconds; a longer wait is not
 attempted), otherwise ``min(max_delay, base_delay * 2**n)`` with "equal
-jitter": half of it fixed, half random, so that clients spread out.
+jitter": half of it fixed, half random, so that clients spread out.  With a
+``deadline`` (the time the caller stops waiting, e.g. the run's), no retry
+is started whose wait would end after it: the provider's error is raised
+instead of the caller's timeout.
+
+A failure the backend finds itself in an answer that arrived (a stream cut
+before its end marker, an answer with no content) is raised inside the
+attempt as a :class:`Fault`, and retried like the SDK's exceptions.
+
+:func:`read_timeout` is the one per-request timeout of a backend: how long
+an attempt waits for the provider's next bytes (a hung server is abandoned
+after it and retried), the same for every request of the backend (litellm
+caches its HTTP clients by timeout).  A request's own timeout bounds the
+whole call, retries included: :func:`by_deadline` and
+:func:`stream_by_deadline`.
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from attrs import define, field
+from rlm.backend import DEFAULT_READ_TIMEOUT, BackendSettings
 from rlm.errors import BackendError
 from rlm.logging import get_logger
 
@@ -37,6 +52,15 @@ class Failure:
     error: BackendError
     retryable: bool = False
     retry_after: float | None = None
+
+
+class Fault(Exception):
+    """A provider failure a backend found itself (not an SDK exception): raised inside an attempt,
+    it is given up or retried as its :class:`Failure` says."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(str(failure.error))
+        self.failure = failure
 
 
 @define(frozen=True, kw_only=True)
@@ -87,6 +111,22 @@ def parse_retry_after(headers: Mapping[str, str] | Any | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def read_timeout(settings: BackendSettings, option: float | None = None, *,
+                 section: str | None = None) -> tuple[float, str]:
+    """``(seconds, what sets it)``: how long one attempt of a backend waits for the provider's next bytes.
+
+    The plugin's own ``read_timeout`` option (``option``, from
+    ``[plugins.<section>]``) when set, else ``settings.read_timeout``, else
+    :data:`rlm.backend.DEFAULT_READ_TIMEOUT`; never more than
+    ``settings.timeout`` (the run's).  The second item names the setting to
+    raise, for the fix of a timeout error.
+    """
+    chosen = next((t for t in (option, settings.read_timeout) if t is not None), DEFAULT_READ_TIMEOUT)
+    if settings.timeout and settings.timeout <= chosen:
+        return float(settings.timeout), "the run's timeout (--timeout)"
+    return float(chosen), f"[plugins.{section}] read_timeout" if section else "read_timeout"
+
+
 def give_up(failure: Failure, attempts: int) -> BackendError:
     """The error to raise after ``attempts`` attempts, saying so when there were retries."""
     error = failure.error
@@ -104,12 +144,15 @@ async def call_with_retries(
     *,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     provider: str = "provider",
+    deadline: float | None = None,
 ) -> T:
     """``await attempt()``, retried by ``policy`` while ``classify`` says the failure is transient.
 
     ``classify`` turns an exception into a :class:`Failure`, or None for
-    exceptions that are not the provider's (they propagate untouched).  The
-    final error is raised with the last provider exception as ``__cause__``.
+    exceptions that are not the provider's (they propagate untouched); a
+    :class:`Fault` carries its own.  The final error is raised with the last
+    provider exception as ``__cause__``.  ``deadline`` (``time.monotonic()``
+    seconds): no retry whose wait ends after it.
     """
     retry = 0
     while True:
@@ -118,10 +161,10 @@ async def call_with_retries(
         except BackendError:
             raise
         except Exception as exc:
-            failure = classify(exc)
+            failure = _failure_of(exc, classify)
             if failure is None:
                 raise
-            wait = policy.delay(retry, failure.retry_after) if failure.retryable else None
+            wait = _wait(policy, retry, failure, deadline)
             if wait is None:
                 raise give_up(failure, retry + 1) from exc
             log.info(
@@ -142,6 +185,7 @@ async def stream_with_retries(
     *,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     provider: str = "provider",
+    deadline: float | None = None,
 ) -> AsyncIterator[T]:
     """Iterate a fresh ``open_stream()`` per attempt, retried as :func:`call_with_retries` does,
     but only while nothing has been yielded: once an event went out, a failure is final."""
@@ -156,12 +200,75 @@ async def stream_with_retries(
         except BackendError:
             raise
         except Exception as exc:
-            failure = classify(exc)
+            failure = _failure_of(exc, classify)
             if failure is None:
                 raise
-            wait = policy.delay(retry, failure.retry_after) if failure.retryable and not yielded else None
+            wait = _wait(policy, retry, failure, deadline) if not yielded else None
             if wait is None:
                 raise give_up(failure, retry + 1) from exc
             log.info("retrying", provider=provider, attempt=retry + 1, delay=round(wait, 3), stream=True)
             await sleep(wait)
             retry += 1
+
+
+def _failure_of(exc: Exception, classify: Callable[[BaseException], Failure | None]) -> Failure | None:
+    return exc.failure if isinstance(exc, Fault) else classify(exc)
+
+
+def _wait(policy: RetryPolicy, retry: int, failure: Failure, deadline: float | None) -> float | None:
+    """Seconds before the next attempt, or None: not retryable, out of retries, or past the deadline."""
+    if not failure.retryable:
+        return None
+    wait = policy.delay(retry, failure.retry_after)
+    if wait is not None and deadline is not None and time.monotonic() + wait >= deadline:
+        log.info("not_retrying", reason="the wait would end after the deadline", delay=round(wait, 3))
+        return None
+    return wait
+
+
+#: Seconds past a request's deadline before the backend abandons the call itself: a caller that holds the
+#: same deadline (the orchestrator's ``wait_for`` on the run's remaining time) acts first, always.
+DEADLINE_GRACE = 0.25
+
+
+async def by_deadline(call: Awaitable[T], deadline: float | None, error: Callable[[], BackendError], *,
+                      grace: float = DEADLINE_GRACE) -> T:
+    """``await call``, abandoned ``grace`` seconds after ``deadline`` (``time.monotonic()``) with ``error()``."""
+    if deadline is None:
+        return await call
+    try:
+        async with asyncio.timeout(max(0.001, deadline + grace - time.monotonic())) as scope:
+            return await call
+    except TimeoutError:
+        if scope.expired():
+            raise error() from None
+        raise
+
+
+async def stream_by_deadline(events: AsyncIterator[T], deadline: float | None,
+                             error: Callable[[], BackendError], *, grace: float = DEADLINE_GRACE) -> AsyncIterator[T]:
+    """The events of ``events``; waiting for one ``grace`` seconds past ``deadline`` raises ``error()``
+    (the stream is closed)."""
+    iterator = aiter(events)
+    try:
+        while True:
+            if deadline is None:
+                try:
+                    event = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+            else:
+                try:
+                    async with asyncio.timeout(max(0.001, deadline + grace - time.monotonic())) as scope:
+                        event = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if scope.expired():
+                        raise error() from None
+                    raise
+            yield event
+    finally:
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()

@@ -36,8 +36,9 @@ def no_keys(monkeypatch):
 
 
 def _fake_command(mode: str = "ok", record: str | None = None) -> tuple[str, ...]:
-    command = (sys.executable, FAKE_SERVER, "--port", "{port}", "--api_key", "{api_key}", "--mode", mode)
-    return command + (("--record", record) if record else ())
+    # values attached to their flags, as ServerSpec.argv does for the real server
+    command = (sys.executable, FAKE_SERVER, "--port={port}", "--api_key={api_key}", f"--mode={mode}")
+    return command + ((f"--record={record}",) if record else ())
 
 
 @pytest.fixture

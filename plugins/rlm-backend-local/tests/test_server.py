@@ -25,10 +25,28 @@ def test_argv_of_the_real_server():
     spec = ServerSpec(model_path="/m.gguf", alias="qwen", n_ctx=8192, n_threads=2, python="/py",
                       extra_args=("--n_batch", "256"))
     assert spec.argv(1234, "key") == [
-        "/py", "-m", "llama_cpp.server", "--model", "/m.gguf", "--model_alias", "qwen", "--host", "127.0.0.1",
-        "--port", "1234", "--api_key", "key", "--n_ctx", "8192", "--n_threads", "2", "--n_threads_batch", "2",
-        "--logits_all", "false", "--n_batch", "256",
+        "/py", "-m", "llama_cpp.server", "--model=/m.gguf", "--model_alias=qwen", "--host=127.0.0.1",
+        "--port=1234", "--api_key=key", "--n_ctx=8192", "--n_threads=2", "--n_threads_batch=2",
+        "--logits_all=false", "--n_batch", "256",
     ]
+
+
+def test_no_value_can_be_read_as_an_option():
+    """Every value is attached to its flag: a key, a path or an alias beginning with '-' stays a value."""
+    spec = ServerSpec(model_path="-m.gguf", alias="-qwen", n_ctx=8192, n_threads=2, python="/py")
+    argv = spec.argv(1234, "-secret")
+    assert "--api_key=-secret" in argv and "--model=-m.gguf" in argv and "--model_alias=-qwen" in argv
+    flags = argv[3:]
+    assert all(part.startswith("--") and "=" in part for part in flags), flags
+
+    import argparse
+
+    parser = argparse.ArgumentParser()  # how llama_cpp.server reads its command line
+    for name in ("model", "model_alias", "host", "port", "api_key", "n_ctx", "n_threads", "n_threads_batch",
+                 "logits_all"):
+        parser.add_argument(f"--{name}")
+    parsed = parser.parse_args(flags)
+    assert (parsed.api_key, parsed.model, parsed.model_alias) == ("-secret", "-m.gguf", "-qwen")
 
 
 def test_starts_waits_for_health_and_is_reused(fake_command, pid_alive):
@@ -119,7 +137,7 @@ def _run_owner(tmp_path, body: str) -> int:
         import os, signal, sys, time
         from rlm_backend_local.server import LlamaServer, ServerSpec
         spec = ServerSpec(model_path="m", alias="m", n_ctx=512, n_threads=1,
-                          command=({sys.executable!r}, {FAKE_SERVER!r}, "--port", "{{port}}", "--api_key", "{{api_key}}"))
+                          command=({sys.executable!r}, {FAKE_SERVER!r}, "--port={{port}}", "--api_key={{api_key}}"))
         server = LlamaServer(spec, startup_timeout=20)
         server.ensure_started()
         print(server.pid, flush=True)
@@ -159,8 +177,37 @@ def test_stop_all_is_idempotent():
 
 
 def test_the_api_key_never_looks_like_an_option():
-    """The key goes on the server's command line after --api_key: one starting with '-' (a urlsafe
-    token does one time in 64) made argparse refuse to start the server."""
     spec = ServerSpec(model_path="m", alias="m", n_ctx=512, n_threads=1)
     keys = {LlamaServer(spec).api_key for _ in range(500)}
     assert len(keys) == 500 and not any(k.startswith("-") for k in keys)
+
+
+def test_a_key_beginning_with_a_dash_starts_the_server(monkeypatch, tmp_path, pid_alive):
+    """A urlsafe token begins with '-' one time in 64, and `--api_key <key>` made argparse refuse such a
+    key (`expected one argument`): the server failed to start.  Forced here, through the real command
+    line (`python -m llama_cpp.server ...`, with a stand-in llama_cpp package that runs the fake server's
+    argparse): the server must start and accept the key."""
+    from rlm_backend_local import server as server_module
+
+    package = tmp_path / "fake-llama" / "llama_cpp"
+    (package / "server").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "server" / "__init__.py").write_text("")
+    (package / "server" / "__main__.py").write_text(
+        f"import runpy, sys\nsys.argv[0] = {FAKE_SERVER!r}\nrunpy.run_path({FAKE_SERVER!r}, run_name='__main__')\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(package.parent), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setattr(server_module, "new_api_key", lambda: "-Zq_leading-dash-key")
+
+    spec = ServerSpec(model_path="/models/m.gguf", alias="m", n_ctx=512, n_threads=1, python=sys.executable)
+    server = LlamaServer(spec, startup_timeout=20)
+    assert server.api_key == "-Zq_leading-dash-key"
+    assert "--api_key=-Zq_leading-dash-key" in spec.argv(4321, server.api_key)
+    try:
+        url = server.ensure_started()
+        assert url == f"http://127.0.0.1:{server.port}/v1"
+        assert server._healthy(), "the server did not accept its own key"
+    finally:
+        pid = server.pid
+        server.stop()
+    assert pid is not None and not pid_alive(pid)

@@ -43,6 +43,16 @@ from rlm_testing.backend_suite import BackendConformance
 from rlm_testing.server import Reply, ScriptedLLMServer
 
 
+class _StreamCut(ProviderUnavailableError):
+    """The stream ended before its end marker (retried while nothing was yielded)."""
+
+
+def _check_answer(provider: str, response: LLMResponse) -> LLMResponse:
+    if not response.message.text and not response.message.tool_calls:
+        raise ProviderUnavailableError(f"{provider} sent an answer with no content", fix="try again")
+    return response
+
+
 class _MinimalBackend:
     name = "minimal"
     provider = "provider"
@@ -101,6 +111,12 @@ class _MinimalBackend:
             return ProviderUnavailableError(f"{where}: {message or 'server error'}", fix="try again later")
         return BackendError(f"{where}: {message}")
 
+    @property
+    def timeout(self) -> float:
+        """One read's timeout: settings.read_timeout, never more than settings.timeout."""
+        read = self.settings.read_timeout
+        return min(read, self.settings.timeout) if read is not None else self.settings.timeout
+
     def _open(self, body: dict[str, Any]) -> http.client.HTTPResponse:
         data = json.dumps(body).encode()
         url = self.settings.base_url.rstrip("/") + self.path
@@ -109,7 +125,12 @@ class _MinimalBackend:
             wait = 0.05 * 2**attempt
             req = urllib.request.Request(url, data=data, headers=self.headers(), method="POST")
             try:
-                return urllib.request.urlopen(req, timeout=self.settings.timeout)
+                resp = urllib.request.urlopen(req, timeout=self.timeout)
+                if "html" in (resp.headers.get("content-type") or "").lower():
+                    resp.close()
+                    raise BackendError(f"{self.provider} sent an HTML page instead of an API response",
+                                       fix="check that base_url points at the API")
+                return resp
             except urllib.error.HTTPError as exc:
                 error: BackendError = self._status_error(exc.code, exc.read(), body.get("model", ""))
                 retry = exc.code == 429 or exc.code >= 500
@@ -121,7 +142,7 @@ class _MinimalBackend:
                 reason = getattr(exc, "reason", exc)
                 if isinstance(reason, TimeoutError):
                     error = ProviderUnavailableError(
-                        f"{self.provider} did not answer within the {self.settings.timeout}s timeout",
+                        f"{self.provider} did not answer within the {self.timeout}s timeout",
                         fix="raise the timeout or try again",
                     )
                 else:
@@ -148,13 +169,28 @@ class _MinimalBackend:
         def call() -> LLMResponse:
             doc = self._read_json(self._open(self.body(request, stream=False)))
             try:
-                return self.parse(doc)
+                response = self.parse(doc)
             except (KeyError, TypeError, IndexError, ValueError) as exc:
                 raise BackendError(f"{self.provider} returned an unexpected body ({exc!r})") from exc
+            return _check_answer(self.provider, response)
 
         return await asyncio.to_thread(call)
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+        attempt = 0
+        while True:
+            yielded = False
+            try:
+                async for event in self._stream_once(request):
+                    yielded = True
+                    yield event
+                return
+            except _StreamCut:
+                if yielded or attempt >= self.settings.max_retries:
+                    raise
+                attempt += 1
+
+    async def _stream_once(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
         resp = await asyncio.to_thread(self._open, self.body(request, stream=True))
 
         def sse() -> Iterator[tuple[str | None, Any]]:
@@ -185,7 +221,7 @@ class _MinimalBackend:
             except StopIteration:
                 return None
             except TimeoutError as exc:
-                raise ProviderUnavailableError(f"{self.provider} stream timed out") from exc
+                raise ProviderUnavailableError(f"{self.provider} stream timed out (read timeout)") from exc
 
         try:
             while True:
@@ -309,15 +345,16 @@ class MinimalOpenAIBackend(_MinimalBackend):
                     slot["name"] = fn.get("name") or slot["name"]
                     slot["arguments"] += fn.get("arguments") or ""
                 finish = choice.get("finish_reason") or finish
-        if not done:
-            raise ProviderUnavailableError("OpenAI stream ended before [DONE]")
+        if not done or finish is None:
+            raise _StreamCut("OpenAI stream ended before its finish_reason and [DONE]")
         done_calls = tuple(
             ToolCall(id=c["id"], name=c["name"], arguments=_args(c["arguments"])) for _, c in sorted(calls.items())
         )
+        message = Message.assistant("".join(text), done_calls)
+        final = _check_answer("OpenAI", LLMResponse(message=message, usage=usage, finish_reason=finish, model=model))
         for call in done_calls:
             yield ToolCallDelta(call=call)
-        message = Message.assistant("".join(text), done_calls)
-        yield StreamEnd(response=LLMResponse(message=message, usage=usage, finish_reason=finish, model=model))
+        yield StreamEnd(response=final)
 
 
 class MinimalAnthropicBackend(_MinimalBackend):
@@ -450,11 +487,10 @@ class MinimalAnthropicBackend(_MinimalBackend):
             elif kind == "message_stop":
                 message = Message.assistant("".join(text), tuple(calls))
                 usage_total = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
-                yield StreamEnd(
-                    response=LLMResponse(message=message, usage=usage_total, finish_reason=stop, model=model)
-                )
+                final = LLMResponse(message=message, usage=usage_total, finish_reason=stop, model=model)
+                yield StreamEnd(response=_check_answer("Anthropic", final))
                 return
-        raise ProviderUnavailableError("Anthropic stream ended before message_stop")
+        raise _StreamCut("Anthropic stream ended before message_stop")
 
 
 # --- the suite, run against them ---------------------------------------------------

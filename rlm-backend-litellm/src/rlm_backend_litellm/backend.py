@@ -5,32 +5,66 @@
 does not know is then sent with ``custom_llm_provider="openai"`` (an
 OpenAI-compatible server), and a missing key is replaced by a placeholder.
 Requests and responses use the OpenAI format (:mod:`.convert`); litellm
-translates for the provider.  litellm's retries are off: :mod:`.retry`
+translates for the provider.  litellm's retries are off: :mod:`rlm.retry`
 retries 429/5xx, timeouts and connection failures with backoff, jitter and
 ``Retry-After``; :mod:`.errors` turns litellm's exceptions into
 :mod:`rlm.errors`.  litellm is imported on the first call (:mod:`.loader`).
+
+Every request goes out with the same ``timeout``, the backend's read timeout
+(:func:`rlm.retry.read_timeout`): litellm caches its HTTP clients by a key
+that includes the timeout, so a value that changed per request (the run's
+remaining time) opened a new client, and a new connection, per request.  A
+request's own ``timeout`` bounds the whole call, retries included.  A
+stream without a ``finish_reason``, an event that is not JSON, an answer with
+no text and no tool call and an HTML page instead of JSON are errors, as in
+the other backends.
+
+litellm keeps its clients in a process-wide cache, one set per event loop.
+:meth:`LiteLLMBackend.aclose` closes those of the current loop once no other
+open litellm backend has used that loop (and drops them from the cache), so
+that runs do not leave their connections open.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import json
+import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEvent
+from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEnd, StreamEvent
 from rlm.errors import NoProvidersConfigured, ProviderUnavailableError
 from rlm.logging import get_logger
 
 from rlm import openai_format as convert
-from rlm_backend_litellm.errors import classify
+from rlm.provider_errors import empty_answer, not_an_api_body, timed_out_failure, truncated_stream
+from rlm_backend_litellm.errors import classify, stream_failure
 from rlm_backend_litellm.loader import load_litellm, model_info, require_litellm
 from rlm_backend_litellm.options import LiteLLMOptions
-from rlm.retry import RetryPolicy, call_with_retries, stream_with_retries
+from rlm.retry import (
+    Fault,
+    RetryPolicy,
+    by_deadline,
+    call_with_retries,
+    read_timeout,
+    stream_by_deadline,
+    stream_with_retries,
+)
 
 log = get_logger(__name__)
 
 NO_KEY_MESSAGE = "No providers configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY"
 #: Sent as the key to a custom base_url when the provider's key is not set (local servers ignore it).
 PLACEHOLDER_KEY = "sk-no-key-required"
+SECTION = "backend-litellm"
+
+#: The open litellm backends that made calls on each event loop (litellm's clients are per loop).
+_USERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakSet[LiteLLMBackend]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class LiteLLMBackend:
@@ -51,6 +85,8 @@ class LiteLLMBackend:
             base_delay=self.options.retry_base_delay,
             max_delay=self.options.retry_max_delay,
         )
+        #: every request's timeout: one value, so that litellm's client cache (keyed by it) reuses connections
+        self.timeout, self.timeout_fix = read_timeout(self.settings, self.options.read_timeout, section=SECTION)
         self._providers: dict[str, str | None] = {}
 
     # --- models and keys ---------------------------------------------------------------------
@@ -132,7 +168,7 @@ class LiteLLMBackend:
             params["max_tokens"] = self.options.default_max_tokens
         params.update(self._call_args(request.model))
         params["model"] = request.model
-        params["timeout"] = request.timeout if request.timeout is not None else self.settings.timeout
+        params["timeout"] = self.timeout
         params["num_retries"] = 0
         params["max_retries"] = 0
         if self.options.drop_params:
@@ -140,31 +176,75 @@ class LiteLLMBackend:
         return params
 
     def _classify(self, params: dict[str, Any]) -> Any:
-        known = params.get("custom_llm_provider") or self.provider_of(params["model"])
-        provider = f"{known} (via litellm)" if known else "litellm"
+        provider, api = self._provider_name(params), self._api_name(params)
         key_env = self.key_env(params["model"])
 
         def classify_exc(exc: BaseException) -> Any:
             return classify(exc, model=params["model"], provider=provider, key_env=key_env,
-                            base_url=self.settings.base_url, timeout=params["timeout"])
+                            base_url=self.settings.base_url, timeout=params["timeout"], timeout_fix=self.timeout_fix,
+                            compatible=api)
 
         return classify_exc
+
+    def _provider_name(self, params: dict[str, Any]) -> str:
+        known = params.get("custom_llm_provider") or self.provider_of(params["model"])
+        return f"{known} (via litellm)" if known else "litellm"
+
+    def _api_name(self, params: dict[str, Any]) -> str:
+        """The API the server must speak, for fixes ("an OpenAI-compatible server")."""
+        known = params.get("custom_llm_provider") or self.provider_of(params["model"]) or "openai"
+        return {"openai": "OpenAI", "anthropic": "Anthropic"}.get(known, known)
+
+    def _check_not_empty(self, response: LLMResponse, params: dict[str, Any], detail: str) -> None:
+        """A Fault for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
+        if response.message.text or response.message.tool_calls or response.finish_reason == "length":
+            return
+        raise Fault(empty_answer(self._provider_name(params), self.settings.base_url, detail,
+                                 finish_reason=response.finish_reason, compatible=self._api_name(params)))
+
+    def _too_late(self, request: LLMRequest, params: dict[str, Any]) -> Any:
+        """The error of a call still unanswered at its deadline (the request's own timeout)."""
+        where = f" at {self.settings.base_url}" if self.settings.base_url else ""
+        provider = self._provider_name(params)
+        return lambda: timed_out_failure(provider, where, request.timeout, "the request's timeout").error
+
+    @staticmethod
+    def _deadline(request: LLMRequest) -> float | None:
+        """When the caller stops waiting (``time.monotonic()``): no retry starts that would end after it."""
+        return time.monotonic() + request.timeout if request.timeout is not None else None
+
+    def _using_loop(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        _USERS.setdefault(loop, weakref.WeakSet()).add(self)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         litellm = load_litellm()
         params = self._params(request)
+        self._using_loop()
 
-        async def attempt() -> Any:
-            return await litellm.acompletion(**params)
+        async def attempt() -> LLMResponse:
+            raw = await litellm.acompletion(**params)
+            if isinstance(raw, str):
+                raise Fault(not_an_api_body(self._provider_name(params), self.settings.base_url, raw,
+                                            compatible=self._api_name(params)))
+            try:
+                response = convert.from_openai_completion(raw, model=params["model"])
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise ProviderUnavailableError(
+                    f"litellm returned a completion that could not be read: {exc}",
+                    fix="try again; if it persists, report the model and provider",
+                ) from exc
+            self._check_not_empty(response, params, _content_detail(raw))
+            return response
 
-        response = await call_with_retries(attempt, self._classify(params), self.policy, provider=self.name)
-        try:
-            return convert.from_openai_completion(response, model=params["model"])
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ProviderUnavailableError(
-                f"litellm returned a completion that could not be read: {exc}",
-                fix="try again; if it persists, report the model and provider",
-            ) from exc
+        deadline = self._deadline(request)
+        return await by_deadline(
+            call_with_retries(attempt, self._classify(params), self.policy, provider=self.name, deadline=deadline),
+            deadline, self._too_late(request, params),
+        )
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
         litellm = load_litellm()
@@ -172,24 +252,146 @@ class LiteLLMBackend:
         params["stream"] = True
         params["stream_options"] = {"include_usage": True}
         classify_exc = self._classify(params)
+        self._using_loop()
+
+        provider, api = self._provider_name(params), self._api_name(params)
 
         async def attempt() -> AsyncIterator[StreamEvent]:
             stream = await litellm.acompletion(**params)
             assembler = convert.StreamAssembler(model=params["model"])
             try:
-                async for chunk in stream:
-                    for event in assembler.feed(chunk):
-                        yield event
+                await self._check_event_stream(stream, provider, api)
+                try:
+                    async for chunk in stream:
+                        for event in assembler.feed(chunk):
+                            yield event
+                except Exception as exc:
+                    failure = stream_failure(exc, provider=provider, base_url=self.settings.base_url, compatible=api)
+                    if failure is None:
+                        raise
+                    raise Fault(failure) from exc
             finally:
                 closer = getattr(stream, "aclose", None)
                 if closer is not None:
                     await closer()
-            for event in assembler.finish():
+            if assembler.finish_reason is None:
+                raise Fault(truncated_stream(self._provider_name(params), self.settings.base_url, "finish_reason"))
+            events = assembler.finish()
+            final = events[-1]
+            if isinstance(final, StreamEnd):
+                self._check_not_empty(final.response, params, "no content delta, no tool call")
+            for event in events:
                 yield event
 
-        async for event in stream_with_retries(attempt, classify_exc, self.policy, provider=self.name):
+        deadline = self._deadline(request)
+        retried = stream_with_retries(attempt, classify_exc, self.policy, provider=self.name, deadline=deadline)
+        async for event in stream_by_deadline(retried, deadline, self._too_late(request, params)):
             yield event
 
+    async def _check_event_stream(self, stream: Any, provider: str, api: str) -> None:
+        """A Fault when the HTTP response under litellm's stream is an HTML page, not an event stream."""
+        response = getattr(getattr(stream, "completion_stream", None), "response", None)
+        headers = getattr(response, "headers", None)
+        content_type = headers.get("content-type", "") if headers is not None else ""
+        if not isinstance(content_type, str) or "html" not in content_type.lower():
+            return
+        try:
+            raw = await response.aread()
+        except Exception:  # noqa: BLE001 - the description is a nicety; the fault stands without it
+            raw = b""
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+        raise Fault(not_an_api_body(provider, self.settings.base_url, text, content_type, compatible=api))
+
     async def aclose(self) -> None:
-        """Nothing of ours to release: litellm keeps its own client cache."""
+        """Close litellm's clients of this event loop when no other open litellm backend used it.  Idempotent."""
         self._providers.clear()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        users = _USERS.get(loop)
+        if users is None or self not in users:
+            return  # no call of ours on this loop
+        users.discard(self)
+        if users:
+            return  # another backend on this loop still uses the clients
+        _USERS.pop(loop, None)
+        await close_loop_clients()
+
+
+def _loaded() -> bool:
+    from rlm_backend_litellm import loader
+
+    return loader._litellm is not None
+
+
+async def close_loop_clients() -> int:
+    """Drop the current event loop's clients from litellm's client cache and close them; returns how many.
+
+    Only clients litellm created are closed (not one a caller gave it);
+    one still serving a request is handed to litellm's own deferred closer
+    instead.  Does nothing (0) when litellm is not imported or its cache
+    is not the kind this knows (it cannot tell then which clients are
+    litellm's own).
+    """
+    if not _loaded():
+        return 0
+    litellm = load_litellm()
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    scoped = getattr(cache, "update_cache_key_with_event_loop", None)
+    entries = getattr(cache, "cache_dict", None)
+    if not callable(scoped) or not isinstance(entries, dict):
+        return 0
+    suffix = scoped("")
+    if not suffix:
+        return 0
+    closer = getattr(cache, "evicted_client_closer", None)
+    owned = getattr(closer, "_is_owned", None)
+    schedule = getattr(closer, "schedule", None)
+    if not callable(owned) or not callable(schedule):
+        return 0
+    ttl = getattr(cache, "ttl_dict", None)
+    closed = 0
+    for key in [k for k in list(entries) if isinstance(k, str) and k.endswith(suffix)]:
+        client = entries.pop(key, None)
+        if isinstance(ttl, dict):
+            ttl.pop(key, None)
+        if client is None or not owned(client):
+            continue
+        if _in_flight(client):
+            schedule(client)
+            continue
+        if await _close(client):
+            closed += 1
+    return closed
+
+
+def _in_flight(client: Any) -> bool:
+    try:
+        from litellm.caching.evicted_client_closer import _has_connection_in_flight
+    except ImportError:
+        return False
+    return bool(_has_connection_in_flight(client))
+
+
+async def _close(client: Any) -> bool:
+    close = getattr(client, "aclose", None) or getattr(client, "close", None)
+    if not callable(close):
+        return False
+    try:
+        result = close()
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:  # noqa: BLE001 - closing a client must not fail a run
+        log.debug("litellm_client_close_failed", error=repr(exc))
+        return False
+    return True
+
+
+def _content_detail(completion: Any) -> str:
+    """What the first choice's message held: ``content: null`` or ``content: ""``, and no tool call."""
+    try:
+        content = completion.choices[0].message.content
+    except (AttributeError, IndexError, TypeError):
+        return "no message"
+    return ("content: null" if content is None else f"content: {json.dumps(content)}") + ", no tool call"

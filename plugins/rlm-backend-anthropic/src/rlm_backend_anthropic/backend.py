@@ -3,9 +3,17 @@
 Model strings may carry the ``anthropic/`` prefix rlm routes by; it is
 stripped before sending.  ``base_url`` (``[rlm] api_base``) points the SDK
 at an Anthropic-compatible server, which gets a placeholder key when none is
-set.  The SDK's own retries are off: :mod:`.retry` retries 429/5xx/529,
+set.  The SDK's own retries are off: :mod:`rlm.retry` retries 429/5xx/529,
 timeouts and connection failures with backoff, jitter and ``Retry-After``.
 SDK exceptions are turned into :mod:`rlm.errors` by :mod:`.errors`.
+
+Every attempt waits at most ``read_timeout`` for the server's next bytes
+(:func:`rlm.retry.read_timeout`); a request's own ``timeout`` (the run's
+remaining time) bounds the whole call, retries included.  What the SDK
+accepts but is no answer is an error too: a stream without ``message_stop``
+(retried while nothing was yielded), an event that is not JSON, a message
+with no text and no tool call (``content: []``; retried), and an HTML page
+or other non-JSON body with status 200 (not retried: ``api_base`` is wrong).
 """
 
 from __future__ import annotations
@@ -13,22 +21,35 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import json
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEvent
+from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEnd, StreamEvent
 from rlm.errors import NoProvidersConfigured, PluginError, ProviderUnavailableError
 from rlm.logging import get_logger
 
+from rlm.provider_errors import empty_answer, malformed_stream, not_an_api_body, timed_out_failure, truncated_stream
 from rlm_backend_anthropic import convert
 from rlm_backend_anthropic.errors import classify
 from rlm_backend_anthropic.options import AnthropicOptions
-from rlm.retry import RetryPolicy, call_with_retries, stream_with_retries
+from rlm.retry import (
+    Fault,
+    RetryPolicy,
+    by_deadline,
+    call_with_retries,
+    read_timeout,
+    stream_by_deadline,
+    stream_with_retries,
+)
 
 log = get_logger(__name__)
 
 PREFIX = "anthropic/"
+SECTION = "backend-anthropic"
+PROVIDER = "Anthropic"
 KEY_ENV = "ANTHROPIC_API_KEY"
 BASE_URL_ENV = "ANTHROPIC_BASE_URL"
 SDK_REQUIREMENT = "anthropic>=2,<3"
@@ -80,6 +101,8 @@ class AnthropicBackend:
             base_delay=self.options.retry_base_delay,
             max_delay=self.options.retry_max_delay,
         )
+        #: every attempt's timeout (one value for the backend's life)
+        self.timeout, self.timeout_fix = read_timeout(self.settings, self.options.read_timeout, section=SECTION)
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -121,7 +144,7 @@ class AnthropicBackend:
             self._client = anthropic.AsyncAnthropic(
                 api_key=self.api_key(),
                 base_url=self.base_url,
-                timeout=self.settings.timeout,
+                timeout=self.timeout,
                 max_retries=0,
             )
         return self._client
@@ -143,9 +166,18 @@ class AnthropicBackend:
         prepared = convert.request_params(
             request, model=model, max_tokens=max_tokens, structured_output=self.options.structured_output
         )
-        timeout = request.timeout if request.timeout is not None else self.settings.timeout
-        prepared.params["timeout"] = timeout
-        return prepared, timeout
+        prepared.params["timeout"] = self.timeout
+        return prepared, self.timeout
+
+    def _too_late(self, request: LLMRequest) -> Any:
+        """The error of a call still unanswered at its deadline (the request's own timeout)."""
+        where = f" at {self.base_url}" if self.base_url else ""
+        return lambda: timed_out_failure(PROVIDER, where, request.timeout, "the request's timeout").error
+
+    @staticmethod
+    def _deadline(request: LLMRequest) -> float | None:
+        """When the caller stops waiting (``time.monotonic()``): no retry starts that would end after it."""
+        return time.monotonic() + request.timeout if request.timeout is not None else None
 
     @staticmethod
     def _create_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -165,9 +197,30 @@ class AnthropicBackend:
 
     def _classify(self, model: str, timeout: float) -> Any:
         def classify_exc(exc: BaseException) -> Any:
-            return classify(exc, model=model, base_url=self.settings.base_url, timeout=timeout)
+            return classify(exc, model=model, base_url=self.base_url, timeout=timeout, timeout_fix=self.timeout_fix)
 
         return classify_exc
+
+    def _read(self, message: Any, prepared: convert.Prepared) -> LLMResponse:
+        """The message as an LLMResponse; a Fault for a body that is no answer."""
+        if isinstance(message, str):  # the SDK hands back the text of a non-JSON body
+            raise Fault(not_an_api_body(PROVIDER, self.base_url, message))
+        model = prepared.params["model"]
+        try:
+            response = convert.from_anthropic_message(message, model=model, output_tool=prepared.output_tool)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ProviderUnavailableError(
+                f"{PROVIDER} sent a message that could not be read: {exc}",
+                fix="try again; if it persists, check that api_base points at an Anthropic-compatible server",
+            ) from exc
+        self._check_not_empty(response, detail=lambda: _content_detail(message))
+        return response
+
+    def _check_not_empty(self, response: LLMResponse, *, detail: Any) -> None:
+        """A Fault for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
+        if response.message.text or response.message.tool_calls or response.finish_reason == "length":
+            return
+        raise Fault(empty_answer(PROVIDER, self.base_url, detail(), finish_reason=response.finish_reason))
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         prepared, timeout = self._prepare(request)
@@ -176,19 +229,15 @@ class AnthropicBackend:
 
         kwargs = self._create_kwargs(params)
 
-        async def attempt() -> Any:
-            return await client.messages.create(**kwargs)
+        async def attempt() -> LLMResponse:
+            return self._read(await client.messages.create(**kwargs), prepared)
 
-        message = await call_with_retries(
-            attempt, self._classify(params["model"], timeout), self.policy, provider=self.name
+        deadline = self._deadline(request)
+        return await by_deadline(
+            call_with_retries(attempt, self._classify(params["model"], timeout), self.policy, provider=self.name,
+                              deadline=deadline),
+            deadline, self._too_late(request),
         )
-        try:
-            return convert.from_anthropic_message(message, model=params["model"], output_tool=prepared.output_tool)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ProviderUnavailableError(
-                f"{self.name} sent a message that could not be read: {exc}",
-                fix="try again; if it persists, check that api_base points at an Anthropic-compatible server",
-            ) from exc
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
         prepared, timeout = self._prepare(request)
@@ -200,15 +249,31 @@ class AnthropicBackend:
             stream = await client.messages.create(**self._create_kwargs(params))
             assembler = convert.StreamAssembler(model=params["model"], output_tool=prepared.output_tool)
             try:
-                async for event in stream:
-                    for out in assembler.feed(event):
-                        yield out
+                content_type = stream.response.headers.get("content-type", "")
+                if "html" in content_type.lower():
+                    raw = await stream.response.aread()
+                    raise Fault(not_an_api_body(PROVIDER, self.base_url, raw.decode("utf-8", "replace"),
+                                                content_type))
+                try:
+                    async for event in stream:
+                        for out in assembler.feed(event):
+                            yield out
+                except json.JSONDecodeError as exc:
+                    raise Fault(malformed_stream(PROVIDER, self.base_url, exc)) from exc
             finally:
                 await stream.close()
-            for out in assembler.finish():
+            if not assembler.stopped:
+                raise Fault(truncated_stream(PROVIDER, self.base_url, "message_stop"))
+            events = assembler.finish()
+            final = events[-1]
+            if isinstance(final, StreamEnd):
+                self._check_not_empty(final.response, detail=lambda: "no content block")
+            for out in events:
                 yield out
 
-        async for event in stream_with_retries(attempt, classify_exc, self.policy, provider=self.name):
+        deadline = self._deadline(request)
+        retried = stream_with_retries(attempt, classify_exc, self.policy, provider=self.name, deadline=deadline)
+        async for event in stream_by_deadline(retried, deadline, self._too_late(request)):
             yield event
 
     async def aclose(self) -> None:
@@ -218,3 +283,13 @@ class AnthropicBackend:
                 await client.close()
             except RuntimeError:  # made under an event loop that is gone
                 pass
+
+
+def _content_detail(message: Any) -> str:
+    """What the message held: ``content: []``, no content at all, or only empty text blocks."""
+    content = convert._get(message, "content")
+    if content is None:
+        return "no content field"
+    if not content:
+        return "content: []"
+    return "only empty text blocks"

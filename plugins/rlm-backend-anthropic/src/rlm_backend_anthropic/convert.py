@@ -279,7 +279,8 @@ class StreamAssembler:
     """Turns Messages stream events into TextDelta/ToolCallDelta events and one StreamEnd.
 
     A tool call is emitted at its ``content_block_stop``.  In tool mode the
-    answer tool's JSON is streamed as text.
+    answer tool's JSON is streamed as text.  ``stopped`` tells whether the
+    end marker (``message_stop``) came: a stream without it was cut short.
     """
 
     def __init__(self, *, model: str = "", output_tool: str | None = None) -> None:
@@ -290,6 +291,7 @@ class StreamAssembler:
         self.calls: list[ToolCall] = []
         self.usage = Usage(cost_usd=None)
         self.finish_reason: str | None = None
+        self.stopped = False
 
     def feed(self, event: Any) -> list[StreamEvent]:
         kind = _get(event, "type")
@@ -330,6 +332,8 @@ class StreamAssembler:
                 self.finish_reason = STOP_REASONS.get(stop, stop)
             if _get(event, "usage") is not None:
                 self.usage = parse_usage(_get(event, "usage"), self.usage)
+        elif kind == "message_stop":
+            self.stopped = True
         return events
 
     def _is_answer(self, block: Mapping[str, Any]) -> bool:

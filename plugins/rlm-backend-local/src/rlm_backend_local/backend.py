@@ -11,15 +11,23 @@ the orchestrator uses the paper-style REPL protocol (code blocks + FINAL):
 at 0.5B parameters ``tool_choice="auto"`` is unreliable and llama.cpp's
 function-calling formats drop tool results, while ```python answers and
 grammar-constrained JSON (``json_schema=True``) are reliable.
+
+Faults: every attempt waits at most ``read_timeout`` (unset: the request's
+timeout) for the server's next bytes; a stream that ends without a
+``finish_reason``, an answer with no text and no tool call, and an HTML page
+instead of JSON are errors (the first two retried while nothing was
+yielded; the page is not: ``api_base`` is wrong).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +52,8 @@ from rlm.errors import (
     RateLimitError,
 )
 from rlm.logging import get_logger
+from rlm.provider_errors import empty_answer, not_an_api_body, truncated_stream
+from rlm.retry import DEADLINE_GRACE
 
 from rlm_backend_local import http
 from rlm_backend_local.convert import StreamState, estimate_prompt_tokens, parse_completion, request_body
@@ -63,6 +73,8 @@ log = get_logger(__name__)
 
 PREFIX = "local/"
 _MAX_BACKOFF = 10.0
+#: How the server is named in errors.
+SERVER = "the local model server"
 
 
 def cpu_count() -> int:
@@ -196,28 +208,50 @@ class LocalBackend:
         return request_body(request, model=target.model, max_tokens=self.local.max_tokens,
                             temperature=self.local.temperature, stream=stream)
 
+    def _read_timeout(self, total: float) -> tuple[float, bool]:
+        """``(seconds, whether the read_timeout setting binds)``: how long one read may wait (``inf``: only
+        the request's deadline)."""
+        read = self.local.read_timeout if self.local.read_timeout is not None else self.settings.read_timeout
+        if read is not None and read < total:
+            return read, True
+        return math.inf, False
+
+    def _answer(self, response: http.Response, target: Target) -> LLMResponse:
+        """A 200's body as an LLMResponse; a BackendError for a page that is no completion or an empty answer."""
+        content_type = response.headers.get("content-type", "")
+        if "html" in content_type.lower():
+            raise permanent(not_an_api_body(SERVER, target.base_url, response.body.decode("utf-8", "replace"),
+                                            content_type, compatible="OpenAI").error)
+        try:
+            answer = parse_completion(response.json(), model=target.model)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProviderUnavailableError(
+                f"the local model server sent a malformed response ({exc})",
+                fix="retry; if it persists, check the server with `rlm doctor`",
+            ) from None
+        _check_not_empty(answer, target, "content: null, no tool call")
+        return answer
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        timeout = request.timeout or self.settings.timeout
+        total = request.timeout or self.settings.timeout
+        read, is_read_timeout = self._read_timeout(total)
+        # a caller holding the same deadline (the orchestrator) acts first
+        deadline = time.monotonic() + total + DEADLINE_GRACE
         attempt = 0
         while True:
             target = await self.target(request.model)
             url = f"{target.base_url}/chat/completions"
+            timeout = min(read, max(0.001, deadline - time.monotonic()))
             try:
                 response = await asyncio.wait_for(
                     http.request("POST", url, payload=self._body(request, target), api_key=target.api_key),
                     timeout=timeout,
                 )
                 if response.status == 200:
-                    try:
-                        return parse_completion(response.json(), model=target.model)
-                    except (ValueError, UnicodeDecodeError) as exc:
-                        raise ProviderUnavailableError(
-                            f"the local model server sent a malformed response ({exc})",
-                            fix="retry; if it persists, check the server with `rlm doctor`",
-                        ) from None
+                    return self._answer(response, target)
                 raise error_for(response, model=request.model, url=target.base_url)
             except TimeoutError:
-                error: BackendError = _timeout_error(timeout)
+                error: BackendError = _timeout_error(min(read, total), read_setting=is_read_timeout)
             except http.HTTPFailure as exc:
                 error = self._transport_error(exc, target)
             except BackendError as exc:
@@ -225,13 +259,21 @@ class LocalBackend:
             retry_after = getattr(error, "retry_after", None)
             if error.permanent or attempt >= self.settings.max_retries:
                 raise error
-            await asyncio.sleep(_backoff(attempt, retry_after))
+            wait = _backoff(attempt, retry_after)
+            if time.monotonic() + wait >= deadline:
+                raise error
+            await asyncio.sleep(wait)
             attempt += 1
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
-        timeout = request.timeout or self.settings.timeout
+        total = request.timeout or self.settings.timeout
+        read, is_read_timeout = self._read_timeout(total)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + total + DEADLINE_GRACE
+
+        def wait_at_most() -> float:
+            return min(read, max(0.001, deadline - loop.time()))
+
         attempt = 0
         while True:
             target = await self.target(request.model)
@@ -239,19 +281,24 @@ class LocalBackend:
             state = StreamState(model=target.model, prompt_estimate=estimate_prompt_tokens(body))
             started = False
             stream: http.EventStream | None = None
+            timeout = wait_at_most()
             try:
                 stream = await asyncio.wait_for(
                     http.open_stream(f"{target.base_url}/chat/completions", payload=body, api_key=target.api_key),
-                    timeout=max(0.001, deadline - loop.time()),
+                    timeout=timeout,
                 )
-                if stream.status != 200:
-                    raw = await asyncio.wait_for(stream.body(), timeout=max(0.001, deadline - loop.time()))
-                    raise error_for(http.Response(status=stream.status, headers=stream.headers, body=raw),
-                                    model=request.model, url=target.base_url)
+                if stream.status != 200 or "html" in stream.headers.get("content-type", "").lower():
+                    timeout = wait_at_most()
+                    raw = await asyncio.wait_for(stream.body(), timeout=timeout)
+                    response = http.Response(status=stream.status, headers=stream.headers, body=raw)
+                    if stream.status == 200:
+                        self._answer(response, target)  # raises: an HTML page is no event stream
+                    raise error_for(response, model=request.model, url=target.base_url)
                 events = stream.events()
                 while True:
+                    timeout = wait_at_most()
                     try:
-                        data = await asyncio.wait_for(events.__anext__(), timeout=max(0.001, deadline - loop.time()))
+                        data = await asyncio.wait_for(events.__anext__(), timeout=timeout)
                     except StopAsyncIteration:
                         break
                     try:
@@ -267,12 +314,16 @@ class LocalBackend:
                     if piece:
                         started = True
                         yield TextDelta(text=piece)
+                if state.finish_reason is None:
+                    raise truncated_stream(SERVER, target.base_url, "finish_reason").error
+                final = state.response()
+                _check_not_empty(final, target, "no content delta, no tool call")
                 for call in state.tool_calls():
                     yield ToolCallDelta(call=call)
-                yield StreamEnd(response=state.response())
+                yield StreamEnd(response=final)
                 return
             except TimeoutError:
-                error: BackendError = _timeout_error(timeout)
+                error: BackendError = _timeout_error(min(read, total), read_setting=is_read_timeout)
             except http.HTTPFailure as exc:
                 error = self._transport_error(exc, target)
             except BackendError as exc:
@@ -283,7 +334,10 @@ class LocalBackend:
             retry_after = getattr(error, "retry_after", None)
             if started or error.permanent or attempt >= self.settings.max_retries:
                 raise error
-            await asyncio.sleep(_backoff(attempt, retry_after))
+            wait = _backoff(attempt, retry_after)
+            if loop.time() + wait >= deadline:
+                raise error
+            await asyncio.sleep(wait)
             attempt += 1
 
     def _transport_error(self, exc: http.HTTPFailure, target: Target) -> BackendError:
@@ -305,11 +359,20 @@ class LocalBackend:
 # --- errors ------------------------------------------------------------------------------------
 
 
-def _timeout_error(timeout: float) -> BackendError:
+def _timeout_error(timeout: float, *, read_setting: bool = False) -> BackendError:
+    knob = "[plugins.backend-local] read_timeout" if read_setting else "the timeout"
     return ProviderUnavailableError(
         f"the local model timed out after {timeout:g} s",
-        fix="raise the timeout, or lower [plugins.backend-local] max_tokens",
+        fix=f"raise {knob}, or lower [plugins.backend-local] max_tokens",
     )
+
+
+def _check_not_empty(response: LLMResponse, target: Target, detail: str) -> None:
+    """An error for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
+    if response.message.text or response.message.tool_calls or response.finish_reason == "length":
+        return
+    failure = empty_answer(SERVER, target.base_url, detail, finish_reason=response.finish_reason, compatible="OpenAI")
+    raise failure.error if failure.retryable else permanent(failure.error)
 
 
 def _message(data: Any) -> str:

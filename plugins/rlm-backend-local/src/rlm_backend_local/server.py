@@ -97,23 +97,33 @@ class ServerSpec:
     command: tuple[str, ...] | None = None
 
     def argv(self, port: int, api_key: str) -> list[str]:
+        """The server's command line.  Every value is attached to its flag (``--flag=value``): a value
+        that begins with ``-`` (a key, a path) can never be read as an option."""
         if self.command is not None:
             return [part.format(port=port, host=self.host, api_key=api_key) for part in self.command]
-        return [
-            self.python, "-m", "llama_cpp.server",
-            "--model", self.model_path,
-            "--model_alias", self.alias,
-            "--host", self.host,
-            "--port", str(port),
-            "--api_key", api_key,
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.n_threads),
-            "--n_threads_batch", str(self.n_threads),
+        options = {
+            "model": self.model_path,
+            "model_alias": self.alias,
+            "host": self.host,
+            "port": port,
+            "api_key": api_key,
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "n_threads_batch": self.n_threads,
             # the server's default (True) computes the vocabulary projection for every prompt token and
             # keeps an n_ctx x n_vocab float array (5 GB at 8192 x 151936): only logprobs need it
-            "--logits_all", "false",
-            *self.extra_args,
-        ]
+            "logits_all": "false",
+        }
+        return [self.python, "-m", "llama_cpp.server", *(f"--{name}={value}" for name, value in options.items()),
+                *self.extra_args]
+
+
+def new_api_key() -> str:
+    """A random key for the server (only this process can use it).
+
+    Hex, so it never begins with ``-``; :meth:`ServerSpec.argv` does not rely on that (``--api_key=<key>``).
+    """
+    return secrets.token_hex(24)
 
 
 def _prctl() -> Any:
@@ -139,8 +149,7 @@ class LlamaServer:
     def __init__(self, spec: ServerSpec, *, startup_timeout: float = 120.0) -> None:
         self.spec = spec
         self.startup_timeout = startup_timeout
-        # hex: a urlsafe token starts with '-' one time in 64, which argparse takes for an option
-        self.api_key = secrets.token_hex(24)
+        self.api_key = new_api_key()
         self.port: int | None = None
         self.startup_s: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None

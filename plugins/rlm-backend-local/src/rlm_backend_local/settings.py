@@ -17,6 +17,14 @@ SECTION = "backend-local"
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 
 
+def _above(minimum: float) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not value > minimum:  # "not >": nan fails too
+            raise ValueError(f"{attribute.name} must be more than {minimum:g}, got {value!r}")
+
+    return check
+
+
 def _at_least(minimum: float) -> Any:
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None and value < minimum:
@@ -43,6 +51,9 @@ class LocalSettings:
         "help": "sampling temperature when the request gives none (0: greedy, reproducible)"})
     startup_timeout: float = attrs.field(default=120.0, validator=_at_least(1.0), metadata={
         "help": "seconds to wait for the llama.cpp server to answer /v1/models"})
+    read_timeout: float | None = attrs.field(default=None, validator=_above(0.0), metadata={
+        "help": "seconds to wait for the server's next bytes (not streamed: the whole answer) before the "
+                "attempt is abandoned and retried; unset: the run's timeout (a small CPU model can take minutes)"})
     default_when_no_key: bool = attrs.field(default=True, metadata={
         "help": "serve every model string with the local model when no provider key is set"})
     python: str | None = attrs.field(default=None, metadata={

@@ -3,9 +3,20 @@
 Model strings may carry the ``openai/`` prefix rlm routes by; it is stripped
 before sending.  ``base_url`` (``[rlm] api_base``) points the SDK at any
 OpenAI-compatible server; such a server needs no key, so a placeholder is
-sent when none is set.  The SDK's own retries are off: :mod:`.retry` retries
-429/5xx/connection failures with backoff, jitter and ``Retry-After``.  SDK
-exceptions are turned into :mod:`rlm.errors` by :mod:`.errors`.
+sent when none is set.  The SDK's own retries are off: :mod:`rlm.retry`
+retries 429/5xx/connection failures with backoff, jitter and
+``Retry-After``.  SDK exceptions are turned into :mod:`rlm.errors` by
+:mod:`.errors`.
+
+Every attempt waits at most ``read_timeout`` for the server's next bytes
+(:func:`rlm.retry.read_timeout`: one value for the backend's life); a
+request's own ``timeout`` (the run's remaining time) bounds the whole call,
+retries included, and no retry starts whose wait would end after it.  What the SDK accepts but is no answer is an error
+too: a stream that ends without a ``finish_reason`` (the SDK drops
+``[DONE]``, so the finish is the end marker seen here; retried while nothing
+was yielded), an event that is not JSON, an answer with no text and no tool
+call (``content: null``; retried), and an HTML page or other non-JSON body
+with status 200 (not retried: ``api_base`` is wrong).
 """
 
 from __future__ import annotations
@@ -13,23 +24,36 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEvent
+from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEnd, StreamEvent
 from rlm.errors import NoProvidersConfigured, PluginError, ProviderUnavailableError
 from rlm.logging import get_logger
 
 from rlm import openai_format as convert
+from rlm.provider_errors import empty_answer, malformed_stream, not_an_api_body, timed_out_failure, truncated_stream
 from rlm_backend_openai.errors import classify
 from rlm_backend_openai.options import OpenAIOptions
-from rlm.retry import RetryPolicy, call_with_retries, stream_with_retries
+from rlm.retry import (
+    Fault,
+    RetryPolicy,
+    by_deadline,
+    call_with_retries,
+    read_timeout,
+    stream_by_deadline,
+    stream_with_retries,
+)
 
 log = get_logger(__name__)
 
 PREFIX = "openai/"
+SECTION = "backend-openai"
+PROVIDER = "OpenAI"
 KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 SDK_REQUIREMENT = "openai>=2,<4"
@@ -84,6 +108,8 @@ class OpenAIBackend:
             base_delay=self.options.retry_base_delay,
             max_delay=self.options.retry_max_delay,
         )
+        #: every attempt's timeout (one value, so that nothing keyed by it changes between requests)
+        self.timeout, self.timeout_fix = read_timeout(self.settings, self.options.read_timeout, section=SECTION)
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -133,7 +159,7 @@ class OpenAIBackend:
                 base_url=self.base_url,
                 organization=self.options.organization,
                 project=self.options.project,
-                timeout=self.settings.timeout,
+                timeout=self.timeout,
                 max_retries=0,
             )
         return self._client
@@ -155,8 +181,18 @@ class OpenAIBackend:
         if request.max_tokens is None and self.options.default_max_tokens is not None:
             params[self.max_tokens_param()] = self.options.default_max_tokens
         params["model"] = model_id(request.model)
-        params["timeout"] = request.timeout if request.timeout is not None else self.settings.timeout
+        params["timeout"] = self.timeout
         return params
+
+    def _too_late(self, request: LLMRequest) -> Any:
+        """The error of a call still unanswered at its deadline (the request's own timeout)."""
+        where = f" at {self.base_url}" if self.base_url else ""
+        return lambda: timed_out_failure(PROVIDER, where, request.timeout, "the request's timeout").error
+
+    @staticmethod
+    def _deadline(request: LLMRequest) -> float | None:
+        """When the caller stops waiting (``time.monotonic()``): no retry starts that would end after it."""
+        return time.monotonic() + request.timeout if request.timeout is not None else None
 
     @staticmethod
     def _create_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -176,9 +212,30 @@ class OpenAIBackend:
 
     def _classify(self, params: dict[str, Any]) -> Any:
         def classify_exc(exc: BaseException) -> Any:
-            return classify(exc, model=params["model"], base_url=self.settings.base_url, timeout=params["timeout"])
+            return classify(exc, model=params["model"], base_url=self.base_url, timeout=params["timeout"],
+                            timeout_fix=self.timeout_fix)
 
         return classify_exc
+
+    def _read(self, completion: Any, model: str) -> LLMResponse:
+        """The completion as an LLMResponse; a Fault for a body that is no answer."""
+        if isinstance(completion, str):  # the SDK hands back the text of a non-JSON body
+            raise Fault(not_an_api_body(PROVIDER, self.base_url, completion))
+        try:
+            response = convert.from_openai_completion(completion, model=model)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ProviderUnavailableError(
+                f"{PROVIDER} sent a completion that could not be read: {exc}",
+                fix="try again; if it persists, check that api_base points at an OpenAI-compatible server",
+            ) from exc
+        self._check_not_empty(response, detail=lambda: _content_detail(completion))
+        return response
+
+    def _check_not_empty(self, response: LLMResponse, *, detail: Any) -> None:
+        """A Fault for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
+        if response.message.text or response.message.tool_calls or response.finish_reason == "length":
+            return
+        raise Fault(empty_answer(PROVIDER, self.base_url, detail(), finish_reason=response.finish_reason))
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         client = self.client()
@@ -186,17 +243,14 @@ class OpenAIBackend:
 
         kwargs = self._create_kwargs(params)
 
-        async def attempt() -> Any:
-            return await client.chat.completions.create(**kwargs)
+        async def attempt() -> LLMResponse:
+            return self._read(await client.chat.completions.create(**kwargs), params["model"])
 
-        completion = await call_with_retries(attempt, self._classify(params), self.policy, provider=self.name)
-        try:
-            return convert.from_openai_completion(completion, model=params["model"])
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ProviderUnavailableError(
-                f"{self.name} sent a completion that could not be read: {exc}",
-                fix="try again; if it persists, check that api_base points at an OpenAI-compatible server",
-            ) from exc
+        deadline = self._deadline(request)
+        return await by_deadline(
+            call_with_retries(attempt, self._classify(params), self.policy, provider=self.name, deadline=deadline),
+            deadline, self._too_late(request),
+        )
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
         client = self.client()
@@ -209,15 +263,31 @@ class OpenAIBackend:
             stream = await client.chat.completions.create(**self._create_kwargs(params))
             assembler = convert.StreamAssembler(model=params["model"])
             try:
-                async for chunk in stream:
-                    for event in assembler.feed(chunk):
-                        yield event
+                content_type = stream.response.headers.get("content-type", "")
+                if "html" in content_type.lower():
+                    raw = await stream.response.aread()
+                    raise Fault(not_an_api_body(PROVIDER, self.base_url, raw.decode("utf-8", "replace"),
+                                                content_type))
+                try:
+                    async for chunk in stream:
+                        for event in assembler.feed(chunk):
+                            yield event
+                except json.JSONDecodeError as exc:
+                    raise Fault(malformed_stream(PROVIDER, self.base_url, exc)) from exc
             finally:
                 await stream.close()
-            for event in assembler.finish():
+            if assembler.finish_reason is None:
+                raise Fault(truncated_stream(PROVIDER, self.base_url, "finish_reason"))
+            events = assembler.finish()
+            final = events[-1]
+            if isinstance(final, StreamEnd):
+                self._check_not_empty(final.response, detail=lambda: "no content delta, no tool call")
+            for event in events:
                 yield event
 
-        async for event in stream_with_retries(attempt, classify_exc, self.policy, provider=self.name):
+        deadline = self._deadline(request)
+        retried = stream_with_retries(attempt, classify_exc, self.policy, provider=self.name, deadline=deadline)
+        async for event in stream_by_deadline(retried, deadline, self._too_late(request)):
             yield event
 
     async def aclose(self) -> None:
@@ -227,3 +297,12 @@ class OpenAIBackend:
                 await client.close()
             except RuntimeError:  # made under an event loop that is gone
                 pass
+
+
+def _content_detail(completion: Any) -> str:
+    """What the first choice's message held: ``content: null`` or ``content: ""``, and no tool call."""
+    try:
+        content = completion.choices[0].message.content
+    except (AttributeError, IndexError, TypeError):
+        return "no message"
+    return ("content: null" if content is None else f"content: {json.dumps(content)}") + ", no tool call"

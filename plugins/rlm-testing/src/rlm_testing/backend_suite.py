@@ -53,7 +53,18 @@ recorded, not only what came back):
   (``RateLimitError``, ``AuthenticationError``, ``ModelNotFoundError``,
   ``ContextTooLongError``; any non-permanent one for 5xx, timeouts,
   malformed bodies and dropped connections) with a readable message, never a
-  raw SDK exception; a timeout's message says "timeout"/"timed out".
+  raw SDK exception; a timeout's message says "timeout"/"timed out";
+- faults are errors, never an answer: a stream cut before its end marker
+  (no ``finish_reason``/``[DONE]``, no ``message_stop``) while the HTTP
+  response itself ended cleanly, a JSON body cut in half, an answer with no
+  content (OpenAI ``content: null``, Anthropic ``content: []``) and an HTML
+  page with status 200 (the message says "HTML"); a stream cut before any
+  text is retried;
+- ``settings.read_timeout`` bounds each attempt's wait for the server: a
+  hung server (:meth:`Reply.hang`) or one that stalls mid-stream is
+  abandoned after it and the attempt retried like a connection failure (a
+  stream only while nothing was yielded), with a message that says
+  "timeout"/"timed out".
 
 Async calls run through :func:`run_async` (``asyncio.run``), so no
 pytest-asyncio is needed.  The ``scripted_llm`` fixture comes from
@@ -581,6 +592,82 @@ class BackendConformance:
         error = self.failure(scripted_llm, self.request(), max_retries=2)
         assert isinstance(error, ContextTooLongError), f"got {type(error).__name__}: {error}"
         assert len(scripted_llm.requests) == 1, "a too-long prompt is not retried"
+
+    # --- faults: what arrived is not an answer ------------------------------------
+
+    def test_truncated_stream_is_an_error(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.truncated("Half of an answer that")] * 3)
+        error = self.failure(scripted_llm, self.request(), stream=True, max_retries=2)
+        assert not error.permanent, "a stream cut short is transient"
+
+    def test_stream_cut_before_any_text_is_retried(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.truncated("", keep=1), Reply.text("The whole answer.")])
+        events = self.stream(scripted_llm, self.request(), max_retries=2)
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "The whole answer."
+        assert isinstance(events[-1], StreamEnd) and events[-1].response.message.text == "The whole answer."
+        assert len(scripted_llm.requests) == 2, "nothing was yielded: the cut stream is retried"
+
+    def test_truncated_body_is_an_error(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.truncated("Half of an answer that")] * 3)
+        self.failure(scripted_llm, self.request(), max_retries=2)
+
+    def test_empty_answer_is_an_error(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.empty()] * 3)
+        error = self.failure(scripted_llm, self.request(), max_retries=2)
+        assert not isinstance(error, (AuthenticationError, ModelNotFoundError, ContextTooLongError))
+
+    def test_stream_empty_answer_is_an_error(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.empty()] * 3)
+        self.failure(scripted_llm, self.request(), stream=True, max_retries=2)
+
+    def test_html_page_is_an_error(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.html()] * 3)
+        error = self.failure(scripted_llm, self.request(), max_retries=2)
+        assert "html" in str(error).lower(), f"the message does not say what came instead: {error}"
+
+    def test_stream_html_page_is_an_error(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.html()] * 3)
+        error = self.failure(scripted_llm, self.request(), stream=True, max_retries=2)
+        assert "html" in str(error).lower(), f"the message does not say what came instead: {error}"
+
+    # --- faults: a server that stops answering --------------------------------------
+
+    def test_hung_server_is_abandoned_after_the_read_timeout_and_retried(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.hang(), Reply.text("Answered on the second try.")])
+        started = time.monotonic()
+        response = self.complete(scripted_llm, self.request(), timeout=20.0, read_timeout=0.4, max_retries=1)
+        elapsed = time.monotonic() - started
+        assert response.message.text == "Answered on the second try."
+        assert len(scripted_llm.requests) == 2
+        assert elapsed < 5.0, f"settings.read_timeout=0.4 was not honoured (the call took {elapsed:.1f}s)"
+
+    def test_stream_hung_server_is_retried(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.hang(), Reply.text("Streamed on the second try.")])
+        events = self.stream(scripted_llm, self.request(), timeout=20.0, read_timeout=0.4, max_retries=1)
+        assert isinstance(events[-1], StreamEnd)
+        assert events[-1].response.message.text == "Streamed on the second try."
+        assert len(scripted_llm.requests) == 2
+
+    def test_hung_server_gives_up_with_a_timeout_error(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.hang()] * 2)
+        started = time.monotonic()
+        error = self.failure(scripted_llm, self.request(), timeout=20.0, read_timeout=0.3, max_retries=1)
+        elapsed = time.monotonic() - started
+        message = str(error).lower()
+        assert "timeout" in message or "timed out" in message, f"the message does not say timeout: {error}"
+        assert not error.permanent
+        assert len(scripted_llm.requests) == 2, "a read timeout is retried like a connection failure"
+        assert elapsed < 5.0, f"two attempts of 0.3 s took {elapsed:.1f}s"
+
+    def test_stream_stalled_mid_answer_times_out(self, scripted_llm: ScriptedLLMServer) -> None:
+        scripted_llm.script([Reply.stalled("Half of an answer that")] * 2)
+        started = time.monotonic()
+        error = self.failure(scripted_llm, self.request(), stream=True, timeout=20.0, read_timeout=0.3,
+                             max_retries=1)
+        elapsed = time.monotonic() - started
+        message = str(error).lower()
+        assert "timeout" in message or "timed out" in message, f"the message does not say timeout: {error}"
+        assert elapsed < 5.0, f"settings.read_timeout=0.3 was not honoured mid-stream ({elapsed:.1f}s)"
 
 
 def assert_clear_message(error: BaseException) -> None:

@@ -1,7 +1,9 @@
 """The script of the scripted LLM server: steps (:class:`Reply`) and recorded requests.
 
 A :class:`Reply` is one protocol-neutral step (text, tool calls, JSON text,
-an HTTP error, a malformed body, a dropped connection, optionally delayed);
+an HTTP error, a malformed body, a dropped connection, a stream cut before
+its end marker, a request that never answers, an HTML page, an answer with
+no content; optionally delayed);
 :mod:`rlm_testing.wire` renders it as OpenAI or Anthropic JSON/SSE.  A
 :class:`RecordedRequest` is what the server saw of one request.
 """
@@ -16,7 +18,7 @@ from typing import Any, Literal
 from attrs import define, evolve, field
 
 Protocol = Literal["openai", "anthropic"]
-ReplyKind = Literal["message", "error", "malformed", "drop"]
+ReplyKind = Literal["message", "error", "malformed", "drop", "hang", "html"]
 Finish = Literal["stop", "tool_calls", "length"]
 
 #: Default error codes by HTTP status (what :meth:`Reply.error` assumes).
@@ -83,6 +85,17 @@ class Reply:
     retry_after: float | None = None
     delay: float = 0.0
     headers: Mapping[str, str] = field(factory=dict)
+    #: the answer ends (cleanly, at the HTTP level) before its end marker: no ``finish_reason``/``[DONE]``
+    #: (OpenAI) or ``message_delta``/``message_stop`` (Anthropic) in a stream; a JSON body cut in half
+    cut_short: bool = False
+    #: with ``cut_short``: how many stream events are sent (None: every one before the end marker)
+    keep: int | None = field(default=None)
+    #: with ``cut_short``: instead of ending, the server then sends nothing more and keeps the connection open
+    stall: bool = False
+    #: an answer without content: OpenAI ``content: null`` and no tool calls, Anthropic ``content: []``
+    no_content: bool = False
+    #: the body of an ``html`` step
+    html_body: str | None = None
 
     # --- constructors -----------------------------------------------------
 
@@ -200,6 +213,46 @@ class Reply:
         """Close the connection without answering."""
         return cls(kind="drop")
 
+    @classmethod
+    def truncated(cls, text: str = "partial answer", *, keep: int | None = None) -> Reply:
+        """A reply of ``text`` cut before its end marker, the connection then closed cleanly.
+
+        Streamed: the events of ``Reply.text(text)`` without the end (OpenAI:
+        no chunk with a ``finish_reason``, no usage chunk, no ``[DONE]``;
+        Anthropic: no ``message_delta``, no ``message_stop``); ``keep`` sends
+        only the first ``keep`` events instead (``keep=1``: the opening event,
+        no text).  Not streamed: the JSON body cut in half (its
+        ``content-length`` says so: the HTTP response itself is complete).
+        """
+        if keep is not None and keep < 0:
+            raise ValueError("keep must be >= 0")
+        return cls(content=text, finish="stop", cut_short=True, keep=keep)
+
+    @classmethod
+    def stalled(cls, text: str = "partial answer", *, keep: int | None = None) -> Reply:
+        """Like :meth:`truncated`, but the server then sends nothing more and keeps the connection open
+        (a server that hangs in the middle of an answer: the client's read timeout must fire).
+        Not streamed: the headers and half of the body are sent, then nothing."""
+        return evolve(cls.truncated(text, keep=keep), stall=True)
+
+    @classmethod
+    def hang(cls) -> Reply:
+        """Never answer: the request is read, then nothing is sent until the server stops
+        (a hung provider: the client's read timeout must fire)."""
+        return cls(kind="hang")
+
+    @classmethod
+    def html(cls, status: int = 200, body: str | None = None) -> Reply:
+        """An HTML page instead of the API's JSON or event stream (a proxy, a login page, a wrong
+        ``api_base``), with ``content-type: text/html``, to streamed and plain requests alike."""
+        return cls(kind="html", status=status, html_body=body)
+
+    @classmethod
+    def empty(cls, *, finish: Finish = "stop") -> Reply:
+        """An answer without content: OpenAI ``message.content: null`` and no tool calls (streamed:
+        no content delta), Anthropic ``content: []`` (streamed: no content block)."""
+        return cls(content="", finish=finish, no_content=True)
+
     def after(self, seconds: float) -> Reply:
         """This step, answered ``seconds`` later."""
         return evolve(self, delay=self.delay + seconds)
@@ -210,7 +263,9 @@ class Reply:
 
         ``"hi"`` or ``{"text": "hi"}``; ``{"tool_calls": [{"name": .., "arguments": {..}, "id": ..}], "text": ..}``;
         ``{"json": {...}}``; ``{"error": 429, "message": .., "code": .., "retry_after": 1}``;
-        ``{"malformed": true}``; ``{"drop": true}``.  Any of them may carry
+        ``{"malformed": true}``; ``{"drop": true}``; ``{"truncated": "partial", "keep": 1}``;
+        ``{"stalled": "partial"}``; ``{"hang": true}``; ``{"html": 200}`` (or ``true``, with
+        an optional ``"body"``); ``{"empty": true}``.  Any of them may carry
         ``input_tokens``, ``output_tokens`` and ``delay`` (or
         ``{"slow": 2.0, "then": {...}}``).
         """
@@ -235,6 +290,17 @@ class Reply:
             step = cls.malformed()
         elif obj.get("drop"):
             step = cls.drop()
+        elif "truncated" in obj:
+            step = cls.truncated(str(obj["truncated"]), keep=obj.get("keep"))
+        elif "stalled" in obj:
+            step = cls.stalled(str(obj["stalled"]), keep=obj.get("keep"))
+        elif obj.get("hang"):
+            step = cls.hang()
+        elif "html" in obj and obj["html"] is not False:
+            status = 200 if obj["html"] is True else int(obj["html"])
+            step = cls.html(status, obj.get("body"))
+        elif obj.get("empty"):
+            step = cls.empty(finish=obj.get("finish", "stop"))
         elif "tool_calls" in obj:
             step = cls.tool_calls(*obj["tool_calls"], text=obj.get("text", ""), **usage)
         elif "json" in obj:
@@ -252,7 +318,9 @@ class RecordedRequest:
 
     ``headers`` has lower-cased names; ``body`` is the parsed JSON (None when
     absent or invalid); ``protocol`` is ``"openai"``, ``"anthropic"`` or None
-    (unknown route); ``time`` is :func:`time.monotonic` at arrival.
+    (unknown route); ``time`` is :func:`time.monotonic` at arrival;
+    ``client`` is the client's ``(host, port)``: requests with the same one
+    came over the same TCP connection.
     """
 
     index: int
@@ -264,6 +332,7 @@ class RecordedRequest:
     raw_body: bytes = field(default=b"", repr=False)
     protocol: Protocol | None = None
     time: float = 0.0
+    client: tuple[str, int] | None = None
 
     @property
     def json(self) -> Any:

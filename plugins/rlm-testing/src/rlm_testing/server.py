@@ -30,7 +30,13 @@ Steps: :meth:`Reply.text`, :meth:`Reply.tool_calls`, :meth:`Reply.json`,
 :meth:`Reply.server_error`, :meth:`Reply.invalid_api_key`,
 :meth:`Reply.model_not_found`, :meth:`Reply.context_too_long`,
 :meth:`Reply.overloaded`), :meth:`Reply.slow`, :meth:`Reply.malformed`,
-:meth:`Reply.drop`.  Errors use each provider's real JSON error shape and
+:meth:`Reply.drop`, and the faults a client must not take for an answer:
+:meth:`Reply.truncated` (a stream cut before its end marker, a JSON body cut
+in half, the connection closed cleanly), :meth:`Reply.stalled` (the same,
+then silence on an open connection), :meth:`Reply.hang` (no answer at all
+until the server stops), :meth:`Reply.html` (an HTML page with status 200)
+and :meth:`Reply.empty` (OpenAI ``content: null``, Anthropic
+``content: []``).  Errors use each provider's real JSON error shape and
 status.  When the script is exhausted the server answers 500 with
 ``scripted LLM server: script exhausted after N requests`` (and
 ``x-should-retry: false`` so SDKs fail at once).
@@ -59,7 +65,15 @@ from typing import Any
 from rlm.logging import get_logger
 
 from rlm_testing.script import Protocol, RecordedRequest, Reply, ScriptedToolCall, estimate_tokens
-from rlm_testing.wire import Rendered, render_anthropic, render_error, render_malformed, render_models, render_openai
+from rlm_testing.wire import (
+    Rendered,
+    render_anthropic,
+    render_error,
+    render_html,
+    render_malformed,
+    render_models,
+    render_openai,
+)
 
 __all__ = ["RecordedRequest", "Reply", "ScriptedLLMServer", "ScriptedToolCall", "estimate_tokens", "main"]
 
@@ -120,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        rendered = self.owner._answer(method, path, query, headers, body, raw)
+        rendered = self.owner._answer(method, path, query, headers, body, raw, client=self.client_address[:2])
         if rendered is None:  # server stopping
             self.close_connection = True
             return
@@ -131,6 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
             log.debug("client_went_away", path=path)
 
     def _write(self, r: Rendered) -> None:
+        if r.hang:
+            self._stall()
+            return
         if r.drop:
             self.close_connection = True
             try:
@@ -145,8 +162,10 @@ class _Handler(BaseHTTPRequestHandler):
         if r.events is None:
             self.send_header("content-length", str(len(r.body)))
             self.end_headers()
-            self.wfile.write(r.body)
+            self.wfile.write(r.body[: len(r.body) // 2] if r.stall else r.body)
             self.wfile.flush()
+            if r.stall:
+                self._stall()
             return
         self.send_header("transfer-encoding", "chunked")
         self.send_header("cache-control", "no-cache")
@@ -154,8 +173,16 @@ class _Handler(BaseHTTPRequestHandler):
         for event in r.events:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
             self.wfile.flush()
+        if r.stall:
+            self._stall()
+            return
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _stall(self) -> None:
+        """Send nothing more until the server stops or the client goes away; then close."""
+        self.close_connection = True
+        self.owner._hold(self.connection)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -360,7 +387,14 @@ class ScriptedLLMServer:
     # --- answering (called from handler threads) -----------------------------
 
     def _answer(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any, raw: bytes
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: Any,
+        raw: bytes,
+        client: tuple[str, int] | None = None,
     ) -> Rendered | None:
         if self._stopping.is_set():
             return None
@@ -376,6 +410,7 @@ class ScriptedLLMServer:
                 raw_body=raw,
                 protocol=protocol,
                 time=time.monotonic(),
+                client=(str(client[0]), int(client[1])) if client else None,
             )
             self._requests.append(req)
             self._arrived.notify_all()
@@ -396,8 +431,12 @@ class ScriptedLLMServer:
             log.warning("scripted_llm_no_step", path=path, reason=step)
             return self._delayed(0.0, render_error(failure, protocol, req, request_id))
         log.debug("request_served", path=path, protocol=protocol, step=step.kind, status=step.status, n=n)
-        if step.kind == "drop":
+        if step.kind == "hang":
+            rendered = Rendered(hang=True)
+        elif step.kind == "drop":
             rendered = Rendered(drop=True)
+        elif step.kind == "html":
+            rendered = render_html(step)
         elif step.kind == "malformed":
             rendered = render_malformed(req)
         elif step.kind == "error":
@@ -438,11 +477,32 @@ class ScriptedLLMServer:
                 return f"scripted LLM server: script function returned a bad step: {exc}", n
         return item, n
 
+    def _hold(self, connection: socket.socket) -> None:
+        """Wait (in the handler thread) until the server stops, or until the client closed ``connection``."""
+        while not self._stopping.wait(0.05):
+            if _peer_closed(connection):
+                return
+
     def _delayed(self, delay: float, rendered: Rendered) -> Rendered | None:
         wait = self.latency + delay
         if wait > 0 and self._stopping.wait(wait):
             return None
         return rendered
+
+
+def _peer_closed(connection: socket.socket) -> bool:
+    """Whether the client closed its end (a read would return EOF or fail), without blocking."""
+    timeout = connection.gettimeout()
+    try:
+        connection.setblocking(False)
+        try:
+            return connection.recv(1, socket.MSG_PEEK) == b""
+        finally:
+            connection.settimeout(timeout)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 # --- python -m rlm_testing.server ----------------------------------------------

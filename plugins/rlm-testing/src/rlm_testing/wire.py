@@ -2,8 +2,9 @@
 
 OpenAI Chat Completions (JSON and SSE chunks with ``[DONE]``), Anthropic
 Messages (JSON and the ``message_start`` ... ``message_stop`` event
-sequence), each provider's error JSON shape, the model lists, and the broken
-bodies of :meth:`Reply.malformed`.  Pure functions: no sockets here.
+sequence), each provider's error JSON shape, the model lists, the broken
+bodies of :meth:`Reply.malformed`, the cut ones of :meth:`Reply.truncated`
+and the HTML pages of :meth:`Reply.html`.  Pure functions: no sockets here.
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ class Rendered:
     headers: Mapping[str, str] = field(factory=dict)
     events: tuple[bytes, ...] | None = None  # SSE events (chunked response) when not None
     drop: bool = False
+    #: after the events (or, not streamed, half of the body), send nothing more and keep the connection open
+    stall: bool = False
+    #: send nothing at all (not even a status line) and keep the connection open
+    hang: bool = False
 
 
 # --- rendering --------------------------------------------------------------
@@ -190,7 +195,7 @@ def render_openai(step: Reply, req: RecordedRequest, n: int, request_id: str) ->
     if not req.stream:
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": step.content if (step.content or not calls) else None,
+            "content": None if step.no_content else step.content if (step.content or not calls) else None,
             "refusal": None,
         }
         if calls:
@@ -204,7 +209,7 @@ def render_openai(step: Reply, req: RecordedRequest, n: int, request_id: str) ->
             "usage": usage,
             "system_fingerprint": "fp_rlm_testing",
         }
-        return Rendered(body=_json_bytes(doc), headers=headers)
+        return _plain(step, _json_bytes(doc), headers)
 
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -233,6 +238,7 @@ def render_openai(step: Reply, req: RecordedRequest, n: int, request_id: str) ->
         events.append(chunk({"tool_calls": [head]}))
         for piece in _split_args(call["function"]["arguments"]):
             events.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+    body_events = len(events)
     events.append(chunk({}, finish))
     if include_usage:
         events.append(
@@ -249,7 +255,7 @@ def render_openai(step: Reply, req: RecordedRequest, n: int, request_id: str) ->
             )
         )
     events.append(_sse("[DONE]"))
-    return Rendered(events=tuple(events), content_type="text/event-stream; charset=utf-8", headers=headers)
+    return _streamed(step, events, body_events, headers)
 
 
 _ANTHROPIC_STOP = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens"}
@@ -268,7 +274,7 @@ def render_anthropic(step: Reply, req: RecordedRequest, n: int, request_id: str)
         blocks.append({"type": "text", "text": step.content})
     for c, call_id in zip(step.calls, ids, strict=True):
         blocks.append({"type": "tool_use", "id": call_id, "name": c.name, "input": dict(c.arguments)})
-    if not blocks:
+    if not blocks and not step.no_content:
         blocks.append({"type": "text", "text": ""})
     message = {
         "id": mid,
@@ -281,7 +287,7 @@ def render_anthropic(step: Reply, req: RecordedRequest, n: int, request_id: str)
         "usage": {"input_tokens": inp, "output_tokens": out},
     }
     if not req.stream:
-        return Rendered(body=_json_bytes(message), headers=headers)
+        return _plain(step, _json_bytes(message), headers)
 
     start = dict(message, content=[], stop_reason=None, usage={"input_tokens": inp, "output_tokens": 1})
     events = [_sse({"type": "message_start", "message": start}, "message_start")]
@@ -311,6 +317,7 @@ def render_anthropic(step: Reply, req: RecordedRequest, n: int, request_id: str)
         events.append(_sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
         if index == 0:
             events.insert(2, _sse({"type": "ping"}, "ping"))
+    body_events = len(events)
     events.append(
         _sse(
             {
@@ -322,7 +329,22 @@ def render_anthropic(step: Reply, req: RecordedRequest, n: int, request_id: str)
         )
     )
     events.append(_sse({"type": "message_stop"}, "message_stop"))
-    return Rendered(events=tuple(events), content_type="text/event-stream; charset=utf-8", headers=headers)
+    return _streamed(step, events, body_events, headers)
+
+
+def _streamed(step: Reply, events: list[bytes], body_events: int, headers: Mapping[str, str]) -> Rendered:
+    """The SSE answer; a truncated step keeps ``step.keep`` events, or those before the end (``body_events``)."""
+    if step.cut_short:
+        events = events[: step.keep if step.keep is not None else body_events]
+    return Rendered(events=tuple(events), content_type="text/event-stream; charset=utf-8", headers=headers,
+                    stall=step.stall)
+
+
+def _plain(step: Reply, body: bytes, headers: Mapping[str, str]) -> Rendered:
+    """The JSON answer; a truncated step sends its first half (a stalled one then waits, promising the rest)."""
+    if step.cut_short and not step.stall:
+        return Rendered(body=body[: len(body) // 2], headers=headers)
+    return Rendered(body=body, headers=headers, stall=step.stall)
 
 
 def render_models(protocol: Protocol, models: tuple[str, ...]) -> Rendered:
@@ -339,6 +361,18 @@ def render_models(protocol: Protocol, models: tuple[str, ...]) -> Rendered:
         data = [{"id": m, "object": "model", "created": 1735689600, "owned_by": "rlm-testing"} for m in models]
         doc = {"object": "list", "data": data}
     return Rendered(body=_json_bytes(doc))
+
+
+HTML_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
+    "<body><h1>Sign in to continue</h1><p>This network requires you to sign in.</p></body></html>\n"
+)
+
+
+def render_html(step: Reply) -> Rendered:
+    """An HTML page (a proxy's or a portal's), whatever the request asked for."""
+    body = (step.html_body if step.html_body is not None else HTML_PAGE).encode()
+    return Rendered(status=step.status, body=body, content_type="text/html; charset=utf-8", headers=dict(step.headers))
 
 
 def render_malformed(req: RecordedRequest) -> Rendered:
