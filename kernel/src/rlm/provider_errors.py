@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from typing import Any
 
 from rlm.errors import (
@@ -204,6 +205,18 @@ def empty_answer(provider: str, base_url: str | None, detail: str, *, finish_rea
         f"{compatible or provider}-compatible server and that the model answers this prompt",
     )
     return Failure(error=error, retryable=not filtered)
+
+
+def empty_answer_of(response: Any, provider: str, base_url: str | None, detail: str | Callable[[], str], *,
+                    compatible: str | None = None) -> Failure | None:
+    """None when ``response`` (an :class:`rlm.backend.LLMResponse`) holds an answer -- text, a tool
+    call, or one cut by max_tokens, which the caller judges -- else :func:`empty_answer`'s failure
+    (``detail`` may be a function, called only then)."""
+    message = response.message
+    if message.text or message.tool_calls or response.finish_reason == "length":
+        return None
+    return empty_answer(provider, base_url, detail() if callable(detail) else detail,
+                        finish_reason=response.finish_reason, compatible=compatible)
 
 
 def describe_body(text: str, content_type: str | None = None) -> str:

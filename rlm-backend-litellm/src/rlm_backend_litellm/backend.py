@@ -40,7 +40,7 @@ from rlm.errors import NoProvidersConfigured, ProviderUnavailableError
 from rlm.logging import get_logger
 
 from rlm import openai_format as convert
-from rlm.provider_errors import empty_answer, not_an_api_body, timed_out_failure, truncated_stream
+from rlm.provider_errors import empty_answer_of, not_an_api_body, timed_out_failure, truncated_stream
 from rlm_backend_litellm.errors import classify, stream_failure
 from rlm_backend_litellm.loader import load_litellm, model_info, require_litellm
 from rlm_backend_litellm.options import LiteLLMOptions
@@ -197,10 +197,10 @@ class LiteLLMBackend:
 
     def _check_not_empty(self, response: LLMResponse, params: dict[str, Any], detail: str) -> None:
         """A Fault for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
-        if response.message.text or response.message.tool_calls or response.finish_reason == "length":
-            return
-        raise Fault(empty_answer(self._provider_name(params), self.settings.base_url, detail,
-                                 finish_reason=response.finish_reason, compatible=self._api_name(params)))
+        failure = empty_answer_of(response, self._provider_name(params), self.settings.base_url, detail,
+                                  compatible=self._api_name(params))
+        if failure is not None:
+            raise Fault(failure)
 
     def _too_late(self, request: LLMRequest, params: dict[str, Any]) -> Any:
         """The error of a call still unanswered at its deadline (the request's own timeout)."""

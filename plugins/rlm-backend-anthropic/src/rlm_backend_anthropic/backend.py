@@ -31,7 +31,7 @@ from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMRes
 from rlm.errors import NoProvidersConfigured, PluginError, ProviderUnavailableError
 from rlm.logging import get_logger
 
-from rlm.provider_errors import empty_answer, malformed_stream, not_an_api_body, timed_out_failure, truncated_stream
+from rlm.provider_errors import empty_answer_of, malformed_stream, not_an_api_body, timed_out_failure, truncated_stream
 from rlm_backend_anthropic import convert
 from rlm_backend_anthropic.errors import classify
 from rlm_backend_anthropic.options import AnthropicOptions
@@ -218,9 +218,9 @@ class AnthropicBackend:
 
     def _check_not_empty(self, response: LLMResponse, *, detail: Any) -> None:
         """A Fault for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
-        if response.message.text or response.message.tool_calls or response.finish_reason == "length":
-            return
-        raise Fault(empty_answer(PROVIDER, self.base_url, detail(), finish_reason=response.finish_reason))
+        failure = empty_answer_of(response, PROVIDER, self.base_url, detail)
+        if failure is not None:
+            raise Fault(failure)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         prepared, timeout = self._prepare(request)

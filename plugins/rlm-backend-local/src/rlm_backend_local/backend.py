@@ -52,7 +52,7 @@ from rlm.errors import (
     RateLimitError,
 )
 from rlm.logging import get_logger
-from rlm.provider_errors import empty_answer, not_an_api_body, truncated_stream
+from rlm.provider_errors import empty_answer_of, not_an_api_body, truncated_stream
 from rlm.retry import DEADLINE_GRACE
 
 from rlm_backend_local import http
@@ -369,10 +369,9 @@ def _timeout_error(timeout: float, *, read_setting: bool = False) -> BackendErro
 
 def _check_not_empty(response: LLMResponse, target: Target, detail: str) -> None:
     """An error for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
-    if response.message.text or response.message.tool_calls or response.finish_reason == "length":
-        return
-    failure = empty_answer(SERVER, target.base_url, detail, finish_reason=response.finish_reason, compatible="OpenAI")
-    raise failure.error if failure.retryable else permanent(failure.error)
+    failure = empty_answer_of(response, SERVER, target.base_url, detail, compatible="OpenAI")
+    if failure is not None:
+        raise failure.error if failure.retryable else permanent(failure.error)
 
 
 def _message(data: Any) -> str:

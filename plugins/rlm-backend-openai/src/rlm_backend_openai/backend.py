@@ -36,7 +36,7 @@ from rlm.errors import NoProvidersConfigured, PluginError, ProviderUnavailableEr
 from rlm.logging import get_logger
 
 from rlm import openai_format as convert
-from rlm.provider_errors import empty_answer, malformed_stream, not_an_api_body, timed_out_failure, truncated_stream
+from rlm.provider_errors import empty_answer_of, malformed_stream, not_an_api_body, timed_out_failure, truncated_stream
 from rlm_backend_openai.errors import classify
 from rlm_backend_openai.options import OpenAIOptions
 from rlm.retry import (
@@ -233,9 +233,9 @@ class OpenAIBackend:
 
     def _check_not_empty(self, response: LLMResponse, *, detail: Any) -> None:
         """A Fault for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
-        if response.message.text or response.message.tool_calls or response.finish_reason == "length":
-            return
-        raise Fault(empty_answer(PROVIDER, self.base_url, detail(), finish_reason=response.finish_reason))
+        failure = empty_answer_of(response, PROVIDER, self.base_url, detail)
+        if failure is not None:
+            raise Fault(failure)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         client = self.client()
