@@ -212,3 +212,22 @@ def test_ctrl_c_ends_with_one_line_run_end_and_exit_130(scripted_llm, tmp_path, 
     assert "Traceback" not in err and ("rlm: cancelled" in err or "rlm: interrupted" in err), err
     end = _trajectory(tmp_path)[-1]
     assert end["answer_source"] == "cancelled" and end["error"], end
+
+
+@pytest.mark.parametrize(("model", "protocol", "package"), ROUTES)
+def test_a_hung_server_under_a_short_run_timeout_is_no_answer_exit_6(scripted_llm, tmp_path, capsys, model,
+                                                                      protocol, package):
+    """The run's deadline bounds every request (the read timeout never outlasts it): a server that never
+    answers ends the run at its timeout with no answer (exit 6), not an empty answer with exit 0."""
+    _skip_without(package)
+    _config(tmp_path, scripted_llm.base_url(protocol))
+    scripted_llm.script(lambda request: Reply.hang())
+    started = time.monotonic()
+    code = cli.main(["run", "hi", "--model", model, "--timeout", "4"])
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 6, err
+    assert "rlm: error: no answer: Run timeout reached" in err and "Traceback" not in err
+    assert elapsed < 12, f"the run took {elapsed:.1f}s past its 4s timeout"
+    end = _trajectory(tmp_path)[-1]
+    assert end["error_type"] == "BudgetExceeded" and end["limit_hit"] == "timeout"
