@@ -23,6 +23,7 @@ from rlm.budget import BudgetNode
 from rlm.config import ModelPricing, RLMConfig, first_surrogate, load_config, structure_section, validate
 from rlm.budget import LIMIT_MESSAGES
 from rlm.errors import BudgetExceeded, ConfigError, InputError, PluginError, RLMError
+from rlm.hints import missing_plugin_fix
 from rlm.logging import get_logger
 from rlm.orchestrator import CallOutcome, FatalRunError, Run
 from rlm.plugins import RLMPluginManager, create_plugin_manager
@@ -182,7 +183,7 @@ class RLM:
         if name not in self._backends:
             have = ", ".join(sorted(self._backends)) or "none"
             raise PluginError(f"backend {name!r} is not installed (installed: {have})",
-                              fix=f"pip install rlm-backend-{name}, or choose one of the installed backends")
+                              fix=missing_plugin_fix("backend", name, self._backends))
         return name
 
     def _get_backend(self) -> Backend:
@@ -203,7 +204,7 @@ class RLM:
         if reg is None:
             have = ", ".join(sorted(self._environments)) or "none"
             raise PluginError(f"environment {name!r} is not installed (installed: {have})",
-                              fix=f"pip install rlm-env-{name}, or use --env with one of the installed ones")
+                              fix=missing_plugin_fix("environment", name, self._environments))
         return reg.load()
 
     def environment_isolation(self, config: RLMConfig | None = None) -> dict[str, str] | None:

@@ -15,6 +15,7 @@ from typing import Literal
 from attrs import define
 
 from rlm.config import RLMConfig
+from rlm.hints import missing_plugin_fix
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -78,7 +79,7 @@ def check_plugins(config: RLMConfig) -> Iterator[Check]:
         yield Check(
             status="fail" if environments else "warn",
             summary=f"environment {config.environment!r} is not installed (installed: {have})",
-            fix=f"pip install rlm-env-{config.environment}, or set [rlm] environment to one installed",
+            fix=missing_plugin_fix("environment", config.environment, environments),
         )
 
 

@@ -81,6 +81,7 @@ def serve(
     from rlm.cli import plugin_manager
     from rlm.config import load_config
     from rlm.errors import ConfigError, PluginError
+    from rlm.hints import missing_plugin_fix
     from rlm.logging import get_logger
     from rlm.registry import collect
 
@@ -107,7 +108,7 @@ def serve(
     if env_name not in environments:
         have = ", ".join(sorted(environments)) or "none"
         raise PluginError(f"environment {env_name!r} is not installed (installed: {have})",
-                          fix=f"pip install rlm-env-{env_name}, or pass --env with one of the installed ones")
+                          fix=missing_plugin_fix("environment", env_name, environments))
     if env_name != config.environment:
         config = attrs.evolve(config, environment=env_name)
     factory = environments[env_name].load()
