@@ -93,6 +93,9 @@ class RLMConfig:
     pricing: Mapping[str, ModelPricing] = field(factory=dict, metadata=_help("", table="pricing"))
     plugins: Mapping[str, Any] = field(factory=dict, metadata=_help("", table="plugins"))
     source: str | None = field(default=None, metadata=_help("", internal=True))
+    #: The ``[rlm]`` keys the user set (rlm.toml, RLM_* variables, keyword arguments and flags), as
+    #: opposed to defaults: e.g. a model the user named is never stood in for by a fallback.
+    explicit: frozenset[str] = field(factory=frozenset, eq=False, metadata=_help("", internal=True))
 
     def plugin(self, section: str) -> Any:
         """The validated ``[plugins.<section>]`` object (None when not declared)."""
@@ -382,7 +385,8 @@ def load_config(
     plugins = _load_plugin_sections(doc.get("plugins", {}), env, sections, where_file, merged.pop("plugins", None))
 
     base = structure_section({k: v for k, v in merged.items()}, RLMConfig, where=f"{where_file} [rlm]", sources=sources)
-    config = attrs.evolve(base, pricing=pricing, plugins=plugins, source=str(file_path) if file_path else None)
+    config = attrs.evolve(base, pricing=pricing, plugins=plugins, source=str(file_path) if file_path else None,
+                          explicit=frozenset(merged))
     validate(config, sources, where=f"{where_file} [rlm]")
     return config
 

@@ -56,11 +56,12 @@ def _override(config: RLMConfig, overrides: Mapping[str, Any]) -> RLMConfig:
     if not given:
         return config
     data = {f.name: getattr(config, f.name) for f in attrs.fields(RLMConfig)
-            if f.name not in ("pricing", "plugins", "source")}
+            if f.name not in ("pricing", "plugins", "source", "explicit")}
     data.update(given)
     structured = structure_section(data, RLMConfig, where="keyword arguments:",
                                    sources={k: f"keyword argument {k}" for k in given})
-    new = attrs.evolve(structured, pricing=config.pricing, plugins=config.plugins, source=config.source)
+    new = attrs.evolve(structured, pricing=config.pricing, plugins=config.plugins, source=config.source,
+                       explicit=config.explicit | frozenset(given))
     validate(new, {k: f"keyword argument {k}" for k in given})
     return new
 

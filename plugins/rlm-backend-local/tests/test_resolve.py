@@ -53,7 +53,8 @@ def _config(pm, env=None, **overrides):
     return load_config(use_file=False, env=env or {}, sections=sections, **overrides)
 
 
-def _resolve(pm, model="gpt-4o-mini", env=None, **overrides):
+def _resolve(pm, model=None, env=None, **overrides):
+    """The backend for ``model`` (None: the default model, which the user did not name)."""
     config = _config(pm, env, model=model, **overrides)
     return pm.hook.rlm_resolve_backend(model=config.model, config=config)
 
@@ -61,7 +62,6 @@ def _resolve(pm, model="gpt-4o-mini", env=None, **overrides):
 def test_no_key_means_local_with_a_notice_printed_once(pm, no_keys, capsys):
     assert _resolve(pm) == "local"
     assert _resolve(pm) == "local"
-    assert _resolve(pm, model="gpt-4o") == "local"
     assert capsys.readouterr().err == NOTICE
 
 
@@ -130,3 +130,14 @@ def test_the_notice_is_printed_once_per_process_by_the_cli(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert result.stderr.count("rlm: no provider key set") == 1
     assert result.stdout == ""
+
+
+def test_a_model_the_user_named_is_never_answered_by_the_local_model(pm, no_keys, capsys):
+    """No key, but --model/RLM_MODEL/[rlm] model names one: the provider's backend reports the missing
+    key; the embedded model does not quietly stand in."""
+    assert _resolve(pm) == "local"  # the default model, not named: the fallback
+    capsys.readouterr()
+    for named in ("gpt-4o-mini", "gpt-9-turbo-nonexistent", "claude-3-5-sonnet"):
+        assert _resolve(pm, model=named) == "litellm", named
+    assert _resolve(pm, env={"RLM_MODEL": "gpt-4o-mini"}) == "litellm"
+    assert _resolve(pm, model="local/qwen") == "local"  # naming the local model is fine

@@ -7,7 +7,9 @@ run uses the embedded model and says so once per process on stderr.  A
 ``provider/model`` string (``openai/gpt-4o``, ``ollama/llama3``) is an
 explicit choice and is left to the backend of that provider, which reports
 a missing key itself: that also keeps the answer independent of the order
-in which pluggy calls the ``tryfirst`` resolvers.
+in which pluggy calls the ``tryfirst`` resolvers.  A model the user named
+(``--model``, ``[rlm] model``, ``RLM_MODEL``, ``RLM(model=...)``) is never
+answered by the local model: only the default one is.
 ``[plugins.backend-local] default_when_no_key = false`` turns the default off.
 """
 
@@ -60,6 +62,8 @@ def choose(model: str, config: Any, env: Mapping[str, str] | None = None) -> str
     local = settings_from(config.plugin(SECTION) if hasattr(config, "plugin") else None)
     if not local.default_when_no_key:
         return None
+    if "model" in getattr(config, "explicit", ()):
+        return None  # a model the user named is theirs: never answered by a stand-in
     if provider_configured(model, config, os.environ if env is None else env) is not None:
         return None
     notice(model, local_model_name(config))
