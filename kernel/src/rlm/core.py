@@ -452,7 +452,11 @@ class RLM:
             raise
         finally:
             if not run.ended:
-                await run.close()
+                try:
+                    await run.close()
+                except BaseException:  # cancelled while the sandboxes closed: the trajectory still ends
+                    run.end_cancelled(started)
+                    raise
         if error is None and parsed is None and not (outcome.text or "").strip():
             error = no_answer_error(outcome, run)
         result = CompletionResult(

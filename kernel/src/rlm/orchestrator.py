@@ -59,14 +59,15 @@ MIN_OUTPUT = 32
 FORCED_OUTPUT = 256
 #: Input tokens the forced last turn's own instruction adds to the conversation.
 FORCED_PROMPT_TOKENS = 64
-#: A calibrated input reservation is the highest tokens-per-character ratio the provider reported
-#: for the model in this run, times this margin, plus the slack (its count's fixed part) ...
-CALIBRATION_MARGIN = 1.25
-CALIBRATION_SLACK = 64
-#: ... and never more than one token per UTF-8 byte of the prompt (plus this), which no tokenizer
-#: exceeds (byte-level BPE: every token holds at least one byte) and which is the reservation until
-#: the provider has reported a usage.
+#: Input reservations (:meth:`Run.input_reservation`): never more than one token per UTF-8 byte of
+#: the prompt plus this, which no tokenizer exceeds (byte-level BPE: every token holds a byte) ...
 BYTE_BOUND_SLACK = 8
+#: ... a conversation that grew from a prompt the provider counted: that count, plus a token per
+#: byte added, plus this ...
+CALIBRATION_SLACK = 64
+#: ... a conversation's first prompt: the highest tokens-per-byte ratio the provider reported in
+#: this run, times this margin, plus the slack.
+CALIBRATION_MARGIN = 1.5
 #: Characters of one REPL output shown back to the model in the repl protocol.
 REPL_FEEDBACK_CHARS = 20_000
 #: Context window assumed when neither config, backend nor litellm's map knows it.
@@ -190,6 +191,8 @@ class CallNode:
     turns: int = 0
     final: FinalSignal | None = None
     environment: Environment | None = field(default=None, repr=False)
+    #: (UTF-8 bytes, input tokens the provider reported) of this conversation's last prompt
+    seen_input: tuple[int, int] | None = None
 
     @property
     def parent_call_id(self) -> str | None:
@@ -255,8 +258,8 @@ class Run:
         #: True once run_end was written (by the run's end, or by :meth:`end_cancelled`)
         self.ended = False
         _OPEN_RUNS.add(self)
-        #: model -> the highest input tokens per prompt character its provider reported in this run
-        self._tokens_per_char: dict[str, float] = {}
+        #: model -> the highest input tokens per prompt byte its provider reported in this run
+        self._tokens_per_byte: dict[str, float] = {}
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -292,24 +295,31 @@ class Run:
     def remaining_time(self, *, soft: bool = True) -> float:
         return (self.soft_deadline if soft else self.deadline) - time.monotonic()
 
-    def input_reservation(self, chars: int, size: int, model: str | None = None) -> int:
-        """An upper bound of the input tokens of a prompt of ``chars`` characters, ``size`` bytes.
+    def input_reservation(self, call: CallNode, size: int, model: str | None = None) -> int:
+        """The input tokens to reserve for ``call``'s next prompt of ``size`` UTF-8 bytes.
 
-        One token per UTF-8 byte (which no tokenizer exceeds) until the provider has reported a
-        usage for the model; then the highest tokens-per-character ratio it reported in this run,
-        with a margin, capped at that byte bound."""
+        Never more than one token per byte (which no tokenizer exceeds).  When the conversation
+        grew from a prompt the provider counted: that count plus a token per byte added -- an
+        upper bound too.  A conversation's first prompt, once the provider has reported a usage
+        in this run: the highest tokens-per-byte ratio it reported, with a margin (an estimate:
+        a prompt in a denser script than any seen so far can count more)."""
         bound = size + BYTE_BOUND_SLACK
-        ratio = self._tokens_per_char.get(model or self.model)
+        seen = call.seen_input
+        if seen is not None and size >= seen[0]:
+            return min(bound, seen[1] + (size - seen[0]) + CALIBRATION_SLACK)
+        ratio = self._tokens_per_byte.get(model or self.model)
         if ratio is None:
             return bound
-        return min(bound, math.ceil(chars * ratio * CALIBRATION_MARGIN) + CALIBRATION_SLACK)
+        return min(bound, math.ceil(size * ratio * CALIBRATION_MARGIN) + CALIBRATION_SLACK)
 
-    def calibrate(self, chars: int, input_tokens: int, reserved: int, model: str | None = None) -> None:
+    def calibrate(self, call: CallNode, size: int, input_tokens: int, reserved: int,
+                  model: str | None = None) -> None:
         """Learn from a provider's reported input usage (the next reservations follow it)."""
-        if chars <= 0 or input_tokens <= 0:
+        if size <= 0 or input_tokens <= 0:
             return
+        call.seen_input = (size, input_tokens)
         key = model or self.model
-        self._tokens_per_char[key] = max(self._tokens_per_char.get(key, 0.0), input_tokens / chars)
+        self._tokens_per_byte[key] = max(self._tokens_per_byte.get(key, 0.0), input_tokens / size)
         if input_tokens > reserved:
             log.warning("budget_reservation_exceeded", model=key, reserved=reserved, reported=input_tokens)
 
@@ -361,11 +371,16 @@ class Run:
         return call.environment
 
     async def close(self) -> None:
+        cancelled: BaseException | None = None
         for env in self._environments:
             try:
                 await env.close()
+            except (asyncio.CancelledError, KeyboardInterrupt) as exc:  # close the others, then stop
+                cancelled = exc
             except Exception as exc:  # noqa: BLE001 - closing must not hide the answer
                 log.warning("environment_close_failed", error=str(exc))
+        if cancelled is not None:
+            raise cancelled
 
     # --- one LLM call -----------------------------------------------------------------------
 
@@ -391,8 +406,8 @@ class Run:
         timeout = self.remaining_time(soft=not forced)
         if timeout <= 0:
             raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s"))
-        chars, size = prompt_size(messages, tools, self._size_cache)
-        est_input = self.input_reservation(chars, size)
+        _chars, size = prompt_size(messages, tools, self._size_cache)
+        est_input = self.input_reservation(call, size)
         tokens_room, cost_room = self.room(call, est_input, forced=forced)
         room = tokens_room - est_input
         wanted = max_tokens or (FORCED_OUTPUT if forced else DEFAULT_MAX_OUTPUT)
@@ -420,7 +435,8 @@ class Run:
             tools=tuple(tools),
             tool_choice=tool_choice,
             response_format=response_format,
-            max_tokens=output_cap if (max_tokens or not math.isinf(room)) else None,
+            # the reservation covers this output only: tell the provider (unless nothing limits the run)
+            max_tokens=output_cap if (max_tokens or not math.isinf(room) or not math.isinf(cost_room)) else None,
             timeout=max(1.0, timeout),
         )
         reservation = call.budget.reserve(reserve_tokens, reserve_cost)
@@ -434,7 +450,7 @@ class Run:
                 cost = usage.cost_usd
             call.budget.settle(reservation, tokens=usage.total_tokens, cost=cost or 0.0)
             settled = True
-            self.calibrate(chars, usage.input_tokens, est_input)
+            self.calibrate(call, size, usage.input_tokens, est_input)
         except asyncio.TimeoutError:
             raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s")) from None
         except BackendError as exc:
@@ -443,8 +459,8 @@ class Run:
                 raise  # a sub-call's own failure: its parent gets it as that sub-call's error
             raise FatalRunError(exc) from exc
         finally:
-            if not settled:
-                call.budget.settle(reservation, tokens=0, cost=0.0)
+            if not settled:  # sent, maybe billed, usage unknown: count what was reserved (never less)
+                call.budget.settle(reservation, tokens=reserve_tokens, cost=reserve_cost)
         self.llm_calls += 1
         self.usage = self.usage + Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                                         cost_usd=cost)

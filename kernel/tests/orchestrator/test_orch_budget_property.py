@@ -4,7 +4,8 @@ more than its token budget or its cost limit -- the forced last turn included.
 The fake providers below count usage their own way, independent of the kernel's estimates: twice
 the kernel's chars/4, half of it, one token per character of everything sent (messages, tool calls
 and tool schemas), and one token per UTF-8 byte (the most a byte-level tokenizer can count).  Like
-real providers they never produce more output than the request's ``max_tokens``.
+real providers they never produce more output than the request's ``max_tokens``, and without one
+they may produce far more than the kernel reserved.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _script(actions: list[str], words: list[str], count_input, rng: random.Rando
             "query": [ToolCall(id=f"q{rng.random()}", name="execute_code",
                                arguments={"code": "print(llm_query('summarise ' * 20))"})],
         }.get(action)
-        cap = request.max_tokens or DEFAULT_MAX_OUTPUT
+        cap = request.max_tokens or 16 * DEFAULT_MAX_OUTPUT  # no max_tokens: a provider's own (large) default
         usage = Usage(input_tokens=count_input(request), output_tokens=rng.randint(0, cap), cost_usd=None)
         text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))
         message = Message.assistant(text, tool_calls=tuple(calls)) if calls else Message.assistant(text)

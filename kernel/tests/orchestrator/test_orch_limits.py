@@ -32,10 +32,10 @@ def test_max_turns_forces_a_last_answer(make_rlm):
 
 def test_token_budget_forces_a_last_answer(make_rlm):
     # the first call reserves a token per byte of its prompt (no usage seen yet): the budget leaves room
-    rlm, backend = make_rlm(loop_forever, token_budget=12_000, backend_kwargs={"usage": (900, 100)})
+    rlm, backend = make_rlm(loop_forever, token_budget=9_000, backend_kwargs={"usage": (900, 100)})
     result = rlm.completion_sync("go")
     assert result.limit_hit == "token_budget" and result.response == "best answer so far"
-    assert result.total_tokens <= 12_000  # the forced last turn fits in what ordinary turns left
+    assert result.total_tokens <= 9_000  # the forced last turn fits in what ordinary turns left
 
 
 def test_cost_limit_needs_a_known_price(make_rlm):

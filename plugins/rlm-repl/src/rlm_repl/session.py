@@ -147,8 +147,12 @@ class GuestSession:
             log.info("session_lost_between_calls", environment=self.name, reason=reason)
         if self._quota is None:
             self._quota = await asyncio.to_thread(self._new_quota)
-        self._sandbox = await self._launch()
-        return self._sandbox
+        sandbox = await self._launch()
+        if self._closed:  # closed while it started: it must not outlive the session
+            await self._stop(sandbox, "closed during start")
+            raise SandboxError(f"this {self.name} environment was closed", fix="create a new environment")
+        self._sandbox = sandbox
+        return sandbox
 
     def _new_quota(self) -> Any:
         from rlm_repl.quota import WriteQuota
