@@ -326,7 +326,9 @@ def test_doctor_bad_config_exits_1(rlm_cli, project):
     (project / "rlm.toml").write_text("[rlm]\nmax_depht = 3\n")
     result = rlm_cli("doctor")
     assert result.returncode == 1
-    assert "[FAIL] rlm.toml: [rlm] max_depht: unknown key; did you mean max_depth?" in result.stdout
+    path = (project / "rlm.toml").resolve()
+    assert f"[FAIL] {path}: [rlm] max_depht: unknown key; did you mean max_depth? (line 2)" in result.stdout
+    assert f"fix: fix or delete {path}" in result.stdout and "rlm init" not in result.stdout
     assert result.stderr.strip() == "Problems found."
 
 

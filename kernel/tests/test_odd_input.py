@@ -245,7 +245,7 @@ def test_doctor_reports_a_non_utf8_rlm_toml_as_a_finding(rlm_cli, project):
     result = rlm_cli("doctor")
     assert result.returncode == 1  # doctor's own contract: a real problem exits 1
     assert f"[FAIL] {project / 'rlm.toml'}: is not valid UTF-8 (byte 0xe9 on line 2)\n" \
-           "       fix: save the file as UTF-8" in result.stdout
+           f"       fix: fix or delete {project / 'rlm.toml'}; save the file as UTF-8" in result.stdout
     assert "no rlm.toml found" not in result.stdout  # no check describing the stand-in defaults
     assert "Traceback" not in result.stdout + result.stderr
 

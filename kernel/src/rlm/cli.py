@@ -179,10 +179,39 @@ def _usage_error(exc: Exception, args: Sequence[str]) -> str | None:
 
     if not isinstance(exc, CycloptsError):
         return None
+    missing = _missing_positional(exc, args)
+    if missing is not None:
+        return missing
     message = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
     command = next((a for a in args if not a.startswith("-")), None)
     where = f"rlm {command} --help" if command else "rlm --help"
     return f"rlm: error: {message}: see `{where}`"
+
+
+def _missing_positional(exc: Exception, args: Sequence[str]) -> str | None:
+    """The line for a command run without a required positional argument (``rlm run`` with no
+    prompt), which names the argument and shows the call, not the ``--prompt`` option cyclopts
+    would name; None for any other mistake (an option given without its value among them)."""
+    import inspect
+
+    from cyclopts import MissingArgumentError
+
+    argument = getattr(exc, "argument", None)
+    if not isinstance(exc, MissingArgumentError) or argument is None:
+        return None
+    info = getattr(argument, "field_info", None)
+    if info is None or info.kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                                         inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        return None
+    options = [n for n in (getattr(argument.parameter, "name", None) or ()) if n.startswith("-")]
+    if any(a == o or a.startswith(o + "=") for a in args for o in options):
+        return None  # the user typed the option itself (``rlm run --prompt``): cyclopts' message fits
+    name = (info.names[0] if info.names else argument.name).strip("-").replace("-", "_")
+    words = name.replace("_", " ")
+    chain = " ".join(getattr(exc, "command_chain", None) or ()) or next((a for a in args if not a.startswith("-")), "")
+    command = f"rlm {chain}".rstrip()
+    placeholder = f'"your {words}"' if info.annotation is str else name.upper()
+    return f"{command}: missing the {words}: {command} {placeholder} (see `{command} --help`)"
 
 
 def run() -> None:  # pragma: no cover - console script shim

@@ -35,9 +35,11 @@ def doctor(*, json_output: Annotated[bool, Parameter(name="--json")] = False) ->
         sections = {name: reg.load() for name, reg in collect(pm, "config_section", strict=False).items()}
         config = load_config(sections=sections)
     except RLMError as exc:
-        # one line naming the cause (a bad key, a nan, a file that is not UTF-8), then its own fix
-        checks.append(("config", Check(status="fail", summary=exc.message,
-                                       fix=exc.fix or "fix rlm.toml or the RLM_* variables")))
+        # one line naming the file or variable, the cause (a bad key, a nan, bytes that are not UTF-8)
+        # and its line, then the fix: fix or delete that file (never `rlm init`)
+        from rlm.doctor import config_problem
+
+        checks.append(("config", config_problem(exc)))
         from rlm.config import RLMConfig
 
         config = RLMConfig()

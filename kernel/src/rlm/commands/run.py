@@ -35,7 +35,9 @@ def run(
     Exit codes: 0 answered (also when a limit forced the answer), 1 no answer or
     the run failed, 2 usage, configuration or input error, 3 plugin error,
     4 LLM backend error, 5 sandbox error, 6 no answer because of a limit,
-    130 interrupted (Ctrl-C).
+    130 interrupted (Ctrl-C).  A reply that is only code, empty or a short
+    give-up is no answer (6 when a limit forced that reply, else 1); stderr
+    says why in one line and --json has "success": false.
 
     Parameters
     ----------
