@@ -31,6 +31,9 @@ class LLMRequest:
     ``response_format`` is ``{"name": str, "schema": <JSON Schema>}`` for
     structured output (backends map it to what the provider offers), or None.
     ``tool_choice`` is None/"auto", "none", "required" or a tool name.
+    ``temperature`` and ``seed`` are None unless the kernel asks for other
+    sampling (it raises the temperature of a call whose model keeps repeating
+    failing code); a backend passes them on when its provider takes them.
     """
 
     model: str
@@ -40,6 +43,7 @@ class LLMRequest:
     response_format: Mapping[str, Any] | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    seed: int | None = None
     timeout: float | None = None
 
 
@@ -114,6 +118,13 @@ class BackendCapabilities:
     pricing_per_mtok: tuple[float, float] | None = None
     #: The model's context window in tokens, when known.
     context_window: int | None = None
+    #: Turns a top-level call gets when the user set no ``max_turns`` (a slow CPU model that has not
+    #: answered in a few turns will not in twenty); None: the config's ``max_turns``.
+    suggested_max_turns: int | None = None
+    #: The model that actually answers requests for the model string asked for, when the backend
+    #: serves it with another (the embedded local model standing in when no key is set); it is
+    #: what the trajectory's ``run_start`` names as ``model``.
+    served_model: str | None = None
 
 
 @runtime_checkable

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from rlm import prompts
-from rlm.backend import Backend, BackendSettings
+from rlm.backend import Backend, BackendCapabilities, BackendSettings
 from rlm.budget import BudgetNode
 from rlm.config import ModelPricing, RLMConfig, first_surrogate, load_config, structure_section, validate
 from rlm.budget import LIMIT_MESSAGES
@@ -425,7 +425,13 @@ class RLM:
         # which isolation layers protect the sandbox; only for a run that has one
         isolation = self.environment_isolation(run.config) if run.environment_factory is not None else None
         top = run.top = run.new_call(parent=None, budget=run.budget, sub_call_type=None)
-        run.emit(top, "run_start", prompt=user_text, system=system, model=self.config.model,
+        caps = _capabilities(backend, self.config.model)
+        served = caps.served_model if caps is not None and caps.served_model else self.config.model
+        if max_turns is None and "max_turns" not in self.config.explicit and caps is not None \
+                and caps.suggested_max_turns:
+            max_turns = min(self.config.max_turns, caps.suggested_max_turns)
+        run.emit(top, "run_start", prompt=user_text, system=system, model=served,
+                 **({"requested_model": self.config.model} if served != self.config.model else {}),
                  backend=getattr(backend, "name", None), environment=self.config.environment, protocol=protocol,
                  isolation=isolation, token_budget=self.config.token_budget, cost_limit=self.config.cost_limit,
                  max_depth=self.config.max_depth, tools=sorted(tools))
@@ -439,7 +445,7 @@ class RLM:
             else:
                 messages = self._tool_messages(prompt, system, tools, system_prompt)
                 outcome = await run.tools_loop(top, messages, response_format=fmt, max_turns=max_turns)
-            if fmt is not None:
+            if fmt is not None and outcome.no_answer is None:  # no answer: nothing to parse or repair
                 outcome, parsed, error = await self._structured(run, top, messages, outcome, fmt)
         except FatalRunError as exc:
             error = exc.error
@@ -537,14 +543,31 @@ class RLM:
         raise AssertionError("unreachable")
 
 
+#: Why a run has no answer when nothing more precise is known.
+NO_REPLY = "the model's last reply was empty"
+
+
+def _capabilities(backend: Any, model: str) -> BackendCapabilities | None:
+    """The backend's capabilities for ``model``, or None when it cannot say (a test double)."""
+    try:
+        caps = backend.capabilities(model)
+    except Exception:  # noqa: BLE001 - only informs defaults and the trajectory
+        return None
+    return caps if isinstance(caps, BackendCapabilities) else None
+
+
 def no_answer_error(outcome: CallOutcome, run: Run) -> RLMError:
-    """The error of a run that ended without an answer: a limit (exit 6) or an empty reply (exit 1)."""
+    """The error of a run that ended without an answer, in one line that says why: a limit stopped it
+    (exit 6; also when the forced last reply was only code, empty or a give-up, which the message adds
+    in parentheses) or the model's last reply was no answer (exit 1: empty, only code, gave up)."""
     limit = outcome.limit or (run.limits_hit[0] if run.limits_hit else None)
+    why = outcome.no_answer
     if limit is not None:
         message, fix = LIMIT_MESSAGES.get(limit, (limit, ""))
-        return BudgetExceeded(f"no answer: {message} before the model answered", limit=limit,
+        detail = f" ({why})" if why else ""
+        return BudgetExceeded(f"no answer: {message} before the model answered{detail}", limit=limit,
                               fix=fix or "raise the limit")
-    return RLMError("no answer: the model's last reply was empty",
+    return RLMError(f"no answer: {why or NO_REPLY}",
                     fix="run again, rephrase the prompt or use a stronger model (--model)")
 
 

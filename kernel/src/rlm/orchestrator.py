@@ -11,7 +11,14 @@ and turn counter.  Two protocols drive a call:
   ``context``, the model writes ```repl blocks and ends with FINAL/FINAL_VAR.
 
 Reaching a limit never throws the work away: the call gets one last turn,
-told to answer with what it has, and the result names the limit.
+told to answer with what it has, and the result names the limit.  What that
+turn says counts as an answer only when it is one (:func:`answer_problem`):
+a reply that is only code, empty or a short "I cannot..." leaves the call
+with no answer, and the run ends with the no-answer error.
+
+The same code failing twice in a call (or printing the same output again) is
+pointed out to the model in that turn's feedback, and the call's next turns
+are sampled at a higher temperature with a new seed (:meth:`Run.note_repetition`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
+import re
+import textwrap
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -28,7 +38,7 @@ from attrs import define, field
 
 from rlm import prompts
 from rlm.backend import Backend, LLMRequest, LLMResponse, StreamEnd, TextDelta, ToolSchema
-from rlm.budget import BudgetNode, Refusal, SpendRequest
+from rlm.budget import LIMIT_MESSAGES, BudgetNode, Refusal, SpendRequest
 from rlm.config import ModelPricing, RLMConfig
 from rlm.context import ToolContext
 from rlm.environment import Environment, EnvironmentSettings
@@ -72,6 +82,14 @@ CALIBRATION_MARGIN = 1.5
 REPL_FEEDBACK_CHARS = 20_000
 #: Context window assumed when neither config, backend nor litellm's map knows it.
 DEFAULT_CONTEXT_WINDOW = 32_000
+#: Replies at least this long are never taken for a give-up (:func:`answer_problem`).
+GIVE_UP_CHARS = 300
+#: The temperature a call's turns use once its model repeated failing code (at temperature 0 it
+#: would write the same code again until a limit).
+REPEAT_TEMPERATURE = 0.7
+#: A call whose model wrote the same code this many times over ends without an answer (it will not
+#: write anything else, and on a CPU each turn costs seconds).
+MAX_REPEATS = 3
 #: Older tool outputs are cut once the prompt passes this share of the window ...
 COMPACT_AT = 0.75
 #: ... down to this many characters each.
@@ -193,6 +211,12 @@ class CallNode:
     environment: Environment | None = field(default=None, repr=False)
     #: (UTF-8 bytes, input tokens the provider reported) of this conversation's last prompt
     seen_input: tuple[int, int] | None = None
+    #: sampling of this conversation's next turns (None: the backend's default); set once the model
+    #: repeated failing code (:meth:`Run.note_repetition`)
+    temperature: float | None = None
+    seed: int | None = None
+    #: times the model repeated code (failing again, or printing the same) in this conversation
+    repeats: int = 0
 
     @property
     def parent_call_id(self) -> str | None:
@@ -201,12 +225,16 @@ class CallNode:
 
 @define(frozen=True, kw_only=True)
 class CallOutcome:
-    """How a call ended: its answer, the limit that forced it (if any)."""
+    """How a call ended: its answer, the limit that forced it (if any).
+
+    ``no_answer`` says why a call that ended has no answer (``text`` is then empty), e.g. "the
+    model's last reply was only code"; the run's error quotes it."""
 
     text: str
     limit: str | None = None
     forced: bool = False
     source: str = "text"  # text | final | final_var | forced
+    no_answer: str | None = None
 
 
 class Run:
@@ -437,6 +465,8 @@ class Run:
             response_format=response_format,
             # the reservation covers this output only: tell the provider (unless nothing limits the run)
             max_tokens=output_cap if (max_tokens or not math.isinf(room) or not math.isinf(cost_room)) else None,
+            temperature=call.temperature,
+            seed=call.seed,
             timeout=max(1.0, timeout),
         )
         reservation = call.budget.reserve(reserve_tokens, reserve_cost)
@@ -476,6 +506,8 @@ class Run:
             duration_ms=round((time.monotonic() - started) * 1000, 3),
             finish_reason=response.finish_reason,
             forced=forced,
+            **({"temperature": request.temperature, "seed": request.seed} if request.temperature is not None
+               else {}),
         )
         return response
 
@@ -569,7 +601,13 @@ class Run:
                             schemas: Sequence[ToolSchema] = (), last_text: str = "",
                             response_format: Mapping[str, Any] | None = None,
                             repl: bool = False) -> CallOutcome:
-        """One last turn, told to answer now; the outcome names the limit."""
+        """One last turn, told to answer now; the outcome names the limit.
+
+        The reply is the answer only when it is one (:func:`answer_problem`): in the repl protocol a
+        FINAL/FINAL_VAR that resolves, or prose that is not only code nor a short give-up; in the tools
+        protocol a reply that is neither empty nor only code.  Otherwise the outcome has no text and
+        says why (``no_answer``); a sub-call raises BudgetExceeded instead, which its parent gets as
+        that sub-call's error."""
         self.limits_hit.append(limit.limit)
         self.emit(call, "limit_hit", limit=limit.limit, message=str(limit))
         template = prompts.FORCED_ANSWER_REPL if repl else prompts.FORCED_ANSWER
@@ -583,14 +621,66 @@ class Run:
             self.emit(call, "limit_hit", limit=stop.refusal.limit, message=f"no forced last turn: {stop.refusal}")
             if call.depth > 0 and not last_text:
                 raise BudgetExceeded(stop.refusal.message, limit=stop.refusal.limit, fix=stop.refusal.fix) from None
+            # in the repl protocol a reply with code was a working turn (its output was still to come)
+            why = answer_problem(last_text, give_up=repl, code_is_work=repl) if last_text else None
+            if why is not None:
+                return self._no_answer(call, limit, why)
             return CallOutcome(text=last_text, limit=limit.limit, forced=True, source="forced")
         messages.append(_assistant(response.message))
         text = response.message.text
+        why: str | None = None
         if repl:
-            marker = find_final(text)
-            if marker is not None:
-                text = await self._final_value(call, marker.kind, marker.value) or text
-        return CallOutcome(text=text or last_text, limit=limit.limit, forced=True, source="forced")
+            value, why = await self._forced_final(call, text)
+            if value is not None:
+                return CallOutcome(text=value, limit=limit.limit, forced=True, source="forced")
+        why = why or answer_problem(text, give_up=repl)
+        if why is None:
+            return CallOutcome(text=text, limit=limit.limit, forced=True, source="forced")
+        if not repl and last_text and not text.strip() and answer_problem(last_text, give_up=False) is None:
+            # an empty last turn: what the model said before it is the answer (the tools protocol)
+            return CallOutcome(text=last_text, limit=limit.limit, forced=True, source="forced")
+        return self._no_answer(call, limit, why)
+
+    async def _forced_final(self, call: CallNode, text: str) -> tuple[str | None, str | None]:
+        """(answer, None) when the forced repl reply ends with a FINAL/FINAL_VAR that resolves,
+        (None, why) when it has one that does not, (None, None) when it has none.
+
+        A FINAL written alone in a code block (```repl\nFINAL_VAR(x)\n```, as the system prompt's
+        example shows it) is run: that one line is the model's answer, not work still to do."""
+        marker = find_final(text)
+        if marker is not None:
+            value = await self._final_value(call, marker.kind, marker.value)
+            if value is None:
+                return None, f"its FINAL_VAR({marker.value}) names no REPL variable"
+            if not value.strip():
+                return None, "its FINAL() was empty"
+            return value, None
+        blocks = [code.strip() for code in code_blocks(text)]
+        if len(blocks) != 1 or not _LONE_FINAL.fullmatch(blocks[0]):
+            return None, None
+        marker = find_final(blocks[0])
+        if marker is not None and marker.kind == "final_var":  # a name, quoted or not: read the variable
+            value = await self._final_value(call, marker.kind, marker.value)
+            if value is None:
+                return None, f"its FINAL_VAR({marker.value}) names no REPL variable"
+            return (value, None) if value.strip() else (None, "its FINAL_VAR() was empty")
+        result = await self.execute(call, await self.environment_for(call), blocks[0])  # FINAL(expression)
+        if result.final is not None and result.final.value.strip():
+            return result.final.value, None
+        if result.error and marker is not None and "SyntaxError" in result.error and marker.value.strip():
+            return marker.value, None  # FINAL(an answer in words), not Python: the words are the answer
+        if result.error:
+            return None, f"its FINAL failed: {_last_line(result.error)}"
+        return None, "its FINAL() was empty"
+
+    def _no_answer(self, call: CallNode, limit: Refusal, why: str) -> CallOutcome:
+        """The outcome of a call whose forced last turn gave no answer (a sub-call: BudgetExceeded)."""
+        self.emit(call, "no_answer", limit=limit.limit, reason=why)
+        if call.depth > 0:
+            what = LIMIT_MESSAGES.get(limit.limit, (limit.message, ""))[0]
+            raise BudgetExceeded(f"no answer: {what} before the sub-call answered ({why})",
+                                 limit=limit.limit, fix=limit.fix)
+        return CallOutcome(text="", limit=limit.limit, forced=True, source="forced", no_answer=why)
 
     async def run_tools(self, call: CallNode, tool_calls: Sequence[ToolCall], messages: list[Message]) -> None:
         """Run the calls concurrently (at most ``max_parallel`` at once); append their results."""
@@ -671,7 +761,7 @@ class Run:
         started = time.monotonic()
         try:
             outcome = await self.tools_loop(child, messages)
-        except BackendError as exc:
+        except (BackendError, BudgetExceeded) as exc:  # BudgetExceeded: a limit left it with no answer
             self.emit(child, "call_end", error=str(exc), error_type=type(exc).__name__,
                       duration_ms=round((time.monotonic() - started) * 1000, 3),
                       tokens_spent=node_budget.tokens_spent, cost=node_budget.cost_spent)
@@ -745,6 +835,7 @@ class Run:
         env = await self.environment_for(call)
         nudged = False
         last_text = ""
+        ran: dict[str, tuple[Any, int]] = {}  # the code run in this call (normalized) -> (its last result, runs)
         try:
             for _ in range(turns):
                 call.turns += 1
@@ -755,11 +846,27 @@ class Run:
                 messages.append(Message.assistant(text))
                 blocks = code_blocks(text)
                 feedback = []
+                notes = []
                 for code in blocks:
                     result = await self.execute(call, env, code)
                     if result.final is not None:
                         return CallOutcome(text=result.final.value, source=result.final.kind)
-                    feedback.append(_repl_feedback(code, result))
+                    piece = _repl_feedback(code, result)
+                    note = self.note_repetition(call, code, result, ran)
+                    notes.append(note)
+                    feedback.append(piece if note is None else f"{piece}\n\n{note}")
+                if blocks and all(notes) and len(messages) >= 2 and messages[-2].role == "user":
+                    # the whole turn repeated earlier code: it is dropped from the conversation (each copy
+                    # makes a small model surer of it) and the note joins the feedback it already had
+                    if call.repeats >= MAX_REPEATS:
+                        why = "the model kept writing the same code"
+                        self.emit(call, "no_answer", limit=None, reason=why)
+                        return CallOutcome(text="", no_answer=why)
+                    messages.pop()
+                    earlier = messages.pop()
+                    note = notes[-1] or ""
+                    messages.append(Message.user(earlier.text if note in earlier.text else f"{earlier.text}\n\n{note}"))
+                    continue
                 # a FINAL written in the same turn as code was written before the model saw the
                 # output: the code's own FINAL (above) counts, a guessed one in the text does not
                 marker = None if blocks else find_final(text)
@@ -773,12 +880,45 @@ class Run:
                 elif not nudged:
                     nudged = True
                     messages.append(Message.user(prompts.REPL_NUDGE))
-                else:  # twice no code and no FINAL: the text is the answer
+                else:  # twice no code and no FINAL: the text is the answer, unless it is none
+                    why = answer_problem(text, give_up=True)
+                    if why is not None:
+                        self.emit(call, "no_answer", limit=None, reason=why)
+                        return CallOutcome(text="", no_answer=why)
                     return CallOutcome(text=text)
             limit = Refusal.of("max_turns", f"{turns} turns")
         except LimitReached as stop:
             limit = stop.refusal
         return await self.forced_answer(call, messages, limit, last_text=last_text, repl=True)
+
+    def note_repetition(self, call: CallNode, code: str, result: Any,
+                        ran: dict[str, tuple[Any, int]]) -> str | None:
+        """The note for the model when ``code`` is code it already ran in this call and it failed both
+        times, or printed the same output again (None otherwise).
+
+        Such a repetition also changes the call's sampling: its next turns ask for at least
+        :data:`REPEAT_TEMPERATURE` and a new seed (at temperature 0 a model writes the same code again
+        and again), and a ``repeated_code`` event records it."""
+        key = _normalize_code(code)
+        before, runs = ran.get(key, (None, 0))
+        ran[key] = (result, runs + 1)
+        if before is None:
+            return None
+        if before.error and result.error:
+            error = _last_line(result.error)
+            note = prompts.REPEATED_FAILURE.format(error=error)
+        elif not before.error and not result.error and _output_of(before) == _output_of(result):
+            error = None
+            note = prompts.REPEATED_OUTPUT
+        else:
+            return None
+        call.repeats += 1
+        # each repetition samples hotter: 0.7, then 1.0
+        call.temperature = max(call.temperature or 0.0, REPEAT_TEMPERATURE + 0.3 * (call.repeats - 1))
+        call.seed = random.randrange(1, 2**31)
+        self.emit(call, "repeated_code", code=code, runs=runs + 1, error=error, temperature=call.temperature,
+                  seed=call.seed)
+        return note
 
     async def execute(self, call: CallNode, env: Environment, code: str) -> Any:
         started = time.monotonic()
@@ -814,6 +954,81 @@ def _new_messages(messages: Sequence[Message]) -> int:
             break
         count += 1
     return max(1, count)
+
+
+#: A fenced block (its tag, its body), closed or cut off at the end of the text.
+_FENCE_BLOCK = re.compile(r"```[ \t]*([^\n`]*?)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+#: The tags of fences that hold code (a bare fence holds code when it looks like it); an answer in
+#: ```json or ```text is still an answer.
+_CODE_TAGS = frozenset({"repl", "python", "python3", "py", "sh", "bash", "shell", "console", "zsh"})
+#: A reply that starts like this gives up rather than answers (only short replies are judged).
+_GIVE_UP = re.compile(
+    r"^\W{0,3}(?:"
+    r"i(?:\s+am|\s*['\u2019]m)\s+(?:unable|not\s+able|sorry)"
+    r"|i\s+(?:cannot|can\s+not|can['\u2019]t|could\s+not|couldn['\u2019]t)\s+"
+    r"(?:determine|find|answer|solve|compute|calculate|complete|figure|provide|tell|do|help|access|read)"
+    r"|i\s+(?:do\s+not|don['\u2019]t)\s+know"
+    r"|sorry\b"
+    r"|unfortunately,?\s+i\b"
+    r")",
+    re.IGNORECASE,
+)
+#: A code block that only gives the answer: FINAL(...) or FINAL_VAR(...).
+_LONE_FINAL = re.compile(r"FINAL(?:_VAR)?\(.*\)", re.DOTALL)
+
+
+def answer_problem(text: str, *, give_up: bool = True, code_is_work: bool = False) -> str | None:
+    """Why ``text``, a call's last reply, is no answer; None when it is one.
+
+    Not an answer: empty text; code blocks alone (```repl/```python/a shell/a bare fence holding
+    code, with at most a one-line lead-in such as "Here is the code:"); with ``give_up``, a short
+    reply (under :data:`GIVE_UP_CHARS` characters) that starts by giving up ("I cannot determine...",
+    "I'm unable to...", "I don't know", "Sorry, ..."); with ``code_is_work``, any reply with a code
+    block (in the repl protocol such a reply was a working turn, not an answer).
+    """
+    stripped = text.strip()
+    if not stripped:
+        return "the model's last reply was empty"
+    if "```" not in stripped and code_blocks(stripped):  # a code block whose fences the model left out
+        return "the model's last reply was code" if code_is_work else "the model's last reply was only code"
+    fences = list(_FENCE_BLOCK.finditer(stripped))
+    code = [m for m in fences
+            if m.group(1).lower() in _CODE_TAGS or (not m.group(1) and _looks_like_code(m.group(2)))]
+    if code_is_work and code:
+        return "the model's last reply was code"
+    if code and len(code) == len(fences):
+        rest = [line.strip() for line in _FENCE_BLOCK.sub("", stripped).splitlines() if line.strip()]
+        if not rest or (len(rest) == 1 and rest[0].endswith(":") and len(rest[0]) < 200):
+            return "the model's last reply was only code"
+    if give_up and len(stripped) < GIVE_UP_CHARS and _GIVE_UP.match(stripped):
+        return f"the model gave up: {_excerpt(stripped)}"
+    return None
+
+
+def _looks_like_code(code: str) -> bool:
+    return bool(re.search(r"\b(print|import|def|for|while|return|len)\b|=", code))
+
+
+def _excerpt(text: str, width: int = 80) -> str:
+    line = " ".join(text.split())
+    return repr(line if len(line) <= width else line[: width - 3] + "...")
+
+
+def _last_line(error: str) -> str:
+    """The last non-empty line of an error (a traceback's ``KeyError: 'x'``), shortened."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else error.strip()
+    return last if len(last) <= 300 else last[:297] + "..."
+
+
+def _normalize_code(code: str) -> str:
+    """``code`` compared for repetition: no trailing spaces, blank lines or common indentation."""
+    lines = [line.rstrip() for line in textwrap.dedent(code.expandtabs(4)).splitlines()]
+    return "\n".join(line for line in lines if line)
+
+
+def _output_of(result: Any) -> tuple[str, str | None]:
+    return (result.output or "").strip(), result.value
 
 
 def _assistant(message: Message) -> Message:

@@ -23,24 +23,26 @@ in parallel); each runs with a fresh context and part of your remaining budget.
 REPL_SYSTEM = """\
 You answer the user's task by writing Python code that a REPL runs for you.
 
-The REPL variable `context` holds the input ({context_desc}). Files named in the task can be read \
-with open(); relative paths start in the current directory.
+The REPL variable `context` holds the input ({context_desc}). Files named in the task are in the \
+current directory: read them with open().
+Only the Python standard library is available (csv, json, re, math, statistics, collections, datetime); \
+pandas and numpy are not.
 To run code, write one block that starts with ```repl and ends with ```, then stop: the next message \
 shows what the code printed. Variables persist between blocks. Never write the output yourself.
-If the code fails, read the error, look at the data (print a few lines) and write different code.
-In the REPL you may also call:
-- llm_query(prompt) -> str: ask a sub-LLM about a piece of text (it sees only what you pass).
-- llm_query_batched(prompts) -> list[str]: several llm_query calls at once.
-- FINAL(value): end the task with `value` as the answer, once your code has computed it.
-You can also answer in a reply of your own, after seeing a REPL output, with FINAL(your answer) on its \
-own line, or FINAL_VAR(variable_name) to answer with the value of a REPL variable.
+If the code fails, read the error and write different code.
+When your code has computed the answer, call FINAL(value) in the code, or reply with FINAL(answer) or \
+FINAL_VAR(variable_name) on its own line.
+For long text, code may also call llm_query(prompt), which returns a sub-LLM's answer as a string (it \
+sees only what you pass), and llm_query_batched(prompts), which returns a list of answers.
 
-Example, for the task "How many words are in notes.txt?":
+Example, for the task "What is the total of the amount column in sales.csv?":
 ```repl
-with open("notes.txt") as f:
-    words = f.read().split()
-print(len(words))
-FINAL(len(words))
+import csv
+with open("sales.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+total = sum(float(row["amount"]) for row in rows)
+print(len(rows), "rows, total", total)
+FINAL(round(total, 2))
 ```"""
 
 FORCED_ANSWER = (
@@ -80,3 +82,17 @@ def tools_system(tools: Iterable[ToolSpec]) -> str:
 
 def repl_system(context_desc: str) -> str:
     return REPL_SYSTEM.replace("{context_desc}", context_desc)
+
+
+#: Appended to the REPL feedback when the model ran the same code again and it failed again.
+REPEATED_FAILURE = (
+    "Note: this is the same code as before, and it failed again with: {error}\n"
+    "Do not run it again: try a different approach, e.g. inspect the data first (print its type, its "
+    "length and a few lines of it), or use only the standard library."
+)
+
+#: Appended to the REPL feedback when the model ran the same code again and it printed the same.
+REPEATED_OUTPUT = (
+    "Note: this is the same code as before, and it printed the same output again. Running it once more "
+    "will not help: use what it printed, try something different, or give the answer as FINAL(answer)."
+)

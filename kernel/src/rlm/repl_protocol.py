@@ -14,6 +14,8 @@ from attrs import define
 _FENCE = re.compile(r"```[ \t]*(repl|python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _FINAL_VAR = re.compile(r"^\s*FINAL_VAR\(\s*[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?\s*\)\s*$", re.MULTILINE)
 _FINAL = re.compile(r"^\s*FINAL\((.*)\)\s*$", re.MULTILINE | re.DOTALL)
+#: A whole reply that is a code block whose fences the model left out: the tag alone on the first line.
+_UNFENCED = re.compile(r"\A\s*(?:repl|python|py|python3)[ \t]*\n(.*\S.*)\Z", re.DOTALL | re.IGNORECASE)
 
 
 @define(frozen=True, kw_only=True)
@@ -25,7 +27,12 @@ class FinalMarker:
 
 
 def code_blocks(text: str) -> list[str]:
-    """The code of every ```repl/```python block, in order (other languages ignored)."""
+    """The code of every ```repl/```python block, in order (other languages ignored).
+
+    Small models sometimes drop the fences and write the tag alone on the first line
+    (``repl\nimport csv\n...``): a reply without any fence that starts like that and reads as
+    Python is one block (otherwise its ``FINAL(len(rows))`` would be taken as a literal answer).
+    """
     blocks = []
     for match in _FENCE.finditer(text):
         lang = (match.group(1) or "").lower()
@@ -33,6 +40,10 @@ def code_blocks(text: str) -> list[str]:
             code = match.group(2).strip("\n")
             if code.strip():
                 blocks.append(code)
+    if not blocks and "```" not in text:
+        unfenced = _UNFENCED.match(text)
+        if unfenced and _looks_like_python(unfenced.group(1)):
+            blocks.append(unfenced.group(1).strip("\n"))
     return blocks
 
 
@@ -41,6 +52,8 @@ def _looks_like_python(code: str) -> bool:
 
 
 def strip_code(text: str) -> str:
+    if "```" not in text and _UNFENCED.match(text) and code_blocks(text):
+        return ""
     return _FENCE.sub("", text)
 
 
