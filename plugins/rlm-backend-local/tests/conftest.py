@@ -10,6 +10,8 @@ import pytest
 
 HERE = Path(__file__).parent
 FAKE_SERVER = str(HERE / "fake_llama_server.py")
+#: holds a stand-in ``xllamacpp`` package (tests/stub_xllamacpp/xllamacpp) that runs the fake server
+STUB_XLLAMACPP = HERE / "stub_xllamacpp"
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +47,16 @@ def _fake_command(mode: str = "ok", record: str | None = None) -> tuple[str, ...
 def fake_command():
     """``fake_command(mode, record=None)``: a ServerSpec.command running tests/fake_llama_server.py."""
     return _fake_command
+
+
+@pytest.fixture
+def stub_xllamacpp(tmp_path, monkeypatch):
+    """Server processes started from now on import the stand-in ``xllamacpp`` (PYTHONPATH); returns the
+    file it records the server parameters in (JSON, written when a server starts)."""
+    record = tmp_path / "xllamacpp-params.json"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STUB_XLLAMACPP), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("FAKE_XLLAMACPP_RECORD", str(record))
+    return record
 
 
 @pytest.fixture

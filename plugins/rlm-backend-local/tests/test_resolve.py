@@ -12,7 +12,7 @@ from rlm_backend_local import plugin
 from rlm_backend_local.resolve import choose
 
 NOTICE = ("rlm: no provider key set (OPENAI_API_KEY/ANTHROPIC_API_KEY): using the local model "
-          "qwen2.5-coder-0.5b-instruct (llama.cpp, REPL protocol) for 'gpt-4o-mini'\n")
+          "qwen2.5-coder-1.5b-instruct (llama.cpp, REPL protocol) for 'gpt-4o-mini'\n")
 
 
 class CatchAll:

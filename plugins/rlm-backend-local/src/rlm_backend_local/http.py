@@ -1,6 +1,6 @@
 """A small asyncio HTTP/1.1 client for an OpenAI-compatible server on this machine.
 
-Just what talking to ``llama_cpp.server`` needs: a JSON POST/GET with one
+Just what talking to a llama.cpp server needs: a JSON POST/GET with one
 connection per request (``Connection: close``), bodies framed by
 ``Content-Length``, chunked transfer encoding or end of stream, and
 Server-Sent Events for streaming.  Everything is a coroutine, so a timeout

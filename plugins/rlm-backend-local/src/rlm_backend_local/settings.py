@@ -14,7 +14,7 @@ import attrs
 #: This plugin's config table: ``[plugins.backend-local]``.
 SECTION = "backend-local"
 #: The catalog model used unless ``model``/``model_path`` say otherwise.
-DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
 
 
 def _above(minimum: float) -> Any:
@@ -31,6 +31,13 @@ def _at_least(minimum: float) -> Any:
             raise ValueError(f"{attribute.name} must be at least {minimum:g}, got {value!r}")
 
     return check
+
+
+def _name_values(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    for item in value:
+        name, sep, _ = str(item).partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"{attribute.name} entries are NAME=VALUE (e.g. n_batch=1024), got {item!r}")
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -57,9 +64,10 @@ class LocalSettings:
     default_when_no_key: bool = attrs.field(default=True, metadata={
         "help": "serve every model string with the local model when no provider key is set"})
     python: str | None = attrs.field(default=None, metadata={
-        "help": "Python that runs llama_cpp.server (unset: the one running rlm)"})
-    server_args: tuple[str, ...] = attrs.field(default=(), converter=tuple, metadata={
-        "help": "extra arguments for `python -m llama_cpp.server`"})
+        "help": "Python that runs the llama.cpp server, with xllamacpp installed (unset: the one running rlm)"})
+    server_args: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_name_values, metadata={
+        "help": "extra llama.cpp server parameters, each NAME=VALUE (xllamacpp CommonParams attributes, "
+                "e.g. n_batch=1024)"})
 
 
 def settings_from(options: Any) -> LocalSettings:
