@@ -36,21 +36,9 @@ if [ ! -x "$PY" ]; then
   exit 2
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-started=$(date +%s)
-say() { echo "install-local-model: [$(( $(date +%s) - started ))s] $*" >&2; }
-
-# Runs a command in the background and prints what it is doing every 10 s while it lasts.
-with_progress() {
-  local what=$1; shift
-  local step_started; step_started=$(date +%s)
-  "$@" &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    for _ in 1 2 3 4 5 6 7 8 9 10; do sleep 1; kill -0 "$pid" 2>/dev/null || break; done
-    if kill -0 "$pid" 2>/dev/null; then say "$what: $(( $(date +%s) - step_started ))s so far"; fi
-  done
-  wait "$pid"
-}
+SAY_PREFIX=install-local-model
+# shellcheck source=scripts/progress.sh
+source "$(dirname "$0")/progress.sh"
 
 have() {  # have REQ...: every pinned distribution is installed at its version
   "$PY" - "$@" <<'PYEOF'

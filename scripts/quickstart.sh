@@ -11,20 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-started=$(date +%s)
-say() { echo "quickstart: [$(( $(date +%s) - started ))s] $*" >&2; }
-
-with_progress() {  # with_progress WHAT CMD...: runs CMD, saying every 10 s that it is still going
-  local what=$1; shift
-  local step_started; step_started=$(date +%s)
-  "$@" &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    for _ in 1 2 3 4 5 6 7 8 9 10; do sleep 1; kill -0 "$pid" 2>/dev/null || break; done
-    if kill -0 "$pid" 2>/dev/null; then say "$what: $(( $(date +%s) - step_started ))s so far"; fi
-  done
-  wait "$pid"
-}
+SAY_PREFIX=quickstart
+# shellcheck source=scripts/progress.sh
+source scripts/progress.sh
 
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
