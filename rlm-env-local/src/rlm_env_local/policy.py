@@ -8,16 +8,19 @@ statement into ``_rlm_display_(expr)`` so its value is shown as in a notebook.
 
 Compared with RestrictedPython's own policy this one also allows annotated
 assignments (``x: int = 1``, needed by dataclasses), the common magic methods
-in class bodies (``__repr__``, ``__len__``, ``__enter__``...) and reading a
-handful of harmless dunder attributes (``super().__init__``, ``f.__name__``);
-it refuses ``from __future__`` imports.  Runs inside the worker process.
+in class bodies (``__repr__``, ``__len__``, ``__enter__``...), reading a
+handful of harmless dunder attributes (``super().__init__``, ``f.__name__``)
+and augmented assignment of items and attributes (``counts[key] += 1``,
+``self.total += x``: everyday code that RestrictedPython refuses, rewritten
+into the guarded reads and writes it already allows); it refuses
+``from __future__`` imports.  Runs inside the worker process.
 """
 
 from __future__ import annotations
 
 import ast
 
-from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTransformer
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES, IOPERATOR_TO_STR, RestrictingNodeTransformer
 from rlm_repl.repl_server import DISPLAY_HOOK, CellSyntaxError, display_last, parse_cell
 
 #: Dunder attributes code may read (``_getattr_`` allows exactly these too).
@@ -63,6 +66,50 @@ class CellPolicy(RestrictingNodeTransformer):
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
         """``x: int = 1`` and ``self.x: int = 1``: targets are checked like assignments."""
         return self.node_contents_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
+        """``obj[key] op= value`` and ``obj.attr op= value``, with the guards of a read and a write.
+
+        ``obj`` and ``key`` are evaluated once, into names user code cannot spell (they start with
+        ``_``), as Python does; then ``_write_(obj)[key] = _inplacevar_(op, _getitem_(obj, key), value)``
+        (``_getattr_``/``_write_(obj).attr`` for an attribute, whose name is checked as in any access).
+        """
+        target = node.target
+        if not isinstance(target, ast.Subscript | ast.Attribute):
+            return super().visit_AugAssign(node)
+        self._aug_count = getattr(self, "_aug_count", 0) + 1
+        obj_name = f"_rlm_aug{self._aug_count}_obj"
+        statements: list[ast.stmt] = [
+            ast.Assign(targets=[ast.Name(obj_name, ast.Store())], value=self.visit(target.value))]
+        if isinstance(target, ast.Subscript):
+            key_name = f"_rlm_aug{self._aug_count}_key"
+            statements.append(ast.Assign(targets=[ast.Name(key_name, ast.Store())], value=self.visit(target.slice)))
+            current: ast.expr = ast.Call(func=ast.Name("_getitem_", ast.Load()),
+                                         args=[ast.Name(obj_name, ast.Load()), ast.Name(key_name, ast.Load())],
+                                         keywords=[])
+            store: ast.expr = ast.Subscript(
+                value=ast.Call(func=ast.Name("_write_", ast.Load()), args=[ast.Name(obj_name, ast.Load())],
+                               keywords=[]),
+                slice=ast.Name(key_name, ast.Load()), ctx=ast.Store())
+        else:
+            # the attribute name gets the checks of any attribute access (no _private, no inspect names)
+            check = ast.Attribute(value=ast.copy_location(ast.Name("rlm_aug_check", ast.Load()), target),
+                                  attr=target.attr, ctx=ast.Store())
+            self.visit(ast.copy_location(check, target))
+            current = ast.Call(func=ast.Name("_getattr_", ast.Load()),
+                               args=[ast.Name(obj_name, ast.Load()), ast.Constant(target.attr)], keywords=[])
+            store = ast.Attribute(
+                value=ast.Call(func=ast.Name("_write_", ast.Load()), args=[ast.Name(obj_name, ast.Load())],
+                               keywords=[]),
+                attr=target.attr, ctx=ast.Store())
+        result = ast.Call(func=ast.Name("_inplacevar_", ast.Load()),
+                          args=[ast.Constant(IOPERATOR_TO_STR[type(node.op)]), current, self.visit(node.value)],
+                          keywords=[])
+        statements.append(ast.Assign(targets=[store], value=result))
+        for statement in statements:
+            ast.copy_location(statement, node)
+            ast.fix_missing_locations(statement)
+        return statements
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
         if node.module == "__future__":
