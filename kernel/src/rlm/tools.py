@@ -1,8 +1,9 @@
 """Custom tools: the ``@tool`` decorator and the context a tool handler receives.
 
 ``@tool`` turns a typed (async or sync) function into a :class:`rlm.types.ToolSpec`:
-the JSON Schema of its arguments comes from the type hints, descriptions
-from the docstring (Google ``Args:`` or numpy ``Parameters`` style).  A
+the JSON Schema of its arguments comes from the type hints, the tool's and
+each parameter's description from the docstring (reST ``:param x:``, Google
+``Args:`` or NumPy ``Parameters`` style, read by ``docstring_parser``).  A
 handler that declares a ``ctx`` parameter receives a :class:`ToolContext`.
 """
 
@@ -12,7 +13,6 @@ import asyncio
 import enum
 import functools
 import inspect
-import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -57,34 +57,26 @@ def json_schema_for(annotation: Any) -> dict[str, Any]:
 
 
 def _doc_params(doc: str) -> tuple[str, dict[str, str]]:
-    """Summary and per-parameter descriptions from a Google or numpy docstring."""
-    doc = inspect.cleandoc(doc or "")
-    params: dict[str, str] = {}
-    summary_lines: list[str] = []
-    section = None
-    current: str | None = None
-    for line in doc.splitlines():
-        stripped = line.strip()
-        if stripped in {"Args:", "Arguments:", "Parameters:", "Parameters"}:
-            section = "params"
-            continue
-        if section == "params" and re.fullmatch(r"-{3,}", stripped):
-            continue
-        if stripped in {"Returns:", "Returns", "Raises:", "Raises", "Examples:", "Yields:"}:
-            section = "other"
-            continue
-        if section is None:
-            summary_lines.append(stripped)
-        elif section == "params":
-            match = re.match(r"^(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$", stripped)
-            indent = len(line) - len(line.lstrip())
-            if match and indent == 0 or (match and line.startswith("    ") and not line.startswith("        ")):
-                current = match.group(1).lstrip("*")
-                params[current] = match.group(3).strip()
-            elif current and stripped:
-                params[current] = (params[current] + " " + stripped).strip()
-    summary = " ".join(part for part in " ".join(summary_lines).split("\n\n")[0:1]).strip()
-    return summary, params
+    """The description and per-parameter descriptions of a reST, Google or NumPy docstring.
+
+    The description is the short description and the long one, without the
+    parameter, returns and raises sections (``docstring_parser`` tells them
+    apart and guesses the style).  Each parameter's text is put on one line.
+    """
+    if not doc or not doc.strip():
+        return "", {}
+    import docstring_parser
+
+    try:
+        parsed = docstring_parser.parse(doc)
+    except docstring_parser.ParseError:  # a docstring no style reads: all of it describes the tool
+        return inspect.cleandoc(doc), {}
+    parts = [part.strip() for part in (parsed.short_description, parsed.long_description) if part and part.strip()]
+    gap = "\n\n" if parsed.blank_after_short_description else "\n"
+    params = {p.arg_name.replace("\\", "").lstrip("*"): " ".join((p.description or "").split())
+              for p in parsed.params if p.args and p.args[0] in {"param", "parameter", "arg", "argument",
+                                                                 "key", "keyword", "other_param"}}
+    return gap.join(parts), {name: text for name, text in params.items() if text}
 
 
 def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
