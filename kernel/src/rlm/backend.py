@@ -121,6 +121,9 @@ class BackendCapabilities:
     #: Turns a top-level call gets when the user set no ``max_turns`` (a slow CPU model that has not
     #: answered in a few turns will not in twenty); None: the config's ``max_turns``.
     suggested_max_turns: int | None = None
+    #: False: sub-calls are off unless the user turned them on (a small model that asks a sub-LLM
+    #: about files it cannot see); None: the config's ``sub_calls``.
+    suggested_sub_calls: bool | None = None
     #: The model that actually answers requests for the model string asked for, when the backend
     #: serves it with another (the embedded local model standing in when no key is set); it is
     #: what the trajectory's ``run_start`` names as ``model``.

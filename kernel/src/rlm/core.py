@@ -29,7 +29,7 @@ from rlm.orchestrator import CallOutcome, FatalRunError, Run
 from rlm.plugins import RLMPluginManager, create_plugin_manager
 from rlm.pricing import price_for
 from rlm.registry import Registration, add_tools, collect
-from rlm.schema import SchemaError, validate as validate_schema
+from rlm.schema import InvalidSchemaError, SchemaError, check as check_schema, validate as validate_schema
 from rlm.trajectory import Recorder, new_trajectory_id
 from rlm.types import CompletionResult, ContentPart, Message, ToolSpec
 
@@ -228,14 +228,15 @@ class RLM:
         found = add_tools(found, self._extra_tools, source="RLM(tools=...)")
         return {name: reg.target for name, reg in found.items()}
 
-    def _policies(self) -> list[Any]:
+    def _policies(self, config: RLMConfig | None = None) -> list[Any]:
+        config = config or self.config
         regs = collect(self.pm, "budget_policy")
         out = []
-        for name in self.config.budget_policies:
+        for name in config.budget_policies:
             if name not in regs:
                 raise ConfigError(f"[rlm] budget_policies: no budget policy named {name!r} is installed",
                                   fix=f"installed: {', '.join(sorted(regs)) or 'none'}")
-            out.append(regs[name].load()(config=self.config))
+            out.append(regs[name].load()(config=config))
         return out
 
     def _sinks(self) -> list[Any]:
@@ -354,6 +355,7 @@ class RLM:
         stream_queue: asyncio.Queue[Any] | None = None,
     ) -> CompletionResult:
         check_input_text(prompt, system=system)
+        check_response_format(response_format)
         run = self.prepare_run(protocol=protocol, stream_queue=stream_queue)
         return await self.execute_run(run, prompt, system=system, context=context,
                                       response_format=response_format, max_turns=max_turns)
@@ -376,6 +378,10 @@ class RLM:
                 log.warning("cost_limit_not_enforced", model=config.model, default_cost_limit=default_cost_limit,
                             fix=f'add [pricing."{config.model}"] to rlm.toml to enforce it')
         protocol = self._protocol(protocol)
+        caps = _capabilities(backend, config.model)
+        if caps is not None and caps.suggested_sub_calls is False and config.sub_calls \
+                and "sub_calls" not in config.explicit:
+            config = attrs.evolve(config, sub_calls=False)  # a small model that misuses them; the user may say yes
         tools = self._tools()
         for spec in extra_tools:
             if spec.name in tools:
@@ -391,7 +397,7 @@ class RLM:
             model=self.config.model,
             tools=tools,
             environment_factory=env_factory,
-            policies=self._policies(),
+            policies=self._policies(config),
             recorder=recorder,
             session_budget=self._session_budget,
             pricing=self.pricing,
@@ -507,8 +513,11 @@ class RLM:
         value = text if context is None else context
         env = await run.environment_for(top)
         await env.set_context("context", value)
-        desc = f"{type(value).__name__}, {len(value) if hasattr(value, '__len__') else '?'} items/characters"
-        base = system_prompt or self.system_prompt or prompts.repl_system(desc)
+        if context is None:  # a small model otherwise searches the task's words for the data
+            desc = "only the task's own text: the data is in the files the task names"
+        else:
+            desc = f"{type(value).__name__}, {len(value) if hasattr(value, '__len__') else '?'} items/characters"
+        base = system_prompt or self.system_prompt or prompts.repl_system(desc, sub_calls=run.config.sub_calls)
         system_text = f"{base}\n\n{system}" if system else base
         if context is None:
             query = text if len(text) <= 4000 else text[:4000] + "\n[... the full text is in `context`]"
@@ -545,6 +554,18 @@ class RLM:
 
 #: Why a run has no answer when nothing more precise is known.
 NO_REPLY = "the model's last reply was empty"
+
+
+def check_response_format(response_format: Mapping[str, Any] | None) -> None:
+    """An invalid JSON Schema in ``response_format`` is the caller's mistake (InputError, exit 2),
+    said before any model call rather than after a repair turn."""
+    if response_format is None:
+        return
+    schema = response_format.get("schema", response_format)
+    try:
+        check_schema(schema)
+    except InvalidSchemaError as exc:
+        raise InputError(f"response_format: {exc}", fix="fix the JSON Schema") from None
 
 
 def _capabilities(backend: Any, model: str) -> BackendCapabilities | None:

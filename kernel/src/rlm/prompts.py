@@ -32,17 +32,21 @@ shows what the code printed. Variables persist between blocks. Never write the o
 If the code fails, read the error and write different code.
 When your code has computed the answer, call FINAL(value) in the code, or reply with FINAL(answer) or \
 FINAL_VAR(variable_name) on its own line.
-For long text, code may also call llm_query(prompt), which returns a sub-LLM's answer as a string (it \
-sees only what you pass), and llm_query_batched(prompts), which returns a list of answers.
-
-Example, for the task "What is the total of the amount column in sales.csv?":
+{sub_calls}
+Example, for the task "What is the total of the amount column in orders.csv?":
 ```repl
 import csv
-with open("sales.csv", newline="") as f:
-    rows = list(csv.DictReader(f))
+with open("orders.csv", newline="") as f:
+    rows = list(csv.DictReader(f))  # one dict per data row; the header gives the keys
 total = sum(float(row["amount"]) for row in rows)
 print(len(rows), "rows, total", total)
 FINAL(round(total, 2))
+```
+Example, for the task "How many lines of server.log mention timeout?" (a text file: read its lines):
+```repl
+with open("server.log") as f:
+    lines = f.read().splitlines()
+FINAL(sum(1 for line in lines if "timeout" in line))
 ```"""
 
 FORCED_ANSWER = (
@@ -80,8 +84,16 @@ def tools_system(tools: Iterable[ToolSpec]) -> str:
     return TOOLS_SYSTEM.format(tool_lines=tool_lines(tools))
 
 
-def repl_system(context_desc: str) -> str:
-    return REPL_SYSTEM.replace("{context_desc}", context_desc)
+#: The REPL prompt's lines on delegation (left out when sub-calls are off).
+REPL_SUB_CALLS = """\
+For long text, code may also call llm_query(prompt), which returns a sub-LLM's answer as a string (it \
+sees only what you pass), and llm_query_batched(prompts), which returns a list of answers.
+"""
+
+
+def repl_system(context_desc: str, *, sub_calls: bool = True) -> str:
+    return (REPL_SYSTEM.replace("{context_desc}", context_desc)
+            .replace("{sub_calls}", REPL_SUB_CALLS if sub_calls else ""))
 
 
 #: Appended to the REPL feedback when the model ran the same code again and it failed again.

@@ -150,6 +150,8 @@ class LocalBackend:
             pricing_per_mtok=(0.0, 0.0),
             context_window=self.context_window(model),
             suggested_max_turns=SUGGESTED_MAX_TURNS,
+            # at this size llm_query is asked about files it cannot see, and each sub-call costs seconds
+            suggested_sub_calls=False,
             served_model=self.served_model(model),
         )
 
