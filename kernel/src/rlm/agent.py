@@ -20,6 +20,7 @@ from typing import Any, Literal
 from attrs import define
 
 from rlm.errors import ToolError
+from rlm.events import describe, llm_action
 from rlm.logging import get_logger
 from rlm.tools import tool
 from rlm.types import FinalSignal
@@ -212,22 +213,18 @@ class AgentRunner:
         )
 
     def _observe(self, event: Mapping[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "llm_call" and event.get("depth") == 0:
-            calls = event.get("tool_calls") or []
-            action = ", ".join(c["name"] for c in calls) if calls else "answer"
-            self._last_action = action
-            usage = event.get("token_usage") or {}
-            self._summaries.append(IterationSummary(
-                iteration=len(self._summaries) + 1, action=action, tokens=int(usage.get("total") or 0),
-                cost=event.get("cost"), duration_ms=float(event.get("duration_ms") or 0.0)))
-        elif kind == "tool_start" and event.get("depth") == 0:
-            self._last_action = "running " + ", ".join(c["name"] for c in event.get("tool_calls") or [])
-        elif kind == "repl_execution":
-            first = (event.get("code") or "").strip().splitlines()[:1]
-            self._last_action = f"running code: {first[0][:80] if first else ''}"
-        elif kind == "call_start":
-            self._last_action = f"sub-call: {str(event.get('prompt'))[:80]}"
+        if event.get("type") == "llm_call":
+            if event.get("depth") == 0:
+                action = llm_action(event)
+                self._last_action = action
+                usage = event.get("token_usage") or {}
+                self._summaries.append(IterationSummary(
+                    iteration=len(self._summaries) + 1, action=action, tokens=int(usage.get("total") or 0),
+                    cost=event.get("cost"), duration_ms=float(event.get("duration_ms") or 0.0)))
+            return
+        line = describe(event)
+        if line is not None:
+            self._last_action = line
 
     # --- control ------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from rlm.errors import (
     SandboxError,
     ToolError,
 )
+from rlm.events import repl_execution_fields
 from rlm.logging import get_logger
 from rlm.pricing import cost_of
 from rlm.repl_protocol import code_blocks, find_final
@@ -923,10 +924,7 @@ class Run:
     async def execute(self, call: CallNode, env: Environment, code: str) -> Any:
         started = time.monotonic()
         result = await env.execute(code)
-        self.emit(call, "repl_execution", code=code, output=result.output, value=result.value, error=result.error,
-                  truncated=result.truncated, execution_time_ms=result.execution_time_ms,
-                  duration_ms=round((time.monotonic() - started) * 1000, 3),
-                  final=result.final, notice=result.notice)
+        self.emit(call, "repl_execution", **repl_execution_fields(code, result, (time.monotonic() - started) * 1000))
         return result
 
     async def _final_value(self, call: CallNode, kind: str, value: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, TextIO
 
+from rlm.events import describe
 from rlm.hookspecs import hookimpl
 
 
@@ -28,30 +29,18 @@ class ProgressPrinter:
         self._line = False
 
     def _describe(self, event: dict[str, Any]) -> str | None:
-        kind = event["type"]
-        indent = "  " * int(event.get("depth") or 0)
-        if kind == "llm_call":
+        """Count the event into the totals; its line (:func:`rlm.events.describe`), indented by depth."""
+        number = None
+        if event["type"] == "llm_call":
             if not event.get("depth"):
                 self.iteration += 1
             usage = event.get("token_usage") or {}
             self.tokens += int(usage.get("total") or 0)
             self.cost += float(event.get("cost") or 0.0)
             self.calls += 1
-            calls = event.get("tool_calls") or []
-            what = ", ".join(c["name"] for c in calls) if calls else "answer"
-            return f"{indent}model call {self.calls}: {what} ({usage.get('total', 0)} tokens)"
-        if kind == "repl_execution":
-            error = " -> error" if event.get("error") else ""
-            first = (event.get("code") or "").strip().splitlines()[:1]
-            return f"{indent}  ran code: {first[0][:60] if first else ''}{error}"
-        if kind == "call_start":
-            return f"{indent}sub-call ({event.get('sub_call_type')}): {str(event.get('prompt'))[:60]}"
-        if kind == "tool_start" and not event.get("depth"):
-            names = ", ".join(c["name"] for c in event.get("tool_calls") or [])
-            return f"{indent}running {names}"
-        if kind == "limit_hit":
-            return f"{indent}limit: {event.get('message')}"
-        return None
+            number = self.calls
+        line = describe(event, number=number)
+        return None if line is None else "  " * int(event.get("depth") or 0) + line
 
     @hookimpl
     def rlm_trajectory_event(self, event):

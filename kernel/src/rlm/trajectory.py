@@ -1,8 +1,9 @@
 """Trajectories: the events of a run, fanned out to sinks as they happen.
 
 A :class:`Recorder` belongs to one top-level run.  Every event is a flat JSON
-mapping with ``type``, ``trajectory_id``, ``call_id``, ``parent_call_id``,
-``sub_call_type``, ``depth`` and ``timestamp`` plus fields of its type; it is
+mapping with ``type``, ``v`` (the schema version), ``trajectory_id``, ``call_id``,
+``parent_call_id``, ``sub_call_type``, ``depth`` and ``timestamp`` plus fields of its
+type (the schema: :mod:`rlm.events`, ``rlm logs --schema``); it is
 written to every configured sink at once (the JSONL sink flushes each line,
 so a crash loses nothing already done) and offered to the
 ``rlm_trajectory_event`` hook.  :class:`JsonlSink` is the kernel's default
@@ -23,6 +24,7 @@ from typing import Any
 
 import attrs
 
+from rlm.events import SCHEMA_VERSION
 from rlm.logging import get_logger
 from rlm.types import AudioPart, ImagePart, Message, TextPart
 
@@ -154,6 +156,7 @@ class Recorder:
              depth: int = 0, sub_call_type: str | None = None, **fields: Any) -> dict[str, Any]:
         event: dict[str, Any] = {
             "type": type,
+            "v": SCHEMA_VERSION,
             "trajectory_id": self.trajectory_id,
             "call_id": call_id,
             "parent_call_id": parent_call_id,

@@ -1,4 +1,7 @@
-"""``rlm logs``: list the trajectories in the log directory, or print one as a call tree."""
+"""``rlm logs``: list the trajectories in the log directory, or print one as a call tree.
+
+Events are read by their type and fields (:mod:`rlm.events`); the schema version ``v`` is not
+required, so trajectories written before it existed read the same."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ def logs(
     log_dir: str | None = None,
     limit: int = 20,
     json_output: Annotated[bool, Parameter(name=["--json"])] = False,
+    schema: bool = False,
 ) -> int:
     """List recent runs (newest first), or show one run as a tree with tokens, cost and durations.
 
@@ -32,7 +36,14 @@ def logs(
         How many runs to list.
     json_output: bool
         Print JSON instead of text.
+    schema: bool
+        Print the JSON Schema of trajectory events (the contract for sinks and readers) and exit.
     """
+    if schema:
+        from rlm.events import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
     from rlm.config import load_config
     from rlm.errors import ConfigError
 
