@@ -3,6 +3,7 @@ small model left out."""
 
 from __future__ import annotations
 
+import pytest
 from rlm.repl_protocol import code_blocks, find_final, strip_code
 
 UNFENCED = 'repl\nimport csv\nwith open("sales.csv") as f:\n    rows = list(csv.DictReader(f))\nFINAL(len(rows) - 1)'
@@ -31,3 +32,23 @@ def test_the_tag_must_stand_alone_and_the_rest_must_read_as_python():
 def test_a_reply_with_fences_is_never_read_as_unfenced():
     text = "repl\nx = 1\n```json\n{\"a\": 1}\n```"
     assert code_blocks(text) == []
+
+
+@pytest.mark.parametrize(("marker", "answer"), [
+    ('FINAL("""a "quoted" word""")', 'a "quoted" word'),
+    ("FINAL('''x''')", "x"),
+    ('FINAL("""x""")', "x"),
+    ('FINAL("x")', "x"),
+    ("FINAL('x')", "x"),
+    ("FINAL(x)", "x"),
+    ('FINAL("")', ""),
+    ("FINAL('')", ""),
+    ('FINAL("""""")', ""),
+    ('FINAL("""multi\nline""")', "multi\nline"),
+    ('FINAL("it\'s")', "it's"),
+    ("FINAL(\"x')", "\"x'"),  # mismatched quotes: kept as written
+])
+def test_final_quotes_are_stripped_once_triple_quotes_included(marker, answer):
+    found = find_final(f"Done.\n{marker}\n")
+    assert found is not None and found.kind == "final"
+    assert found.value == answer

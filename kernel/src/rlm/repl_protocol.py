@@ -70,8 +70,11 @@ def find_final(text: str) -> FinalMarker | None:
 
 
 def _unquote(value: str) -> str:
+    """The answer inside ``FINAL(...)`` without its quotes: triple quotes (checked first, or the
+    single-quote case would leave two on each side), then single ones; anything else as written."""
+    for quote in ('"""', "'''"):
+        if len(value) >= 6 and value.startswith(quote) and value.endswith(quote):
+            return value[3:-3]
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         return value[1:-1]
-    if value.startswith('"""') and value.endswith('"""') and len(value) >= 6:
-        return value[3:-3]
     return value

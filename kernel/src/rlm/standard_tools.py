@@ -10,11 +10,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
+from rlm.events import repl_execution_fields
 from rlm.tools import tool
 from rlm.trajectory import escape_surrogates
 
@@ -30,10 +32,9 @@ async def execute_code(code: str, ctx) -> dict:
         code: Python source. State (variables, functions, imports) persists between calls.
     """
     env = await ctx.environment()
+    started = time.monotonic()
     result = await env.execute(code)
-    ctx.emit("repl_execution", code=code, output=result.output, value=result.value, error=result.error,
-             truncated=result.truncated, execution_time_ms=result.execution_time_ms, final=result.final,
-             notice=result.notice)
+    ctx.emit("repl_execution", **repl_execution_fields(code, result, (time.monotonic() - started) * 1000))
     if result.final is not None:
         final = result.final
         if isinstance(final.value, str) and escape_surrogates(final.value) is not final.value:
@@ -70,11 +71,11 @@ def file_read(path: str, ctx, offset: int = 0, max_chars: int = MAX_READ_CHARS) 
 
     real = _resolve(path, ctx.config.allowed_paths, os.path.isfile)
     if not os.path.isfile(real):
-        raise ToolError(f"{path!r} is not a file")
+        raise _not_there(path, real, "file")
     if isinstance(offset, bool) or not isinstance(offset, int):
         raise ToolError(f"offset must be an integer number of bytes, not {offset!r}")
     max_chars = max(1, min(int(max_chars), MAX_READ_CHARS))
-    with open(real, "rb") as fh:
+    with _open_confined(path, real) as fh:
         size = os.fstat(fh.fileno()).st_size
         start = offset if offset >= 0 else max(0, size + offset)
         if start > size:
@@ -92,6 +93,43 @@ def file_read(path: str, ctx, offset: int = 0, max_chars: int = MAX_READ_CHARS) 
     next_offset = start + len(data)
     return {"path": path, "content": data.decode("utf-8", "replace"), "offset": start, "next_offset": next_offset,
             "size": size, "truncated": next_offset < size}
+
+
+def _not_there(path: str, real: str, wanted: str) -> Exception:
+    """The ToolError for ``path`` (confined to ``real``) that is not the ``wanted`` "file"/"directory"."""
+    from rlm.errors import ToolError
+
+    if not os.path.lexists(real):
+        return ToolError(f"{path!r} does not exist", fix="list_files shows what there is")
+    if os.path.isdir(real):
+        return ToolError(f"{path!r} is a directory, not a file", fix="list it with list_files")
+    return ToolError(f"{path!r} is not a {wanted}" if wanted == "directory" else f"{path!r} is not a regular file")
+
+
+def _open_confined(path: str, real: str):
+    """``real`` (a confined, fully resolved path) opened for reading, refusing what may have taken its
+    place since it was checked: a symbolic link (not followed) or anything but a regular file (a FIFO
+    would block the read)."""
+    import errno
+    import stat
+
+    from rlm.errors import ToolError
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(real, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ToolError(f"{path!r} became a symbolic link while it was being read",
+                            fix="read the file it points to by its own path") from None
+        raise ToolError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ToolError(f"{path!r} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 _BYTE_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
@@ -117,7 +155,10 @@ ESCAPED_NAMES_NOTICE = ("names shown with \\xNN are not valid UTF-8 on disk (NN:
 
 @tool
 def list_files(ctx, path: str = ".", pattern: str = "*", recursive: bool = False) -> dict:
-    """List files inside the allowed paths.
+    """List files inside the allowed paths (at most 1000 entries; ``truncated`` says when more match).
+
+    Hidden (dot) files are listed; an entry whose real location is outside the allowed paths (a
+    symbolic link out) is left out, and a recursive listing does not descend into one.
 
     Args:
         path: Directory to list.
@@ -132,7 +173,9 @@ def list_files(ctx, path: str = ".", pattern: str = "*", recursive: bool = False
                         fix="pass the directory as path= and a name pattern like '*.csv'")
     base = _resolve(path, ctx.config.allowed_paths, os.path.isdir)
     if not os.path.isdir(base):
-        raise ToolError(f"{path!r} is not a directory")
+        if not os.path.lexists(base):
+            raise ToolError(f"{path!r} does not exist", fix="list its parent directory to see what there is")
+        raise ToolError(f"{path!r} is not a directory", fix="read a file with file_read")
     allowed_roots = roots(ctx.config.allowed_paths)
     entries: list[str] = []
     escaped = False
@@ -155,13 +198,13 @@ def list_files(ctx, path: str = ".", pattern: str = "*", recursive: bool = False
         for name in sorted(files) + [d + "/" for d in sorted(dirs)]:
             full = os.path.join(directory, name.rstrip("/"))
             if fnmatch.fnmatch(name.rstrip("/"), pattern) and inside(full, allowed_roots):
+                if len(entries) >= MAX_LIST_ENTRIES:
+                    return done(True)  # one more than the limit: the listing is cut
                 # a name that is not UTF-8 on disk holds lone surrogates: escape it, or nothing can encode it
                 entry = os.path.relpath(full, base) + ("/" if name.endswith("/") else "")
                 shown = escape_surrogates(entry)
                 escaped = escaped or shown is not entry
                 entries.append(shown)
-            if len(entries) >= MAX_LIST_ENTRIES:
-                return done(True)
     return done(False)
 
 

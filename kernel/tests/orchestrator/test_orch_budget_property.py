@@ -1,21 +1,24 @@
 """Property: whatever the model does and however its provider counts tokens, a run never spends
 more than its token budget or its cost limit -- the forced last turn included.
 
-The fake providers below count usage their own way, independent of the kernel's estimates: twice
-the kernel's chars/4, half of it, one token per character of everything sent (messages, tool calls
-and tool schemas), and one token per UTF-8 byte (the most a byte-level tokenizer can count).  Like
-real providers they never produce more output than the request's ``max_tokens``, and without one
-they may produce far more than the kernel reserved.
+The fake provider counts usage with a model of its own, drawn by hypothesis and independent of the
+kernel's estimates: a tokens-per-character or tokens-per-UTF-8-byte ratio from 0.01 to 1 (the
+kernel's own chars/4 estimate is a ratio of 0.25 per character, so most ratios drawn count more
+than the kernel estimates, up to one token per byte: the most a byte-level tokenizer can count),
+plus 0 to 16 tokens a message, applied to everything sent (messages, tool calls and tool schemas).
+Like real providers it never produces more output than the request's ``max_tokens``, and without
+one it may produce far more than the kernel reserved.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 
+import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from rlm.backend import LLMRequest, LLMResponse
 from rlm.orchestrator import DEFAULT_MAX_OUTPUT
 from rlm.types import Message, ToolCall, Usage
@@ -34,16 +37,28 @@ def _sent_text(request: LLMRequest) -> str:
     return "".join(parts)
 
 
-def _per_message(request: LLMRequest) -> int:
-    return 4 * len(request.messages)
+@attrs.frozen
+class UsageModel:
+    """A provider's input count: ``ratio`` tokens a character (``unit="char"``) or a UTF-8 byte
+    (``unit="byte"``) of everything sent, rounded up, plus ``per_message`` tokens a message."""
+
+    unit: str
+    ratio: float
+    per_message: int
+
+    def __call__(self, request: LLMRequest) -> int:
+        text = _sent_text(request)
+        units = len(text) if self.unit == "char" else len(text.encode("utf-8"))
+        return math.ceil(units * self.ratio) + self.per_message * len(request.messages)
 
 
-USAGE_MODELS = {
-    "double": lambda r: 2 * (len(_sent_text(r)) // 4) + _per_message(r),
-    "half": lambda r: len(_sent_text(r)) // 8 + _per_message(r),
-    "per_char": lambda r: len(_sent_text(r)) + _per_message(r),
-    "per_byte": lambda r: len(_sent_text(r).encode("utf-8")) + _per_message(r),
-}
+#: Independent usage models, the extremes (one token a byte, a tiny ratio) drawn often.
+USAGE_MODELS = st.one_of(
+    st.builds(UsageModel, unit=st.sampled_from(["char", "byte"]),
+              ratio=st.floats(min_value=0.01, max_value=1.0, allow_nan=False),
+              per_message=st.integers(min_value=0, max_value=16)),
+    st.sampled_from([UsageModel("byte", 1.0, 16), UsageModel("char", 1.0, 4), UsageModel("char", 0.01, 0)]),
+)
 
 
 def _script(actions: list[str], words: list[str], count_input, rng: random.Random):
@@ -77,13 +92,13 @@ def _script(actions: list[str], words: list[str], count_input, rng: random.Rando
 @given(
     actions=st.lists(ACTIONS, min_size=1, max_size=30),
     words=st.lists(WORDS, min_size=1, max_size=4),
-    usage_model=st.sampled_from(sorted(USAGE_MODELS)),
+    usage_model=USAGE_MODELS,
     budget=st.integers(min_value=300, max_value=60_000),
     seed=st.integers(min_value=0, max_value=2**16),
 )
 def test_the_token_budget_holds_whatever_the_provider_counts(make_rlm, actions, words, usage_model, budget, seed):
     rng = random.Random(seed)
-    rlm, _ = make_rlm(_script(actions, words, USAGE_MODELS[usage_model], rng), token_budget=budget,
+    rlm, _ = make_rlm(_script(actions, words, usage_model, rng), token_budget=budget,
                       max_turns=6, max_depth=3)
     result = rlm.completion_sync("go " + " ".join(words))
     assert result.total_tokens <= budget, (usage_model, result.total_tokens, budget)
@@ -95,7 +110,7 @@ def test_the_token_budget_holds_whatever_the_provider_counts(make_rlm, actions, 
 @given(
     actions=st.lists(ACTIONS, min_size=1, max_size=20),
     words=st.lists(WORDS, min_size=1, max_size=4),
-    usage_model=st.sampled_from(sorted(USAGE_MODELS)),
+    usage_model=USAGE_MODELS,
     cost_limit=st.floats(min_value=0.001, max_value=2.0),
     seed=st.integers(min_value=0, max_value=2**16),
 )
@@ -103,7 +118,7 @@ def test_the_cost_limit_holds_whatever_the_provider_counts(make_rlm, tmp_path, a
                                                            cost_limit, seed):
     (tmp_path / "rlm.toml").write_text('[pricing."fake-model"]\ninput_per_mtok = 30.0\noutput_per_mtok = 60.0\n')
     rng = random.Random(seed)
-    rlm, _ = make_rlm(_script(actions, words, USAGE_MODELS[usage_model], rng), cost_limit=cost_limit,
+    rlm, _ = make_rlm(_script(actions, words, usage_model, rng), cost_limit=cost_limit,
                       token_budget=None, max_turns=6, max_depth=3)
     result = rlm.completion_sync("go " + " ".join(words))
     assert result.total_cost_usd is not None and result.total_cost_usd <= cost_limit + 1e-9, (
