@@ -76,7 +76,8 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path: Path) -> None:
     assert default_cache_dir() == tmp_path / "xdg" / "rlm" / "wasm"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert default_cache_dir() == tmp_path / "home" / ".cache" / "rlm" / "wasm"
+    if sys.platform.startswith("linux"):  # the old default, kept: a module compiled before is found
+        assert default_cache_dir() == tmp_path / "home" / ".cache" / "rlm" / "wasm"
     assert cache_mod.cache_dir("/somewhere/else") == Path("/somewhere/else")
 
 

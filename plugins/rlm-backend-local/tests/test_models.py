@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,10 @@ from rlm_backend_local.models import (
     CATALOG,
     ModelPart,
     ModelSpec,
-    cache_root,
     check_gguf,
     ensure_model,
     locate_parts,
+    models_dir,
 )
 
 CHUNKS = [b"GGUF" + b"a" * 1000, b"b" * 1500, b"c" * 700]
@@ -155,15 +156,17 @@ def _fields(spec: ModelSpec) -> dict:
     return {f.name: getattr(spec, f.name) for f in attrs.fields(ModelSpec)}
 
 
-def test_cache_root_honours_overrides(monkeypatch, tmp_path):
+def test_models_dir_is_in_the_kernels_cache_dir(monkeypatch, tmp_path):
+    """rlm.dirs.cache_dir decides (tested in the kernel); on Linux the default is the old ~/.cache/rlm/models."""
     monkeypatch.delenv("RLM_CACHE_DIR", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cache_root() == tmp_path / "home" / ".cache" / "rlm"
+    if sys.platform.startswith("linux"):
+        assert models_dir() == tmp_path / "home" / ".cache" / "rlm" / "models"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_root() == tmp_path / "xdg" / "rlm"
+    assert models_dir() == tmp_path / "xdg" / "rlm" / "models"
     monkeypatch.setenv("RLM_CACHE_DIR", str(tmp_path / "mine"))
-    assert cache_root() == tmp_path / "mine"
+    assert models_dir() == tmp_path / "mine" / "models"
 
 
 def test_user_model_file_is_checked(tmp_path):

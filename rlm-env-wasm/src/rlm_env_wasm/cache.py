@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from attrs import define
+from rlm.dirs import cache_dir as rlm_cache_dir
 from rlm.errors import SandboxError
 from rlm.logging import get_logger
 
@@ -36,12 +37,9 @@ _compile_lock = threading.Lock()
 
 
 def default_cache_dir() -> Path:
-    """``$RLM_CACHE_DIR/wasm``, else ``$XDG_CACHE_HOME/rlm/wasm``, else ``~/.cache/rlm/wasm``."""
-    if os.environ.get("RLM_CACHE_DIR"):
-        return Path(os.environ["RLM_CACHE_DIR"]).expanduser() / "wasm"
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "rlm" / "wasm"
-    return Path.home() / ".cache" / "rlm" / "wasm"
+    """``wasm`` in rlm's cache directory (:func:`rlm.dirs.cache_dir`: ``$RLM_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/rlm``, else the platform's, e.g. ``~/.cache/rlm`` on Linux)."""
+    return rlm_cache_dir("wasm")
 
 
 def cache_dir(configured: str = "") -> Path:

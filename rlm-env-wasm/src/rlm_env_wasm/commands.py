@@ -6,7 +6,7 @@ import time
 
 
 def warm() -> int:
-    """Compile the wasm environment's interpreter now (cached under ~/.cache/rlm/wasm)."""
+    """Compile the wasm environment's interpreter now (cached under rlm's cache directory, ~/.cache/rlm/wasm on Linux)."""
     from rlm.cli import plugin_manager
     from rlm.config import load_config
     from rlm.registry import collect

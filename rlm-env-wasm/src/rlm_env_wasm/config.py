@@ -32,7 +32,8 @@ class WasmEnvConfig:
         "help": "sha256 of wasm_path (hex); the file is refused when it differs"})
     cache_dir: str = field(default="", metadata={
         "help": "where compiled modules are cached (empty: $RLM_CACHE_DIR/wasm, else "
-                "$XDG_CACHE_HOME/rlm/wasm, else ~/.cache/rlm/wasm)"})
+                "$XDG_CACHE_HOME/rlm/wasm, else the platform's cache directory: ~/.cache/rlm/wasm on Linux, "
+                "~/Library/Caches/rlm/wasm on macOS)"})
     preopen_paths: bool = field(default=True, metadata={
         "help": "let code read allowed_paths (read-only) and write writable_paths, at the same "
                 "absolute paths inside the sandbox; false: no host files at all"})

@@ -114,10 +114,11 @@ def base_dir(config: RLMConfig) -> Path:
 
 
 def cache_dir() -> Path:
-    """``$RLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/rlm``, else ``~/.cache/rlm``; plus ``/snipara``."""
-    root = os.environ.get("RLM_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "rlm")
-    return Path(root) / "snipara"
+    """``snipara`` in rlm's cache directory (:func:`rlm.dirs.cache_dir`: ``$RLM_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/rlm``, else the platform's, e.g. ``~/.cache/rlm`` on Linux)."""
+    from rlm.dirs import cache_dir as rlm_cache_dir
+
+    return rlm_cache_dir("snipara")
 
 
 def db_path(config: RLMConfig) -> Path:

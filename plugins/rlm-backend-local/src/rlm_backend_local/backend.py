@@ -13,7 +13,16 @@ at 0.5B-1.5B parameters ``tool_choice="auto"`` is unreliable, while
 ```python answers and grammar-constrained JSON (``json_schema=True``) are
 reliable.
 
-Faults: every attempt waits at most ``read_timeout`` (unset: the request's
+Retries and errors are the kernel's, as for every backend: :mod:`rlm.retry`
+decides when to try again (``max_retries``, backoff with jitter,
+``Retry-After``, no retry past the request's deadline) and
+:func:`rlm.provider_errors.classify` maps an error status to an rlm error
+(401/403 authentication, 404 model, 429 rate limit, 408/409/5xx transient).
+Local additions: a server that died during a call is restarted once (its
+log tail in the error), and llama.cpp's "exceeds the context size" is a
+ContextTooLongError whose fix is ``n_ctx``.
+
+Faults: every attempt waits at most ``read_timeout`` (unset: the run's
 timeout) for the server's next bytes; a stream that ends without a
 ``finish_reason``, an answer with no text and no tool call, and an HTML page
 instead of JSON are errors (the first two retried while nothing was
@@ -24,12 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
-import random
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +51,34 @@ from rlm.backend import (
     TextDelta,
     ToolCallDelta,
 )
-from rlm.errors import (
-    AuthenticationError,
-    BackendError,
-    ContextTooLongError,
-    ModelNotFoundError,
-    ProviderUnavailableError,
-    RateLimitError,
-)
+from rlm.errors import BackendError, ContextTooLongError, ProviderUnavailableError
 from rlm.logging import get_logger
-from rlm.provider_errors import empty_answer_of, not_an_api_body, truncated_stream
-from rlm.retry import DEADLINE_GRACE
+from rlm.provider_errors import (
+    classify,
+    empty_answer_of,
+    malformed_stream,
+    not_an_api_body,
+    timed_out_failure,
+    truncated_stream,
+)
+from rlm.retry import (
+    Failure,
+    Fault,
+    RetryPolicy,
+    by_deadline,
+    call_with_retries,
+    read_timeout,
+    stream_by_deadline,
+    stream_with_retries,
+)
 
 from rlm_backend_local import http
-from rlm_backend_local.convert import StreamState, estimate_prompt_tokens, parse_completion, request_body
+from rlm_backend_local.convert import (
+    StreamState,
+    estimate_prompt_tokens,
+    parse_completion,
+    request_body,
+)
 from rlm_backend_local.models import CATALOG, check_gguf, ensure_model
 from rlm_backend_local.server import (
     RUNTIME,
@@ -69,7 +90,7 @@ from rlm_backend_local.server import (
     shared_server,
     with_tail,
 )
-from rlm_backend_local.settings import LocalSettings, settings_from
+from rlm_backend_local.settings import SECTION, LocalSettings, settings_from
 
 log = get_logger(__name__)
 
@@ -77,9 +98,11 @@ PREFIX = "local/"
 #: Turns a run's top call gets unless the user set max_turns: a CPU model answers a file question in
 #: two to four turns, and one that has not after eight is repeating itself (each turn costs ~10 s).
 SUGGESTED_MAX_TURNS = 8
-_MAX_BACKOFF = 10.0
-#: How the server is named in errors.
+#: How the server is named in errors: the one this backend started, one at ``[rlm] api_base``.
 SERVER = "the local model server"
+EXTERNAL_SERVER = "the model server"
+#: What a 401/403's fix asks to check (the kernel's message says "check <this> (or the key given as api_key)").
+KEY_HINT = "the key the server expects"
 
 
 def cpu_count() -> int:
@@ -127,6 +150,13 @@ class LocalBackend:
         self.settings = settings or BackendSettings()
         self.local = settings_from(self.settings.options)
         self._external = self.settings.base_url.rstrip("/") if self.settings.base_url else None
+        self.provider = EXTERNAL_SERVER if self._external else SERVER
+        self.policy = RetryPolicy(max_retries=max(0, self.settings.max_retries))
+        # unset, an attempt may take the run's whole timeout: a small CPU model can take minutes to answer
+        option = next((t for t in (self.local.read_timeout, self.settings.read_timeout) if t is not None),
+                      self.settings.timeout)
+        #: every attempt's wait for the server's next bytes (the whole answer when not streamed)
+        self.read_timeout, self.timeout_fix = read_timeout(self.settings, option, section=SECTION)
         self._targets: dict[str, Target] = {}
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         log.info("local_backend_created", protocol="repl", native_tools=False,
@@ -223,148 +253,163 @@ class LocalBackend:
         return request_body(request, model=target.model, max_tokens=self.local.max_tokens,
                             temperature=self.local.temperature, stream=stream)
 
-    def _read_timeout(self, total: float) -> tuple[float, bool]:
-        """``(seconds, whether the read_timeout setting binds)``: how long one read may wait (``inf``: only
-        the request's deadline)."""
-        read = self.local.read_timeout if self.local.read_timeout is not None else self.settings.read_timeout
-        if read is not None and read < total:
-            return read, True
-        return math.inf, False
-
     def _answer(self, response: http.Response, target: Target) -> LLMResponse:
-        """A 200's body as an LLMResponse; a BackendError for a page that is no completion or an empty answer."""
+        """A 200's body as an LLMResponse; a Fault for a page that is no completion or an empty answer."""
         content_type = response.headers.get("content-type", "")
         if "html" in content_type.lower():
-            raise permanent(not_an_api_body(SERVER, target.base_url, response.body.decode("utf-8", "replace"),
-                                            content_type, compatible="OpenAI").error)
+            raise Fault(not_an_api_body(self.provider, target.base_url, response.body.decode("utf-8", "replace"),
+                                        content_type, compatible="OpenAI"))
         try:
             answer = parse_completion(response.json(), model=target.model)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ProviderUnavailableError(
-                f"the local model server sent a malformed response ({exc})",
-                fix="retry; if it persists, check the server with `rlm doctor`",
-            ) from None
-        _check_not_empty(answer, target, "content: null, no tool call")
+        except (ValueError, UnicodeDecodeError, AttributeError, TypeError) as exc:
+            raise Fault(Failure(error=ProviderUnavailableError(
+                f"{self.provider} at {target.base_url} sent a response that could not be read ({exc})",
+                fix="try again; if it persists, check the server with `rlm doctor`" if target.server else
+                "try again; if it persists, check that api_base points at an OpenAI-compatible server",
+            ))) from None
+        self._check_not_empty(answer, target, "content: null, no tool call")
         return answer
 
-    async def complete(self, request: LLMRequest) -> LLMResponse:
+    def _check_not_empty(self, response: LLMResponse, target: Target, detail: str) -> None:
+        """A Fault for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
+        failure = empty_answer_of(response, self.provider, target.base_url, detail, compatible="OpenAI")
+        if failure is not None:
+            raise Fault(failure)
+
+    def _deadline(self, request: LLMRequest) -> float:
+        """When the caller stops waiting (``time.monotonic()``): the request's timeout, else the run's."""
+        return time.monotonic() + (request.timeout or self.settings.timeout)
+
+    def _too_late(self, request: LLMRequest) -> Callable[[], BackendError]:
+        """The error of a call still unanswered at its deadline."""
+        where = f" at {self._external}" if self._external else ""
         total = request.timeout or self.settings.timeout
-        read, is_read_timeout = self._read_timeout(total)
-        # a caller holding the same deadline (the orchestrator) acts first
-        deadline = time.monotonic() + total + DEADLINE_GRACE
-        attempt = 0
-        while True:
-            target = await self.target(request.model)
-            url = f"{target.base_url}/chat/completions"
-            timeout = min(read, max(0.001, deadline - time.monotonic()))
-            try:
-                response = await asyncio.wait_for(
-                    http.request("POST", url, payload=self._body(request, target), api_key=target.api_key),
-                    timeout=timeout,
-                )
-                if response.status == 200:
-                    return self._answer(response, target)
-                raise error_for(response, model=request.model, url=target.base_url)
-            except TimeoutError:
-                error: BackendError = _timeout_error(min(read, total), read_setting=is_read_timeout)
-            except http.HTTPFailure as exc:
-                error = self._transport_error(exc, target)
-            except BackendError as exc:
-                error = exc
-            retry_after = getattr(error, "retry_after", None)
-            if error.permanent or attempt >= self.settings.max_retries:
-                raise error
-            wait = _backoff(attempt, retry_after)
-            if time.monotonic() + wait >= deadline:
-                raise error
-            await asyncio.sleep(wait)
-            attempt += 1
+        return lambda: timed_out_failure(self.provider, where, total, "the timeout").error
+
+    def _classifier(self, model: str, current: dict[str, Target]) -> Callable[[BaseException], Failure | None]:
+        """The Failure of one call's failed attempt (``current["target"]``: the server it went to).
+
+        Transport failures and error statuses are classified as for every
+        backend; a server of ours that died is restarted (by the next
+        attempt's :meth:`target`) once per call.
+        """
+        restarted = False
+
+        def classify_exc(exc: BaseException) -> Failure | None:
+            nonlocal restarted
+            target = current.get("target")
+            base_url = target.base_url if target is not None else self._external
+            where = f" at {base_url}" if base_url else ""
+            if isinstance(exc, TimeoutError):
+                return timed_out_failure(self.provider, where, self.read_timeout,
+                                         f"{self.timeout_fix}, or lower [plugins.{SECTION}] max_tokens")
+            if isinstance(exc, http.HTTPFailure):
+                server = target.server if target is not None else None
+                if server is not None and not server.alive():
+                    error = ProviderUnavailableError(
+                        with_tail("the local llama.cpp server died", server.log_tail()),
+                        fix="it is restarted on the next call; `rlm doctor` checks the setup",
+                    )
+                    retry, restarted = not restarted, True
+                    return Failure(error=error, retryable=retry, retry_after=0.0)
+                fix = ("check the server's certificate (or $SSL_CERT_FILE) and api_base" if isinstance(
+                    exc, http.TLSFailure) else "check that the server is running and api_base")
+                return Failure(error=ProviderUnavailableError(f"cannot reach {self.provider}{where}: {exc}", fix=fix),
+                               retryable=not exc.permanent)
+            if isinstance(exc, http.APIStatusError):
+                name = target.model if target is not None else model
+                return self._context_too_long(exc) or classify(
+                    exc, model=name, provider=self.provider, key_env=KEY_HINT, base_url=base_url)
+            return None
+
+        return classify_exc
+
+    def _context_too_long(self, exc: http.APIStatusError) -> Failure | None:
+        """llama.cpp's "the request exceeds the available context size" (400, ``exceed_context_size_error``)."""
+        if exc.status_code not in (400, 413):
+            return None
+        error = exc.body.get("error") if isinstance(exc.body, Mapping) else None
+        said = [str(error.get(k) or "") for k in ("code", "type", "message")] if isinstance(error, Mapping) else []
+        message = _message(exc.body) or exc.message
+        if not any("context" in part.lower() for part in (*said, message)):
+            return None
+        fix = ("shorten the input, or serve the model with a larger context" if self._external else
+               f"raise [plugins.{SECTION}] n_ctx, or shorten the input")
+        return Failure(error=ContextTooLongError(
+            f"the prompt does not fit the model's context window ({message})", fix=fix))
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        deadline = self._deadline(request)
+        await self.target(request.model)  # assembles and starts the model on first use, outside the deadline
+        current: dict[str, Target] = {}
+
+        async def attempt() -> LLMResponse:
+            target = current["target"] = await self.target(request.model)
+            response = await asyncio.wait_for(
+                http.request("POST", f"{target.base_url}/chat/completions", payload=self._body(request, target),
+                             api_key=target.api_key),
+                timeout=self.read_timeout,
+            )
+            if response.status != 200:
+                raise http.APIStatusError(response)
+            return self._answer(response, target)
+
+        retried = call_with_retries(attempt, self._classifier(request.model, current), self.policy,
+                                    provider=self.name, deadline=deadline)
+        return await by_deadline(retried, deadline, self._too_late(request))
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
-        total = request.timeout or self.settings.timeout
-        read, is_read_timeout = self._read_timeout(total)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + total + DEADLINE_GRACE
+        deadline = self._deadline(request)
+        await self.target(request.model)
+        current: dict[str, Target] = {}
+        read = self.read_timeout
 
-        def wait_at_most() -> float:
-            return min(read, max(0.001, deadline - loop.time()))
-
-        attempt = 0
-        while True:
-            target = await self.target(request.model)
+        async def attempt() -> AsyncIterator[StreamEvent]:
+            target = current["target"] = await self.target(request.model)
             body = self._body(request, target, stream=True)
             state = StreamState(model=target.model, prompt_estimate=estimate_prompt_tokens(body))
-            started = False
-            stream: http.EventStream | None = None
-            timeout = wait_at_most()
+            stream = await asyncio.wait_for(
+                http.open_stream(f"{target.base_url}/chat/completions", payload=body, api_key=target.api_key),
+                timeout=read,
+            )
             try:
-                stream = await asyncio.wait_for(
-                    http.open_stream(f"{target.base_url}/chat/completions", payload=body, api_key=target.api_key),
-                    timeout=timeout,
-                )
                 if stream.status != 200 or "html" in stream.headers.get("content-type", "").lower():
-                    timeout = wait_at_most()
-                    raw = await asyncio.wait_for(stream.body(), timeout=timeout)
+                    raw = await asyncio.wait_for(stream.body(), timeout=read)
                     response = http.Response(status=stream.status, headers=stream.headers, body=raw)
                     if stream.status == 200:
                         self._answer(response, target)  # raises: an HTML page is no event stream
-                    raise error_for(response, model=request.model, url=target.base_url)
+                    raise http.APIStatusError(response)
                 events = stream.events()
                 while True:
-                    timeout = wait_at_most()
                     try:
-                        data = await asyncio.wait_for(events.__anext__(), timeout=timeout)
+                        data = await asyncio.wait_for(anext(events), timeout=read)
                     except StopAsyncIteration:
                         break
                     try:
                         chunk = json.loads(data)
-                    except ValueError:
-                        raise ProviderUnavailableError(
-                            "the local model server sent a malformed stream event",
-                            fix="retry; if it persists, check the server with `rlm doctor`",
-                        ) from None
+                    except ValueError as exc:
+                        raise Fault(malformed_stream(self.provider, target.base_url, exc, compatible="OpenAI")) from None
                     if isinstance(chunk, Mapping) and chunk.get("error"):
-                        raise BackendError(f"the local model failed while streaming: {_message(chunk)}")
+                        raise Fault(Failure(error=ProviderUnavailableError(
+                            f"{self.provider} failed while streaming: {_message(chunk)}",
+                            fix="try again; `rlm doctor` checks the local model setup"), retryable=True))
                     piece = state.feed(chunk if isinstance(chunk, Mapping) else {})
                     if piece:
-                        started = True
                         yield TextDelta(text=piece)
-                if state.finish_reason is None:
-                    raise truncated_stream(SERVER, target.base_url, "finish_reason").error
-                final = state.response()
-                _check_not_empty(final, target, "no content delta, no tool call")
-                for call in state.tool_calls():
-                    yield ToolCallDelta(call=call)
-                yield StreamEnd(response=final)
-                return
-            except TimeoutError:
-                error: BackendError = _timeout_error(min(read, total), read_setting=is_read_timeout)
-            except http.HTTPFailure as exc:
-                error = self._transport_error(exc, target)
-            except BackendError as exc:
-                error = exc
             finally:
-                if stream is not None:
-                    stream.close()
-            retry_after = getattr(error, "retry_after", None)
-            if started or error.permanent or attempt >= self.settings.max_retries:
-                raise error
-            wait = _backoff(attempt, retry_after)
-            if loop.time() + wait >= deadline:
-                raise error
-            await asyncio.sleep(wait)
-            attempt += 1
+                stream.close()
+            if state.finish_reason is None:
+                raise Fault(truncated_stream(self.provider, target.base_url, "finish_reason"))
+            final = state.response()
+            self._check_not_empty(final, target, "no content delta, no tool call")
+            for call in state.tool_calls():
+                yield ToolCallDelta(call=call)
+            yield StreamEnd(response=final)
 
-    def _transport_error(self, exc: http.HTTPFailure, target: Target) -> BackendError:
-        server = target.server
-        if server is not None and not server.alive():
-            tail = server.log_tail()
-            return ProviderUnavailableError(
-                with_tail("the local llama.cpp server died", tail),
-                fix="it is restarted on the next call; `rlm doctor` checks the setup",
-            )
-        return ProviderUnavailableError(f"the model server at {target.base_url} failed: {exc}",
-                                        fix="check that the server is running")
+        retried = stream_with_retries(attempt, self._classifier(request.model, current), self.policy,
+                                      provider=self.name, deadline=deadline)
+        async for event in stream_by_deadline(retried, deadline, self._too_late(request)):
+            yield event
 
     async def aclose(self) -> None:
         """Forget the targets; the shared server keeps running for other calls and stops at exit."""
@@ -374,22 +419,8 @@ class LocalBackend:
 # --- errors ------------------------------------------------------------------------------------
 
 
-def _timeout_error(timeout: float, *, read_setting: bool = False) -> BackendError:
-    knob = "[plugins.backend-local] read_timeout" if read_setting else "the timeout"
-    return ProviderUnavailableError(
-        f"the local model timed out after {timeout:g} s",
-        fix=f"raise {knob}, or lower [plugins.backend-local] max_tokens",
-    )
-
-
-def _check_not_empty(response: LLMResponse, target: Target, detail: str) -> None:
-    """An error for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
-    failure = empty_answer_of(response, SERVER, target.base_url, detail, compatible="OpenAI")
-    if failure is not None:
-        raise failure.error if failure.retryable else permanent(failure.error)
-
-
 def _message(data: Any) -> str:
+    """The server's words in an error body (OpenAI's ``error.message``, llama.cpp's, FastAPI's ``detail``)."""
     if isinstance(data, Mapping):
         error = data.get("error")
         if isinstance(error, Mapping) and error.get("message"):
@@ -400,50 +431,3 @@ def _message(data: Any) -> str:
         if detail:
             return detail if isinstance(detail, str) else json.dumps(detail)[:500]
     return ""
-
-
-def _code(data: Any) -> str:
-    error = data.get("error") if isinstance(data, Mapping) else None
-    return str(error.get("code") or error.get("type") or "") if isinstance(error, Mapping) else ""
-
-
-def error_for(response: http.Response, *, model: str, url: str) -> BackendError:
-    """The rlm error for a non-200 answer, naming cause and fix."""
-    try:
-        data = response.json()
-    except (ValueError, UnicodeDecodeError):
-        data = None
-    message = _message(data) or response.body.decode("utf-8", "replace")[:300].strip() or f"HTTP {response.status}"
-    code = _code(data)
-    status = response.status
-    error: BackendError
-    if status in (401, 403):
-        error = AuthenticationError(f"the model server at {url} refused the API key ({message})",
-                                    fix="set the key the server expects, or unset [rlm] api_base")
-    elif status == 404:
-        error = ModelNotFoundError(f"model {model!r} not found on the server at {url} ({message})",
-                                   fix="use a model the server serves (see its /v1/models)")
-    elif status in (400, 413) and ("context" in code.lower() or "context" in message.lower()):
-        error = ContextTooLongError(f"the prompt does not fit the local model's context window ({message})",
-                                    fix="raise [plugins.backend-local] n_ctx, or shorten the input")
-    elif status == 429:
-        error = RateLimitError(f"the model server at {url} is rate limiting ({message})",
-                               fix="wait and retry, or lower max_parallel")
-    elif status >= 500 or status == 408:
-        error = ProviderUnavailableError(f"the model server at {url} failed with HTTP {status} ({message})",
-                                         fix="retry; `rlm doctor` checks the local model setup")
-    else:
-        error = permanent(BackendError(f"the model server at {url} rejected the request with HTTP {status} "
-                                       f"({message})", fix="report this with the request that caused it"))
-    retry_after = response.headers.get("retry-after")
-    if retry_after:
-        try:
-            error.retry_after = float(retry_after)  # type: ignore[attr-defined]
-        except ValueError:
-            pass
-    return error
-
-
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    delay = min(_MAX_BACKOFF, 0.25 * 2 ** attempt) * (0.8 + 0.4 * random.random())
-    return max(delay, retry_after) if retry_after is not None else delay

@@ -1,17 +1,26 @@
-"""A small asyncio HTTP/1.1 client for an OpenAI-compatible server on this machine.
+"""A small asyncio HTTP/1.1 client for an OpenAI-compatible server (llama.cpp's, here or remote).
 
 Just what talking to a llama.cpp server needs: a JSON POST/GET with one
 connection per request (``Connection: close``), bodies framed by
 ``Content-Length``, chunked transfer encoding or end of stream, and
-Server-Sent Events for streaming.  Everything is a coroutine, so a timeout
-or a cancellation closes the socket at once.  No SDK, no third-party
-dependency: the backend installs alone with the kernel.
+Server-Sent Events for streaming.  ``http://`` and ``https://`` URLs: TLS
+uses the standard library's default context (:func:`ssl.create_default_context`:
+the system's CA certificates, ``$SSL_CERT_FILE`` honoured, certificate and
+host name checked).  Everything is a coroutine, so a timeout or a
+cancellation closes the socket at once.  No SDK, no third-party dependency:
+the backend installs alone with the kernel.
+
+A response head and body are each at most :data:`MAX_BODY` bytes.  A status
+other than 200 is the caller's to turn into :class:`APIStatusError`, which
+:func:`rlm.provider_errors.classify` reads like an SDK's status error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +32,19 @@ MAX_BODY = 64 << 20
 
 
 class HTTPFailure(Exception):
-    """The connection failed or the response was not valid HTTP (transient)."""
+    """The connection failed or the response was not valid HTTP (transient unless ``permanent``)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        #: trying again cannot help (a URL this client cannot use, a refused certificate)
+        self.permanent = permanent
+
+
+class TLSFailure(HTTPFailure):
+    """The server's TLS certificate was refused (permanent: the fix is the certificate or the URL)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
 
 
 @define(frozen=True, kw_only=True)
@@ -36,14 +57,57 @@ class Response:
         return json.loads(self.body.decode("utf-8"))
 
 
-def _target(url: str) -> tuple[str, int, str]:
+class APIStatusError(Exception):
+    """A response with an error status, shaped like an SDK's ``APIStatusError`` (``status_code``, ``body``,
+    ``response.headers``, ``message``) so that :func:`rlm.provider_errors.classify` maps it as it maps theirs."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        self.status_code = response.status
+        try:
+            self.body: Any = response.json()
+        except (ValueError, UnicodeDecodeError):
+            self.body = None
+        text = " ".join(response.body.decode("utf-8", "replace").split())[:300]
+        self.message = text or f"HTTP {response.status}"
+        super().__init__(f"HTTP {response.status}: {self.message}")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _target(url: str) -> tuple[str, str, int, str]:
+    """``(scheme, host, port, path)`` of ``url``."""
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        raise HTTPFailure(f"only http:// URLs are supported here, not {url!r}")
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise HTTPFailure(f"only http:// and https:// URLs are supported, not {url!r}", permanent=True)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return parts.hostname or "127.0.0.1", parts.port or 80, path
+    try:
+        port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    except ValueError as exc:  # a port that is no number
+        raise HTTPFailure(f"not a valid URL: {url!r} ({exc})", permanent=True) from None
+    return parts.scheme, parts.hostname or "127.0.0.1", port, path
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The standard library's default client context: certificates and host names are checked."""
+    return ssl.create_default_context()
+
+
+async def _connect(scheme: str, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if scheme == "https":
+        try:
+            return await asyncio.open_connection(host, port, limit=MAX_BODY, ssl=tls_context(),
+                                                 server_hostname=host)
+        except ssl.SSLCertVerificationError as exc:
+            raise TLSFailure(f"the TLS certificate of {host}:{port} was refused: "
+                             f"{exc.verify_message or exc.reason or exc}") from exc
+        except ssl.SSLError as exc:
+            raise HTTPFailure(f"the TLS handshake with {host}:{port} failed: {exc.reason or exc}") from exc
+    return await asyncio.open_connection(host, port, limit=MAX_BODY)
 
 
 class _Connection:
@@ -55,14 +119,17 @@ class _Connection:
 
     @classmethod
     async def open(cls, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> tuple[_Connection, int, dict[str, str]]:
-        host, port, path = _target(url)
+        scheme, host, port, path = _target(url)
         try:
-            reader, writer = await asyncio.open_connection(host, port, limit=MAX_BODY)
+            reader, writer = await _connect(scheme, host, port)
         except OSError as exc:
             raise HTTPFailure(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
         conn = cls(reader, writer)
+        host_header = f"[{host}]" if ":" in host else host
+        if port != _DEFAULT_PORTS[scheme]:
+            host_header += f":{port}"
         try:
-            lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+            lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header}", "Connection: close",
                      "Accept-Encoding: identity"]
             lines += [f"{k}: {v}" for k, v in headers.items()]
             if body is not None:

@@ -10,8 +10,9 @@ concatenated in order into a temporary file in the cache, checked, and
 renamed into place.  A marker next to the model (size, mtime and hash)
 lets later starts skip the hash: they check size and marker only.
 
-The cache is ``$RLM_CACHE_DIR/models``, else ``$XDG_CACHE_HOME/rlm/models``,
-else ``~/.cache/rlm/models``.
+The cache is ``models`` in rlm's cache directory (:func:`rlm.dirs.cache_dir`:
+``$RLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/rlm``, else the platform's, e.g.
+``~/.cache/rlm`` on Linux).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from attrs import define
+from rlm.dirs import cache_dir
 from rlm.errors import ConfigError, ModelNotFoundError
 from rlm.logging import get_logger
 
@@ -146,18 +148,9 @@ def catalog_spec(name: str) -> ModelSpec:
 # --- where things are ------------------------------------------------------------------------
 
 
-def cache_root() -> Path:
-    """rlm's cache directory: ``$RLM_CACHE_DIR``, ``$XDG_CACHE_HOME/rlm`` or ``~/.cache/rlm``."""
-    explicit = os.environ.get("RLM_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "rlm"
-
-
 def models_dir() -> Path:
-    return cache_root() / "models"
+    """Where assembled models live: ``models`` in rlm's cache directory (see :func:`rlm.dirs.cache_dir`)."""
+    return cache_dir("models")
 
 
 def model_file(spec: ModelSpec) -> Path:
