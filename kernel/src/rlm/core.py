@@ -513,17 +513,20 @@ class RLM:
         value = text if context is None else context
         env = await run.environment_for(top)
         await env.set_context("context", value)
-        if context is None:  # a small model otherwise searches the task's words for the data
-            desc = "only the task's own text: the data is in the files the task names"
+        desc: str | None
+        if context is None and len(text) <= TASK_SHOWN_CHARS:
+            # the whole task is in the message: `context` is not mentioned (a small model otherwise
+            # parses the task's words for the data, e.g. json.loads(context) for a question about a file)
+            desc, user = None, f"Task:\n{text}"
+        elif context is None:
+            desc = f"the task's whole text, {len(text)} characters"
+            user = (f"Task (the full text is in the REPL variable `context`):\n{text[:TASK_SHOWN_CHARS]}"
+                    "\n[... the full text is in `context`]")
         else:
             desc = f"{type(value).__name__}, {len(value) if hasattr(value, '__len__') else '?'} items/characters"
+            user = text
         base = system_prompt or self.system_prompt or prompts.repl_system(desc, sub_calls=run.config.sub_calls)
         system_text = f"{base}\n\n{system}" if system else base
-        if context is None:
-            query = text if len(text) <= 4000 else text[:4000] + "\n[... the full text is in `context`]"
-            user = f"Task (also stored in the REPL variable `context`):\n{query}"
-        else:
-            user = text
         return [Message.system(system_text), Message.user(user)]
 
     async def _structured(self, run: Run, top: Any, messages: list[Message], outcome: CallOutcome,
@@ -554,6 +557,10 @@ class RLM:
 
 #: Why a run has no answer when nothing more precise is known.
 NO_REPLY = "the model's last reply was empty"
+
+
+#: A task this long or shorter is shown whole in the first message (longer: its start, the rest in ``context``).
+TASK_SHOWN_CHARS = 4000
 
 
 def check_response_format(response_format: Mapping[str, Any] | None) -> None:

@@ -23,8 +23,7 @@ in parallel); each runs with a fresh context and part of your remaining budget.
 REPL_SYSTEM = """\
 You answer the user's task by writing Python code that a REPL runs for you.
 
-The REPL variable `context` holds the input ({context_desc}). Files named in the task are in the \
-current directory: read them with open().
+{context_line}Files named in the task are in the current directory: read them with open().
 Only the Python standard library is available (csv, json, re, math, statistics, collections, datetime); \
 pandas and numpy are not.
 To run code, write one block that starts with ```repl and ends with ```, then stop: the next message \
@@ -91,8 +90,11 @@ sees only what you pass), and llm_query_batched(prompts), which returns a list o
 """
 
 
-def repl_system(context_desc: str, *, sub_calls: bool = True) -> str:
-    return (REPL_SYSTEM.replace("{context_desc}", context_desc)
+def repl_system(context_desc: str | None, *, sub_calls: bool = True) -> str:
+    """The repl protocol's system prompt; ``context_desc`` None: the REPL variable ``context`` is not
+    mentioned (it holds only the task, shown whole: small models otherwise parse it for the data)."""
+    line = "" if context_desc is None else f"The REPL variable `context` holds the input ({context_desc}). "
+    return (REPL_SYSTEM.replace("{context_line}", line)
             .replace("{sub_calls}", REPL_SUB_CALLS if sub_calls else ""))
 
 

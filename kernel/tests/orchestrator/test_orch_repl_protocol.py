@@ -12,8 +12,23 @@ def test_context_lives_in_the_repl_and_final_ends(make_rlm):
     assert result.response == "3 lines" and result.success
     feedback = backend.requests[1].messages[-1].text
     assert feedback.startswith("REPL output:") and "3" in feedback
-    assert "`context`" in backend.requests[0].messages[0].text
+    # a short task is shown whole, so the prompt does not point at `context` (the variable still holds it)
+    assert "`context`" not in backend.requests[0].messages[0].text
+    assert backend.requests[0].messages[1].text == "Task:\na\nb\nc"
     assert not backend.requests[0].tools  # no native tools in this protocol
+
+
+def test_a_long_task_or_given_context_is_pointed_at(make_rlm):
+    long_task = "word " * 2000
+    rlm, backend = make_rlm(["```repl\nprint(len(context))\n```", "FINAL(done)"], protocol="repl")
+    assert rlm.completion_sync(long_task).response == "done"
+    first = backend.requests[0]
+    assert "`context` holds the input (the task's whole text, 10000 characters)" in first.messages[0].text
+    assert first.messages[1].text.endswith("[... the full text is in `context`]")
+    assert "10000" in backend.requests[1].messages[-1].text  # the variable holds all of it
+    rlm, backend = make_rlm(["FINAL(ok)"], protocol="repl")
+    assert rlm.completion_sync("summarize", context=["a", "b"]).response == "ok"
+    assert "`context` holds the input (list, 2 items/characters)" in backend.requests[0].messages[0].text
 
 
 def test_final_var_reads_the_real_variable(make_rlm):
