@@ -22,6 +22,7 @@ from attrs import define
 from rlm.errors import ToolError
 from rlm.events import describe, llm_action
 from rlm.logging import get_logger
+from rlm.budget import HARD_CAPS
 from rlm.tools import tool
 from rlm.types import FinalSignal
 
@@ -30,9 +31,9 @@ log = get_logger(__name__)
 #: The product text's safety limits: (default, hard cap).
 LIMITS: Mapping[str, tuple[float, float]] = {
     "max_iterations": (10, 50),
-    "cost_limit": (2.0, 10.0),
-    "timeout": (300.0, 600.0),
-    "max_depth": (4, 5),
+    "cost_limit": (2.0, HARD_CAPS["cost_limit"]),
+    "timeout": (300.0, HARD_CAPS["timeout"]),
+    "max_depth": (4, HARD_CAPS["max_depth"]),
 }
 
 AnswerSource = Literal["final", "final_var", "forced", "error", "cancelled"]

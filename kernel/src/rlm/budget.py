@@ -16,6 +16,7 @@ Budget policies (plugins, see ``rlm_register_budget_policies``) look at a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Literal, Protocol
 
 from attrs import define, field
@@ -23,15 +24,29 @@ from attrs import define, field
 LimitName = Literal["token_budget", "cost_limit", "session_cost_cap", "max_depth", "max_subcalls", "max_turns",
                     "timeout"]
 
+#: The product text's hard caps, the one definition: a configured value above one is clamped to it
+#: (:func:`rlm.core.clamp_to_caps`, with a warning); config help, flag fixes and limit messages quote it.
+HARD_CAPS: Mapping[str, float] = {"max_depth": 5, "cost_limit": 10.0, "timeout": 600.0}
+
+
+def cap_text(key: str) -> str:
+    """A hard cap as the messages quote it: ``"5"``, ``"$10"``, ``"600 s"``."""
+    value = HARD_CAPS[key]
+    number = f"{value:g}"
+    return {"cost_limit": f"${number}", "timeout": f"{number} s"}.get(key, number)
+
+
 #: The product text's troubleshooting table: what each limit says and how to fix it.
 LIMIT_MESSAGES: dict[str, tuple[str, str]] = {
     "token_budget": ("Token budget exhausted", "increase token_budget or simplify the task"),
-    "cost_limit": ("Cost limit exceeded", "increase cost_limit (at most $10)"),
+    "cost_limit": ("Cost limit exceeded", f"increase cost_limit (at most {cap_text('cost_limit')})"),
     "session_cost_cap": ("Session cost cap reached", "increase session_cost_cap or start a new session"),
-    "max_depth": ("Recursion depth exceeded", "increase max_depth (at most 5) or reduce the task's scope"),
+    "max_depth": ("Recursion depth exceeded",
+                  f"increase max_depth (at most {cap_text('max_depth')}) or reduce the task's scope"),
     "max_subcalls": ("Sub-call limit reached for this turn", "increase max_subcalls or batch fewer queries"),
     "max_turns": ("Turn limit reached", "increase max_turns or simplify the task"),
-    "timeout": ("Run timeout reached", "increase timeout (at most 600 s) or simplify the task"),
+    "timeout": ("Run timeout reached",
+                f"increase timeout (at most {cap_text('timeout')}) or simplify the task"),
 }
 
 

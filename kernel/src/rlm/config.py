@@ -26,6 +26,7 @@ import attrs
 import cattrs
 from attrs import define, field
 
+from rlm.budget import HARD_CAPS, cap_text
 from rlm.errors import ConfigError
 
 CONFIG_FILENAME = "rlm.toml"
@@ -58,21 +59,30 @@ class RLMConfig:
     environment: str = field(default="local", metadata=_help('REPL environment: "local", "docker" or "wasm"'))
     protocol: Protocol = field(default="auto", metadata=_help(
         '"tools" (native tool calls), "repl" (code blocks + FINAL, any model) or "auto" (ask the backend)'))
-    max_depth: int = field(default=4, metadata=_help("nesting of sub-LLM calls (hard cap 5)"))
+    max_depth: int = field(default=4, metadata=_help(
+        f"nesting of sub-LLM calls (hard cap {cap_text('max_depth')})"))
     max_turns: int = field(default=20, metadata=_help("model turns within one call before it must answer"))
     max_subcalls: int = field(default=12, metadata=_help("sub-LLM calls one turn may start"))
     sub_calls: bool = field(default=True, metadata=_help("let the model delegate to sub-LLM calls"))
     max_parallel: int = field(default=8, metadata=_help("tool calls run at once"))
     token_budget: int | None = field(default=100_000, metadata=_help("tokens one run may spend (unset: no limit)"))
-    cost_limit: float | None = field(default=None, metadata=_help("USD one run may spend (unset: no limit; cap $10)"))
+    cost_limit: float | None = field(default=None, metadata=_help(
+        f"USD one run may spend (unset: no limit; cap {cap_text('cost_limit')})"))
     session_cost_cap: float | None = field(default=None, metadata=_help("USD all runs of one process may spend"))
-    timeout: float = field(default=300.0, metadata=_help("wall-clock seconds for one run (cap 600)"))
+    timeout: float = field(default=300.0, metadata=_help(
+        f"wall-clock seconds for one run (cap {HARD_CAPS['timeout']:g})"))
     env_timeout: float = field(default=30.0, metadata=_help("seconds one code execution may take"))
     env_memory_mb: int = field(default=512, metadata=_help("memory cap of the REPL, MiB"))
     env_write_quota_mb: float = field(default=100.0, metadata=_help(
         "MiB one REPL session may add under its writable paths (new files plus growth)"))
     env_write_quota_files: int = field(default=1000, metadata=_help(
         "files one REPL session may create under its writable paths"))
+    env_writable_paths: tuple[str, ...] = field(default=(), metadata=_help(
+        "paths the REPL may also write (within the write quotas; unset: none)"))
+    env_cpu_limit_s: float | None = field(default=None, metadata=_help(
+        "CPU seconds one code execution may use (unset: same as env_timeout)"))
+    env_workdir: str | None = field(default=None, metadata=_help(
+        "working directory of the REPL session (unset: the current directory)"))
     allowed_paths: tuple[str, ...] = field(default=(".",), metadata=_help(
         "paths file tools and the REPL may read"))
     context_window: int | None = field(default=None, metadata=_help(
@@ -81,6 +91,8 @@ class RLMConfig:
     trajectory_sinks: tuple[str, ...] = field(default=("jsonl",), metadata=_help("trajectory sinks to write to"))
     budget_policies: tuple[str, ...] = field(default=("default",), metadata=_help("budget policies to enforce"))
     api_base: str | None = field(default=None, metadata=_help("base URL of an OpenAI/Anthropic-compatible server"))
+    max_retries: int = field(default=3, metadata=_help(
+        "times a failed provider request (rate limit, overload, connection) is tried again"))
     verbose: bool = field(default=False, metadata=_help("log progress to stderr"))
     docker_image: str = field(default="python:3.11-slim", metadata=_help("image of the docker environment"))
     docker_cpus: float = field(default=1.0, metadata=_help("CPUs of the docker environment"))
@@ -443,12 +455,20 @@ def validate(config: RLMConfig, sources: Mapping[str, str] | None = None, *, whe
             fail(f.name, f"must be a finite number, got {value!r} ({NOT_FINITE_FIX})")
     if config.max_depth < 0:
         fail("max_depth", "must be 0 or more")
+    if config.max_retries < 0:
+        fail("max_retries", "must be 0 or more (0: never retry)")
     for key in ("max_turns", "max_subcalls", "max_parallel", "env_memory_mb", "env_write_quota_files"):
         if getattr(config, key) < 1:
             fail(key, "must be at least 1")
     for key in ("timeout", "env_timeout"):
         if not getattr(config, key) > 0:  # "not >": nan fails too
             fail(key, "must be more than 0 seconds")
+    if config.env_cpu_limit_s is not None and not config.env_cpu_limit_s > 0:
+        fail("env_cpu_limit_s", "must be more than 0 seconds (leave it unset for the same as env_timeout)")
+    if config.env_workdir is not None and not config.env_workdir.strip():
+        fail("env_workdir", "must name a directory (leave it unset for the current directory)")
+    if any(not path.strip() for path in config.env_writable_paths):
+        fail("env_writable_paths", "must not contain an empty path")
     if not math.isfinite(config.env_write_quota_mb) or config.env_write_quota_mb <= 0:
         fail("env_write_quota_mb", "must be a finite number of MiB more than 0")
     if config.token_budget is not None and config.token_budget < 1:
@@ -503,7 +523,7 @@ def first_surrogate(text: str) -> str | None:
 
 #: The fix shown for a bad number flag (others get a generic one).
 _FLAG_FIX = {
-    "timeout": "give seconds, e.g. --timeout 60 (at most 600)",
+    "timeout": f"give seconds, e.g. --timeout 60 (at most {HARD_CAPS['timeout']:g})",
     "cost_limit": "give USD, e.g. --cost-limit 0.5, or leave the flag out for no limit",
     "token_budget": "give tokens, e.g. --token-budget 20000",
 }

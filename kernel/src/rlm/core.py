@@ -19,9 +19,8 @@ import attrs
 
 from rlm import prompts
 from rlm.backend import Backend, BackendCapabilities, BackendSettings
-from rlm.budget import BudgetNode
+from rlm.budget import HARD_CAPS, LIMIT_MESSAGES, BudgetNode
 from rlm.config import ModelPricing, RLMConfig, first_surrogate, load_config, structure_section, validate
-from rlm.budget import LIMIT_MESSAGES
 from rlm.errors import BudgetExceeded, ConfigError, InputError, PluginError, RLMError
 from rlm.hints import missing_plugin_fix
 from rlm.logging import get_logger
@@ -35,8 +34,6 @@ from rlm.types import CompletionResult, ContentPart, Message, ToolSpec
 
 log = get_logger(__name__)
 
-#: The product text's hard caps; values above are clamped with a warning.
-HARD_CAPS: Mapping[str, float] = {"max_depth": 5, "cost_limit": 10.0, "timeout": 600.0}
 
 
 def clamp_to_caps(config: RLMConfig) -> RLMConfig:
@@ -193,7 +190,8 @@ class RLM:
             factory = reg.load()
             settings = BackendSettings(
                 base_url=self.config.api_base,
-                timeout=min(self.config.timeout, 600.0),
+                timeout=min(self.config.timeout, HARD_CAPS["timeout"]),
+                max_retries=self.config.max_retries,
                 options=self.config.plugin(f"backend-{reg.name}"),
             )
             self._backend = factory(settings=settings)

@@ -98,6 +98,34 @@ class EnvironmentSettings:
     config: Any = field(default=None, repr=False)
 
 
+def settings_from_config(config: Any, **extra: Any) -> EnvironmentSettings:
+    """The :class:`EnvironmentSettings` a run's :class:`rlm.config.RLMConfig` asks for.
+
+    Every field a user can set comes from an ``[rlm]`` key: ``timeout`` <- ``env_timeout``,
+    ``memory_limit_mb`` <- ``env_memory_mb``, ``cpu_limit_s`` <- ``env_cpu_limit_s``,
+    ``allowed_paths`` <- ``allowed_paths``, ``writable_paths`` <- ``env_writable_paths``,
+    ``workdir`` <- ``env_workdir`` (unset: the current directory), ``write_quota_mb`` /
+    ``write_quota_files`` <- ``env_write_quota_mb`` / ``env_write_quota_files``, ``options`` <-
+    ``[plugins.env-<environment>]``.  ``output_limit`` and ``max_open_files`` keep their defaults.
+    ``extra`` overrides any of them.
+    """
+    values: dict[str, Any] = {
+        "timeout": config.env_timeout,
+        "memory_limit_mb": config.env_memory_mb,
+        "cpu_limit_s": config.env_cpu_limit_s,
+        "allowed_paths": config.allowed_paths,
+        "writable_paths": config.env_writable_paths,
+        "write_quota_mb": config.env_write_quota_mb,
+        "write_quota_files": config.env_write_quota_files,
+        "options": config.plugin(f"env-{config.environment}"),
+        "config": config,
+    }
+    if config.env_workdir is not None:
+        values["workdir"] = os.path.abspath(os.path.expanduser(config.env_workdir))
+    values.update(extra)
+    return EnvironmentSettings(**values)
+
+
 @runtime_checkable
 class Environment(Protocol):
     """One REPL session.  State (variables, functions, imports) persists across

@@ -41,7 +41,7 @@ from rlm.backend import Backend, LLMRequest, LLMResponse, StreamEnd, TextDelta, 
 from rlm.budget import LIMIT_MESSAGES, BudgetNode, Refusal, SpendRequest
 from rlm.config import ModelPricing, RLMConfig
 from rlm.context import ToolContext
-from rlm.environment import Environment, EnvironmentSettings
+from rlm.environment import Environment, settings_from_config
 from rlm.errors import (
     AuthenticationError,
     BackendError,
@@ -57,6 +57,7 @@ from rlm.logging import get_logger
 from rlm.pricing import cost_of
 from rlm.repl_protocol import code_blocks, find_final
 from rlm.schema import SchemaError, validate
+from rlm.tokens import tokens_for_chars
 from rlm.trajectory import Recorder, new_id
 from rlm.types import FinalSignal, Message, ToolCall, ToolResult, ToolSpec, Usage
 
@@ -144,9 +145,9 @@ def prompt_size(messages: Sequence[Message], tools: Sequence[ToolSchema] = (),
 
 def estimate_tokens(messages: Sequence[Message], tools: Sequence[ToolSchema] = (),
                     cache: dict[int, tuple[Message, int, int]] | None = None) -> int:
-    """A cheap estimate of prompt tokens (4 characters a token, plus overhead), for sizing the
-    context window.  Budget reservations use :meth:`Run.input_reservation`, an upper bound."""
-    return prompt_size(messages, tools, cache)[0] // 4 + 8
+    """A cheap estimate of prompt tokens (:func:`rlm.tokens.tokens_for_chars`, plus overhead), for
+    sizing the context window.  Budget reservations use :meth:`Run.input_reservation`, an upper bound."""
+    return tokens_for_chars(prompt_size(messages, tools, cache)[0]) + 8
 
 
 def to_json_text(value: Any) -> str:
@@ -384,15 +385,7 @@ class Run:
     async def environment_for(self, call: CallNode) -> Environment:
         """The REPL session of ``call``, started on first use."""
         if call.environment is None:
-            settings = EnvironmentSettings(
-                timeout=self.config.env_timeout,
-                memory_limit_mb=self.config.env_memory_mb,
-                allowed_paths=self.config.allowed_paths,
-                write_quota_mb=self.config.env_write_quota_mb,
-                write_quota_files=self.config.env_write_quota_files,
-                options=self.config.plugin(f"env-{self.config.environment}"),
-                config=self.config,
-            )
+            settings = settings_from_config(self.config)
             env = self.environment_factory(settings=settings, callbacks=_HostCallbacks(self, call))
             self._environments.append(env)
             call.environment = env

@@ -174,13 +174,8 @@ class SessionManager:
 
 
 def environment_settings(config: Any, environment: str) -> EnvironmentSettings:
-    """The limits of a REPL session, from ``[rlm]`` as the kernel gives them to agent runs."""
-    return EnvironmentSettings(
-        timeout=config.env_timeout,
-        memory_limit_mb=config.env_memory_mb,
-        allowed_paths=config.allowed_paths,
-        write_quota_mb=config.env_write_quota_mb,
-        write_quota_files=config.env_write_quota_files,
-        options=config.plugin(f"env-{environment}"),
-        config=config,
-    )
+    """The limits of a REPL session, from ``[rlm]`` as the kernel gives them to runs
+    (:func:`rlm.environment.settings_from_config`), for ``environment``."""
+    from rlm.environment import settings_from_config
+
+    return settings_from_config(config, options=config.plugin(f"env-{environment}"))

@@ -1,23 +1,22 @@
 """The run picker's data: one :class:`~rlm_viz.model.RunSummary` per trajectory in a log directory.
 
-A summary reads only the file's first line (``run_start``) and its tail
-(``run_end``), so listing a directory of large trajectories stays fast.
+Listing and reading are the kernel's :mod:`rlm.runs` (shared with ``rlm logs``): a summary reads
+only the file's first line (``run_start``) and its tail (``run_end``), so listing a directory of
+large trajectories stays fast.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from typing import Any
 
 from rlm.errors import ConfigError
+from rlm.runs import first_event, last_run_end, trajectory_files, trajectory_id
 
 from rlm_viz.model import RunSummary, clip
 
 #: a run with no ``run_end`` whose file changed this recently counts as running
 LIVE_SECONDS = 300.0
-_HEAD_CAP = 4 * 1024 * 1024
 
 
 def check_dir(directory: str) -> str:
@@ -29,50 +28,12 @@ def check_dir(directory: str) -> str:
     return directory
 
 
-def trajectory_files(directory: str) -> list[str]:
-    """The ``*.jsonl`` files of ``directory``, newest first (by modification time)."""
-    if not os.path.isdir(directory):
-        return []
-    files = [e.path for e in os.scandir(directory) if e.name.endswith(".jsonl") and e.is_file()]
-    return sorted(files, key=lambda p: (os.path.getmtime(p), p), reverse=True)
-
-
-def _first_event(path: str) -> dict[str, Any]:
-    with open(path, "rb") as fh:
-        line = fh.readline(_HEAD_CAP)
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return {}
-    return event if isinstance(event, dict) else {}
-
-
-def _last_event(path: str, size: int) -> dict[str, Any] | None:
-    """The ``run_end`` event at the end of the file, or None."""
-    for window in (64 * 1024, _HEAD_CAP):
-        with open(path, "rb") as fh:
-            fh.seek(max(size - window, 0))
-            tail = fh.read()
-        lines = tail.rstrip(b"\n").split(b"\n")
-        last = lines[-1] if lines else b""
-        if b'"run_end"' not in last and (len(lines) > 1 or size <= window):
-            return None
-        try:
-            event = json.loads(last)
-        except ValueError:
-            if size <= window:
-                return None
-            continue
-        return event if isinstance(event, dict) and event.get("type") == "run_end" else None
-    return None
-
-
 def summarize(path: str, *, now: float | None = None) -> RunSummary:
     """The picker row of one trajectory file."""
     stat = os.stat(path)
-    first = _first_event(path)
-    end = _last_event(path, stat.st_size) if stat.st_size else None
-    tid = os.path.basename(path).removesuffix(".jsonl")
+    first = first_event(path)
+    end = last_run_end(path, stat.st_size)
+    tid = trajectory_id(path)
     if end is None:
         live = (now if now is not None else time.time()) - stat.st_mtime < LIVE_SECONDS
         status, cost, tokens, duration, error = ("running" if live else "incomplete"), None, None, None, None

@@ -1,18 +1,19 @@
 """``rlm logs``: list the trajectories in the log directory, or print one as a call tree.
 
+Listing, finding and summarising runs is :mod:`rlm.runs`, shared with the dashboard (rlm-viz).
+
 Events are read by their type and fields (:mod:`rlm.events`); the schema version ``v`` is not
 required, so trajectories written before it existed read the same."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-from datetime import datetime
 from typing import Annotated, Any
 
 from cyclopts import Parameter
 
+from rlm.runs import find_trajectory, number, summarize_file, trajectory_files
 from rlm.trajectory import escape_surrogates
 
 
@@ -48,14 +49,14 @@ def logs(
     from rlm.errors import ConfigError
 
     directory = log_dir or load_config(sections=_sections()).log_dir
-    files = _trajectory_files(directory)
+    files = trajectory_files(directory)
     shown = escape_surrogates(directory)
     if trajectory is None:
         rows: list[dict[str, Any]] = []
         skipped = unreadable = torn_files = 0
         for path in files[:limit]:
             try:
-                row = _summary(path)
+                row = summarize_file(path)
             except OSError:  # deleted or unreadable since it was listed
                 unreadable += 1
                 continue
@@ -74,7 +75,7 @@ def logs(
                 print(f"{r['trajectory_id']}  {r['started']}  {r['status']:<9} {r['tokens']:>7} tok  {cost:>9}  "
                       f"{r['duration_s']:>6.1f}s  {r['model']}  {r['prompt']}")
         return 0
-    path = _find(files, trajectory)
+    path = find_trajectory(files, trajectory)
     if path is None:
         raise ConfigError(f"no trajectory {escape_surrogates(trajectory)!r} in {shown}/",
                           fix="run `rlm logs` to list them")
@@ -116,76 +117,6 @@ def _warn_skipped(skipped: int, *, path: str | None = None, files: int = 0, unre
     print("rlm: warning: " + "; ".join(parts), file=sys.stderr)
 
 
-def _trajectory_files(directory: str) -> list[str]:
-    if not os.path.isdir(directory):
-        return []
-    found: list[tuple[float, str]] = []
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.name.endswith(".jsonl"):
-            continue
-        try:
-            found.append((entry.stat().st_mtime, entry.path))
-        except OSError:  # removed while listing
-            continue
-    return [p for _, p in sorted(found, reverse=True)]
-
-
-def _find(files: list[str], wanted: str) -> str | None:
-    if wanted == "last":
-        return files[0] if files else None
-    matches = [p for p in files if os.path.basename(p).startswith(wanted)]
-    if len(matches) > 1:
-        from rlm.errors import ConfigError
-
-        raise ConfigError(f"{escape_surrogates(wanted)!r} matches {len(matches)} trajectories",
-                          fix="give more of the id")
-    return matches[0] if matches else None
-
-
-def _number(value: Any, default: float = 0.0) -> float:
-    """A number from an event field; anything else (a hand-edited or foreign file) counts as ``default``."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
-
-
-def _summary(path: str) -> dict[str, Any]:
-    from rlm.trajectory import read_trajectory_file
-
-    read = read_trajectory_file(path)
-    events = read.events
-    start = next((e for e in events if e["type"] == "run_start"), {})
-    end = next((e for e in reversed(events) if e["type"] == "run_end"), None)
-    usages = [e.get("token_usage") for e in events if e["type"] == "llm_call"]
-    tokens = sum(int(_number(u.get("total"))) for u in usages if isinstance(u, dict))
-    costs = [e.get("cost") for e in events if e["type"] == "llm_call"]
-    status = "running" if end is None else ("failed" if end.get("error") else "ok")
-    stamps = [_number(e.get("timestamp"), -1.0) for e in events]
-    stamps = [t for t in stamps if t >= 0]
-    first_ts = stamps[0] if stamps else os.path.getmtime(path)
-    last_ts = stamps[-1] if stamps else first_ts
-    prompt = str(start.get("prompt") or "").replace("\n", " ")
-    try:
-        started = datetime.fromtimestamp(first_ts).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, OSError, ValueError):
-        started = "?"
-    return {
-        "trajectory_id": escape_surrogates(os.path.basename(path)[:-6]),
-        "path": escape_surrogates(path),
-        "started": started,
-        "status": status,
-        "model": start.get("model"),
-        "tokens": tokens,
-        "cost": None if any(not isinstance(c, (int, float)) for c in costs) else sum(costs),
-        "duration_s": round(last_ts - first_ts, 3),
-        "prompt": prompt[:60] + ("..." if len(prompt) > 60 else ""),
-        "error": end.get("error") if end else None,
-        "skipped_lines": read.skipped,
-    }
-
-
 def render_tree(events: list[dict[str, Any]]) -> str:
     """The calls of a trajectory as an indented tree with their steps."""
     lines: list[str] = []
@@ -198,7 +129,7 @@ def render_tree(events: list[dict[str, Any]]) -> str:
         if isinstance(isolation, dict) and isolation:
             lines.append("  isolation: " + "; ".join(f"{k}: {str(v).split(':')[0]}" for k, v in isolation.items()))
     for e in events:
-        pad = "  " * (int(_number(e.get("depth"))) + 1)
+        pad = "  " * (int(number(e.get("depth"))) + 1)
         try:
             lines.extend(_event_lines(e, pad))
         except (KeyError, TypeError, ValueError, AttributeError):  # a field of an unexpected shape

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rlm.backend import LLMRequest, LLMResponse, ToolSchema
+from rlm.tokens import estimate_tokens
 from rlm.types import Message, TextPart, ToolCall, Usage
 
 #: Where arguments that are not a JSON object end up, so that the tool reports the problem.
@@ -193,9 +194,8 @@ def parse_completion(data: Any, *, model: str) -> LLMResponse:
 
 
 def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
-    """About 4 characters a token, plus a few per message for the chat template."""
-    messages = body.get("messages") or []
-    return sum(len(m.get("content") or "") // 4 + 4 for m in messages)
+    """The kernel's estimate (:func:`rlm.tokens.estimate_tokens`), plus a few per message for the chat template."""
+    return estimate_tokens(body.get("messages") or [], per_message=4)
 
 
 class StreamState:

@@ -1,0 +1,147 @@
+"""The runs in a log directory: listing, finding and summarising JSONL trajectories.
+
+One module for every reader of a log directory: ``rlm logs`` and the dashboard (rlm-viz) list
+the same files in the same order and find a run by the same id rules.  Two ways to read a run:
+
+* :func:`summarize_file` reads every event (tokens and cost summed over the ``llm_call`` events, so
+  a run still being written shows what it spent so far) - ``rlm logs``;
+* :func:`first_event` and :func:`last_run_end` read only the file's first line and its tail, so
+  listing a directory of large trajectories stays fast - the dashboard's run picker.
+
+Nothing here raises for the content of a file (torn, not UTF-8, foreign events); reading a file
+that vanished or is unreadable raises :class:`OSError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from typing import Any
+
+from rlm.trajectory import escape_surrogates
+
+#: The most of one line :func:`first_event` and :func:`last_run_end` read.
+HEAD_CAP = 4 * 1024 * 1024
+
+
+def trajectory_files(directory: str) -> list[str]:
+    """The ``*.jsonl`` files of ``directory``, newest first (by modification time, then name);
+    [] when it is not a readable directory.  Files removed while listing are left out."""
+    if not os.path.isdir(directory):
+        return []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    found: list[tuple[float, str]] = []
+    for entry in entries:
+        if not entry.name.endswith(".jsonl"):
+            continue
+        try:
+            if not entry.is_file():
+                continue
+            found.append((entry.stat().st_mtime, entry.path))
+        except OSError:  # removed while listing
+            continue
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def trajectory_id(path: str) -> str:
+    """The id of a trajectory file: its name without ``.jsonl``."""
+    return os.path.basename(path).removesuffix(".jsonl")
+
+
+def find_trajectory(files: list[str], wanted: str) -> str | None:
+    """The file of trajectory ``wanted``: ``"last"`` (the newest), an id or a unique prefix of one.
+
+    None when nothing matches; a :class:`rlm.errors.ConfigError` when a prefix matches several.
+    """
+    if wanted == "last":
+        return files[0] if files else None
+    matches = [p for p in files if os.path.basename(p).startswith(wanted)]
+    if len(matches) > 1:
+        from rlm.errors import ConfigError
+
+        raise ConfigError(f"{escape_surrogates(wanted)!r} matches {len(matches)} trajectories",
+                          fix="give more of the id")
+    return matches[0] if matches else None
+
+
+def number(value: Any, default: float = 0.0) -> float:
+    """A number from an event field; anything else (a hand-edited or foreign file) counts as ``default``."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def summarize_file(path: str) -> dict[str, Any]:
+    """One row of ``rlm logs``: id, start, status (``ok``/``failed``/``running``), model, tokens,
+    cost (None when a call's cost is unknown), duration, prompt, error and ``skipped_lines``."""
+    from rlm.trajectory import read_trajectory_file
+
+    read = read_trajectory_file(path)
+    events = read.events
+    start = next((e for e in events if e["type"] == "run_start"), {})
+    end = next((e for e in reversed(events) if e["type"] == "run_end"), None)
+    usages = [e.get("token_usage") for e in events if e["type"] == "llm_call"]
+    tokens = sum(int(number(u.get("total"))) for u in usages if isinstance(u, dict))
+    costs = [e.get("cost") for e in events if e["type"] == "llm_call"]
+    status = "running" if end is None else ("failed" if end.get("error") else "ok")
+    stamps = [number(e.get("timestamp"), -1.0) for e in events]
+    stamps = [t for t in stamps if t >= 0]
+    first_ts = stamps[0] if stamps else os.path.getmtime(path)
+    last_ts = stamps[-1] if stamps else first_ts
+    prompt = str(start.get("prompt") or "").replace("\n", " ")
+    try:
+        started = datetime.fromtimestamp(first_ts).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        started = "?"
+    return {
+        "trajectory_id": escape_surrogates(trajectory_id(path)),
+        "path": escape_surrogates(path),
+        "started": started,
+        "status": status,
+        "model": start.get("model"),
+        "tokens": tokens,
+        "cost": None if any(not isinstance(c, (int, float)) for c in costs) else sum(costs),
+        "duration_s": round(last_ts - first_ts, 3),
+        "prompt": prompt[:60] + ("..." if len(prompt) > 60 else ""),
+        "error": end.get("error") if end else None,
+        "skipped_lines": read.skipped,
+    }
+
+
+def first_event(path: str) -> dict[str, Any]:
+    """The file's first event (normally ``run_start``), read from its first line only; {} when it
+    is not a JSON object."""
+    with open(path, "rb") as fh:
+        line = fh.readline(HEAD_CAP)
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def last_run_end(path: str, size: int | None = None) -> dict[str, Any] | None:
+    """The ``run_end`` event on the file's last line, read from its tail only; None when the last
+    line is something else (a run still being written, or one that died)."""
+    if size is None:
+        size = os.path.getsize(path)
+    if not size:
+        return None
+    for window in (64 * 1024, HEAD_CAP):
+        with open(path, "rb") as fh:
+            fh.seek(max(size - window, 0))
+            tail = fh.read()
+        lines = tail.rstrip(b"\n").split(b"\n")
+        last = lines[-1] if lines else b""
+        if b'"run_end"' not in last and (len(lines) > 1 or size <= window):
+            return None
+        try:
+            event = json.loads(last)
+        except ValueError:
+            if size <= window:
+                return None
+            continue
+        return event if isinstance(event, dict) and event.get("type") == "run_end" else None
+    return None
