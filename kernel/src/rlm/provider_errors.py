@@ -100,6 +100,9 @@ def classify(
     base_url: str | None = None,
     timeout: float | None = None,
     timeout_fix: str | None = None,
+    compatible: str | None = None,
+    message: str | None = None,
+    any_status: bool = False,
 ) -> Failure | None:
     """The rlm error for an SDK exception, or None when ``exc`` is not a provider failure.
 
@@ -107,23 +110,27 @@ def classify(
     its key; ``sdk_errors`` are the class names of the SDK's base errors
     (a response the SDK could not read); ``timeout`` is the attempt's
     timeout and ``timeout_fix`` the setting that raises it (see
-    :func:`rlm.retry.read_timeout`).
+    :func:`rlm.retry.read_timeout`).  For SDKs that wrap others (litellm):
+    ``compatible`` names the API the server must speak in fixes (default:
+    ``provider``), ``message`` is the provider's words when the caller has
+    cleaned them (default: :func:`error_message`), and ``any_status`` takes
+    the ``status_code`` of any exception, not only of an ``APIStatusError``.
     """
     names = mro_names(exc)
     where = f" at {base_url}" if base_url else ""
+    compatible = compatible or provider
     status = getattr(exc, "status_code", None)
-    if not isinstance(status, int) or "APIStatusError" not in names:
+    if not isinstance(status, int) or isinstance(status, bool) or not (any_status or "APIStatusError" in names):
         status = None
     headers = headers_of(exc)
     retry_after = parse_retry_after(headers)
-    should_retry = headers.get("x-should-retry") if headers is not None else None
-    message = error_message(exc)
+    message = error_message(exc) if message is None else message
 
     transport = is_transport_error(exc)
     timed_out = "APITimeoutError" in names or ("Timeout" in names and status is None)
     if timed_out or (transport and ("TimeoutException" in names or isinstance(exc, TimeoutError))):
         failure = timed_out_failure(provider, where, timeout, timeout_fix)
-    elif ("APIConnectionError" in names and status is None) or transport:
+    elif ("APIConnectionError" in names and (status is None or "APIStatusError" not in names)) or transport:
         error = ProviderUnavailableError(
             f"cannot reach {provider}{where}: {message}",
             fix="check the network and api_base, then try again",
@@ -135,21 +142,27 @@ def classify(
     elif "APIResponseValidationError" in names or names & set(sdk_errors):
         error = ProviderUnavailableError(
             f"{provider}{where} sent a response that could not be read: {message}",
-            fix=f"try again; if it persists, check that api_base points at an {provider}-compatible server",
+            fix=f"try again; if it persists, check that api_base points at an {compatible}-compatible server",
         )
         failure = Failure(error=error, retryable=False)
     elif isinstance(exc, (ValueError, KeyError, TypeError)) and "json" in type(exc).__module__:
         error = ProviderUnavailableError(
             f"{provider}{where} sent a response that is not valid JSON: {exc}",
-            fix=f"try again; if it persists, check that api_base points at an {provider}-compatible server",
+            fix=f"try again; if it persists, check that api_base points at an {compatible}-compatible server",
         )
         failure = Failure(error=error, retryable=False)
     else:
         return None
+    return obey_should_retry(failure, headers)
+
+
+def obey_should_retry(failure: Failure, headers: Any) -> Failure:
+    """``failure``, retried or not as the server's ``x-should-retry`` header says (when it says)."""
+    should_retry = headers.get("x-should-retry") if headers is not None else None
     if should_retry == "false" and failure.retryable:
-        failure = Failure(error=failure.error, retryable=False, retry_after=failure.retry_after)
-    elif should_retry == "true" and not failure.retryable and not failure.error.permanent:
-        failure = Failure(error=failure.error, retryable=True, retry_after=failure.retry_after)
+        return Failure(error=failure.error, retryable=False, retry_after=failure.retry_after)
+    if should_retry == "true" and not failure.retryable and not failure.error.permanent:
+        return Failure(error=failure.error, retryable=True, retry_after=failure.retry_after)
     return failure
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import subprocess
 import sys
 
@@ -13,7 +14,6 @@ from rlm.errors import NoProvidersConfigured, PluginError
 from rlm.plugins import create_plugin_manager
 from rlm.registry import collect
 from rlm.types import Message
-from rlm_backend_anthropic import backend as backend_module
 from rlm_backend_anthropic import plugin
 from rlm_backend_anthropic.backend import AnthropicBackend
 from rlm_backend_anthropic.options import AnthropicOptions
@@ -85,7 +85,7 @@ def test_constructing_the_backend_does_not_import_the_sdk():
 
 
 def test_missing_sdk_names_the_pip_command(monkeypatch):
-    monkeypatch.setattr(backend_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(PluginError) as info:
         AnthropicBackend(settings=BackendSettings())
     assert "pip install 'anthropic>=2,<3'" in str(info.value)

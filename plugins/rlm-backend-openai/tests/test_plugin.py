@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import subprocess
 import sys
 
@@ -13,7 +14,6 @@ from rlm.errors import NoProvidersConfigured, PluginError
 from rlm.plugins import create_plugin_manager
 from rlm.registry import collect
 from rlm.types import Message
-from rlm_backend_openai import backend as backend_module
 from rlm_backend_openai import plugin
 from rlm_backend_openai.backend import OpenAIBackend
 from rlm_backend_openai.options import OpenAIOptions
@@ -86,7 +86,7 @@ def test_constructing_the_backend_does_not_import_the_sdk():
 
 
 def test_missing_sdk_names_the_pip_command(monkeypatch):
-    monkeypatch.setattr(backend_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(PluginError) as info:
         OpenAIBackend(settings=BackendSettings())
     assert "pip install 'openai>=2,<4'" in str(info.value)

@@ -30,29 +30,28 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEnd, StreamEvent
+from rlm import openai_format as convert
+from rlm.backend import (
+    BackendCapabilities,
+    BackendSettings,
+    LLMRequest,
+    LLMResponse,
+    StreamEnd,
+    StreamEvent,
+)
 from rlm.errors import NoProvidersConfigured, ProviderUnavailableError
 from rlm.logging import get_logger
+from rlm.provider_errors import empty_answer_of, not_an_api_body, truncated_stream
+from rlm.retry import Fault
+from rlm.sdk_backend import RetryingBackend
 
-from rlm import openai_format as convert
-from rlm.provider_errors import empty_answer_of, not_an_api_body, timed_out_failure, truncated_stream
 from rlm_backend_litellm.errors import classify, stream_failure
 from rlm_backend_litellm.loader import load_litellm, model_info, require_litellm
 from rlm_backend_litellm.options import LiteLLMOptions
-from rlm.retry import (
-    Fault,
-    RetryPolicy,
-    by_deadline,
-    call_with_retries,
-    read_timeout,
-    stream_by_deadline,
-    stream_with_retries,
-)
 
 log = get_logger(__name__)
 
@@ -67,26 +66,21 @@ _USERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakSet[Lit
 )
 
 
-class LiteLLMBackend:
+class LiteLLMBackend(RetryingBackend):
     """:class:`rlm.backend.Backend` over ``litellm.acompletion``.
 
     Constructing it does no I/O and does not import litellm.
     """
 
     name = "litellm"
+    section = SECTION
+    options_type = LiteLLMOptions
 
     def __init__(self, *, settings: BackendSettings | None = None) -> None:
         require_litellm()
-        self.settings = settings or BackendSettings()
-        options = self.settings.options
-        self.options = options if isinstance(options, LiteLLMOptions) else LiteLLMOptions()
-        self.policy = RetryPolicy(
-            max_retries=max(0, self.settings.max_retries),
-            base_delay=self.options.retry_base_delay,
-            max_delay=self.options.retry_max_delay,
-        )
-        #: every request's timeout: one value, so that litellm's client cache (keyed by it) reuses connections
-        self.timeout, self.timeout_fix = read_timeout(self.settings, self.options.read_timeout, section=SECTION)
+        #: self.timeout is every request's timeout: one value, so that litellm's client cache (keyed by it)
+        #: reuses connections
+        super().__init__(settings=settings)
         self._providers: dict[str, str | None] = {}
 
     # --- models and keys ---------------------------------------------------------------------
@@ -202,17 +196,6 @@ class LiteLLMBackend:
         if failure is not None:
             raise Fault(failure)
 
-    def _too_late(self, request: LLMRequest, params: dict[str, Any]) -> Any:
-        """The error of a call still unanswered at its deadline (the request's own timeout)."""
-        where = f" at {self.settings.base_url}" if self.settings.base_url else ""
-        provider = self._provider_name(params)
-        return lambda: timed_out_failure(provider, where, request.timeout, "the request's timeout").error
-
-    @staticmethod
-    def _deadline(request: LLMRequest) -> float | None:
-        """When the caller stops waiting (``time.monotonic()``): no retry starts that would end after it."""
-        return time.monotonic() + request.timeout if request.timeout is not None else None
-
     def _using_loop(self) -> None:
         try:
             loop = asyncio.get_running_loop()
@@ -240,11 +223,8 @@ class LiteLLMBackend:
             self._check_not_empty(response, params, _content_detail(raw))
             return response
 
-        deadline = self._deadline(request)
-        return await by_deadline(
-            call_with_retries(attempt, self._classify(params), self.policy, provider=self.name, deadline=deadline),
-            deadline, self._too_late(request, params),
-        )
+        return await self._call(request, attempt, self._classify(params),
+                                self._too_late(request, self._provider_name(params), self.settings.base_url))
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
         litellm = load_litellm()
@@ -283,9 +263,8 @@ class LiteLLMBackend:
             for event in events:
                 yield event
 
-        deadline = self._deadline(request)
-        retried = stream_with_retries(attempt, classify_exc, self.policy, provider=self.name, deadline=deadline)
-        async for event in stream_by_deadline(retried, deadline, self._too_late(request, params)):
+        async for event in self._stream(request, attempt, classify_exc,
+                                        self._too_late(request, provider, self.settings.base_url)):
             yield event
 
     async def _check_event_stream(self, stream: Any, provider: str, api: str) -> None:

@@ -20,21 +20,19 @@ from __future__ import annotations
 import ast
 import re
 
-from rlm.errors import BackendError, ContextTooLongError, ProviderUnavailableError
+from rlm.errors import BackendError, ContextTooLongError
+from rlm.provider_errors import classify as _classify
 from rlm.provider_errors import (
-    error_code,
     error_message,
-    from_status,
     headers_of,
     is_transport_error,
     malformed_stream,
     mro_names,
     not_an_api_body,
-    timed_out_failure,
+    obey_should_retry,
     truncated_stream,
 )
-
-from rlm.retry import Failure, parse_retry_after
+from rlm.retry import Failure
 
 #: What litellm says of an OpenAI-style stream that ended cleanly before a finish_reason.
 _EOF_BEFORE_FINISH = "Stream ended before a finish_reason"
@@ -82,6 +80,11 @@ def _underlying(exc: BaseException) -> BaseException | None:
     return None
 
 
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) and not isinstance(status, bool) else None
+
+
 def classify(
     exc: BaseException,
     *,
@@ -95,71 +98,53 @@ def classify(
 ) -> Failure | None:
     """The rlm error for an SDK exception, or None when ``exc`` is not a provider failure.
 
-    ``timeout_fix`` names the setting that raises the timeout; ``compatible`` the API the server must
-    speak (for the fixes of unreadable answers).
+    The kernel's rules (:func:`rlm.provider_errors.classify`, with litellm's words cleaned of its prefixes
+    and any exception's ``status_code``) applied to ``exc``, or to the failure litellm wrapped in it; first
+    litellm's own cases.  ``timeout_fix`` names the setting that raises the timeout; ``compatible`` the API
+    the server must speak (for the fixes of unreadable answers).
     """
-    names = mro_names(exc)
+    underlying = _underlying(exc) if _status(exc) in (None, 500) else None
+    # litellm reports a dropped connection or an unreadable body as a 500 of its own: judge what it wraps
+    subject = exc if underlying is None else underlying
+    message = _message(subject)
     where = f" at {base_url}" if base_url else ""
-    status = getattr(exc, "status_code", None)
-    if not isinstance(status, int) or isinstance(status, bool):
-        status = None
-    headers = headers_of(exc)
-    retry_after = parse_retry_after(headers)
-    should_retry = headers.get("x-should-retry") if headers is not None else None
-    message = _message(exc)
+    if underlying is None or not isinstance(underlying, ValueError):
+        failure = _litellm_failure(exc, subject, message, model=model, provider=provider, base_url=base_url,
+                                   where=where, compatible=compatible)
+        if failure is not None:
+            return obey_should_retry(failure, headers_of(exc))
+    failure = _classify(subject, model=model, provider=provider, key_env=key_env,
+                        sdk_errors=("OpenAIError", "APIError"), base_url=base_url, timeout=timeout,
+                        timeout_fix=timeout_fix, compatible=compatible, message=message, any_status=True)
+    if failure is None or subject is exc or isinstance(underlying, ValueError):
+        return failure
+    return obey_should_retry(failure, headers_of(exc))
 
-    underlying = _underlying(exc) if status in (None, 500) else None
-    if underlying is not None:
-        # litellm reports a dropped connection or an unreadable body as a 500 of its own
-        names, status, message = mro_names(underlying), None, _message(underlying)
-        if isinstance(underlying, ValueError):
-            error = ProviderUnavailableError(
-                f"{provider}{where} sent a response that is not valid JSON: {message}",
-                fix=f"try again; if it persists, check that api_base points at an {compatible}-compatible server",
-            )
-            return Failure(error=error, retryable=False)
-    transport = is_transport_error(exc) or (underlying is not None and is_transport_error(underlying))
-    timed_out = "APITimeoutError" in names or "Timeout" in names
-    if timed_out or (transport and ("TimeoutException" in names or isinstance(exc, TimeoutError))):
-        failure = timed_out_failure(provider, where, timeout, timeout_fix)
-    elif _EOF_BEFORE_FINISH in message:
+
+def _litellm_failure(exc: BaseException, subject: BaseException, message: str, *, model: str, provider: str,
+                     base_url: str | None, where: str, compatible: str) -> Failure | None:
+    """What only litellm says: its check of a stream's end, a body that is not a completion, a context
+    error whatever its text, a model whose provider it cannot tell; None for the kernel's rules."""
+    names = mro_names(subject)
+    if "APITimeoutError" in names or "Timeout" in names:
+        return None  # a timeout, whatever its words
+    if _EOF_BEFORE_FINISH in message:
         # litellm's own check of an OpenAI-style stream that ended without a finish_reason
-        failure = truncated_stream(provider, base_url, "finish_reason")
-    elif (body := _NOT_A_COMPLETION.search(error_message(exc))) is not None:
-        failure = not_an_api_body(provider, base_url, _unquote(body.group(1)), compatible=compatible)
-    elif ("APIConnectionError" in names and "APIStatusError" not in names) or transport:
-        error = ProviderUnavailableError(
-            f"cannot reach {provider}{where}: {message}",
-            fix="check the network and api_base, then try again",
-        )
-        failure = Failure(error=error, retryable=True)
-    elif "ContextWindowExceededError" in names:
-        failure = Failure(error=ContextTooLongError(
+        return truncated_stream(provider, base_url, "finish_reason")
+    if (body := _NOT_A_COMPLETION.search(error_message(exc))) is not None:
+        return not_an_api_body(provider, base_url, _unquote(body.group(1)), compatible=compatible)
+    if "ContextWindowExceededError" in names:
+        return Failure(error=ContextTooLongError(
             f"the prompt is too long for {model!r}: {message}",
             fix="shorten the prompt or context, or use a model with a larger context window",
         ))
-    elif status is not None:
-        failure = _from_status(status, message, error_code(exc), model=model, provider=provider, key_env=key_env,
-                               where=where, retry_after=retry_after)
-    elif "APIResponseValidationError" in names or "OpenAIError" in names or "APIError" in names:
-        error = ProviderUnavailableError(
-            f"{provider}{where} sent a response that could not be read: {message}",
-            fix=f"try again; if it persists, check that api_base points at an {compatible}-compatible server",
-        )
-        failure = Failure(error=error, retryable=False)
-    elif isinstance(exc, (ValueError, KeyError, TypeError)) and "json" in type(exc).__module__:
-        error = ProviderUnavailableError(
-            f"{provider}{where} sent a response that is not valid JSON: {exc}",
-            fix=f"try again; if it persists, check that api_base points at an {compatible}-compatible server",
-        )
-        failure = Failure(error=error, retryable=False)
-    else:
-        return None
-    if should_retry == "false" and failure.retryable:
-        failure = Failure(error=failure.error, retryable=False, retry_after=failure.retry_after)
-    elif should_retry == "true" and not failure.retryable and not failure.error.permanent:
-        failure = Failure(error=failure.error, retryable=True, retry_after=failure.retry_after)
-    return failure
+    if subject is exc and _status(exc) == 400 and "LLM Provider NOT provided" in message:
+        return Failure(error=BackendError(
+            f"litellm cannot tell which provider serves model {model!r}",
+            fix='prefix the model with its provider ("openai/...", "anthropic/...", "ollama/..."), or set '
+                "[plugins.backend-litellm] custom_llm_provider",
+        ))
+    return None
 
 
 def _unquote(text: str) -> str:
@@ -168,15 +153,3 @@ def _unquote(text: str) -> str:
     except (ValueError, SyntaxError):
         return text
     return value if isinstance(value, str) else text
-
-
-def _from_status(status: int, message: str, code: str, *, model: str, provider: str, key_env: str, where: str,
-                 retry_after: float | None) -> Failure:
-    if status == 400 and "LLM Provider NOT provided" in message:
-        return Failure(error=BackendError(
-            f"litellm cannot tell which provider serves model {model!r}",
-            fix='prefix the model with its provider ("openai/...", "anthropic/...", "ollama/..."), or set '
-                "[plugins.backend-litellm] custom_llm_provider",
-        ))
-    return from_status(status, message, code, model=model, provider=provider, key_env=key_env, where=where,
-                       retry_after=retry_after)

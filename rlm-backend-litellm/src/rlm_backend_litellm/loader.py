@@ -24,7 +24,6 @@ import contextlib
 import functools
 import importlib
 import importlib.util
-import json
 import logging
 import os
 import sys
@@ -37,7 +36,6 @@ from rlm.errors import PluginError
 SDK_REQUIREMENT = "litellm>=1.100,!=1.107.0,<2"
 INSTALL_HINT = f"pip install '{SDK_REQUIREMENT}'  (or: pip install rlm-backend-litellm)"
 LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
-_COST_MAP_FILE = "model_prices_and_context_window_backup.json"
 
 _lock = threading.Lock()
 _litellm: Any = None
@@ -107,26 +105,16 @@ def load_litellm() -> Any:
 
 @functools.lru_cache(maxsize=1)
 def cost_map() -> dict[str, Any]:
-    """litellm's bundled model map (prices, context windows, capabilities), or {} without litellm."""
+    """litellm's bundled model map (prices, context windows, capabilities), or {} without litellm.
+
+    litellm's own copy once it is imported, else the kernel's (:func:`rlm.pricing.litellm_cost_map`,
+    read from disk without importing litellm).
+    """
     if _litellm is not None and isinstance(getattr(_litellm, "model_cost", None), dict):
         return _litellm.model_cost
-    try:
-        from rlm.pricing import litellm_cost_map  # the kernel's cached copy, when it has one
+    from rlm.pricing import litellm_cost_map
 
-        return litellm_cost_map()
-    except ImportError:
-        pass
-    try:
-        spec = importlib.util.find_spec("litellm")
-    except (ImportError, ValueError):
-        return {}
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(location, _COST_MAP_FILE)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-            return data if isinstance(data, dict) else {}
-    return {}
+    return litellm_cost_map()
 
 
 def model_info(model: str, provider: str | None = None) -> Mapping[str, Any] | None:

@@ -18,34 +18,20 @@ or other non-JSON body with status 200 (not retried: ``api_base`` is wrong).
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import importlib.util
-import json
-import os
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEnd, StreamEvent
-from rlm.errors import NoProvidersConfigured, PluginError, ProviderUnavailableError
-from rlm.logging import get_logger
+from rlm.backend import BackendCapabilities, LLMRequest, LLMResponse
+from rlm.sdk_backend import (
+    NO_KEY_MESSAGE,  # noqa: F401 - re-exported
+    SDKBackend,
+    SDKCall,
+    require_module,
+)
+from rlm.sdk_backend import import_sdk as _import_sdk
 
-from rlm.provider_errors import empty_answer_of, malformed_stream, not_an_api_body, timed_out_failure, truncated_stream
 from rlm_backend_anthropic import convert
 from rlm_backend_anthropic.errors import classify
 from rlm_backend_anthropic.options import AnthropicOptions
-from rlm.retry import (
-    Fault,
-    RetryPolicy,
-    by_deadline,
-    call_with_retries,
-    read_timeout,
-    stream_by_deadline,
-    stream_with_retries,
-)
-
-log = get_logger(__name__)
 
 PREFIX = "anthropic/"
 SECTION = "backend-anthropic"
@@ -54,27 +40,18 @@ KEY_ENV = "ANTHROPIC_API_KEY"
 BASE_URL_ENV = "ANTHROPIC_BASE_URL"
 SDK_REQUIREMENT = "anthropic>=2,<3"
 INSTALL_HINT = f"pip install '{SDK_REQUIREMENT}'  (or: pip install rlm-backend-anthropic)"
-NO_KEY_MESSAGE = "No providers configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY"
 #: Sent as the key to a custom base_url when no key is set.
 PLACEHOLDER_KEY = "sk-ant-no-key-required"
 
 
 def require_sdk() -> None:
     """Raise a PluginError naming the pip command when the anthropic SDK is not installed."""
-    try:
-        found = importlib.util.find_spec("anthropic") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise PluginError("the anthropic backend needs the anthropic SDK, which is not installed", fix=INSTALL_HINT)
+    require_module("anthropic", "the anthropic backend needs the anthropic SDK, which is not installed", INSTALL_HINT)
 
 
 def import_sdk() -> Any:
     """The ``anthropic`` module (imported on first use: it takes a while)."""
-    try:
-        return importlib.import_module("anthropic")
-    except ImportError as exc:
-        raise PluginError(f"the anthropic SDK cannot be imported ({exc})", fix=INSTALL_HINT) from exc
+    return _import_sdk("anthropic", INSTALL_HINT)
 
 
 def model_id(model: str) -> str:
@@ -82,7 +59,7 @@ def model_id(model: str) -> str:
     return model.removeprefix(PREFIX)
 
 
-class AnthropicBackend:
+class AnthropicBackend(SDKBackend):
     """:class:`rlm.backend.Backend` for Anthropic's Messages API.
 
     Constructing it does no I/O and does not import the SDK; the client is
@@ -90,66 +67,24 @@ class AnthropicBackend:
     """
 
     name = "anthropic"
+    section = SECTION
+    options_type = AnthropicOptions
+    provider = PROVIDER
+    sdk_module = "anthropic"
+    install_hint = INSTALL_HINT
+    key_env = KEY_ENV
+    base_url_env = BASE_URL_ENV
+    placeholder_key = PLACEHOLDER_KEY
+    no_key_fix = (f"export {KEY_ENV}=sk-ant-... for Anthropic models, or set api_base to an Anthropic-compatible "
+                  "server")
+    body_noun = "message"
+    end_marker = "message_stop"
+    empty_stream_detail = "no content block"
+    classify_error = staticmethod(classify)
 
-    def __init__(self, *, settings: BackendSettings | None = None) -> None:
-        require_sdk()
-        self.settings = settings or BackendSettings()
-        options = self.settings.options
-        self.options = options if isinstance(options, AnthropicOptions) else AnthropicOptions()
-        self.policy = RetryPolicy(
-            max_retries=max(0, self.settings.max_retries),
-            base_delay=self.options.retry_base_delay,
-            max_delay=self.options.retry_max_delay,
-        )
-        #: every attempt's timeout (one value for the backend's life)
-        self.timeout, self.timeout_fix = read_timeout(self.settings, self.options.read_timeout, section=SECTION)
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-
-    # --- configuration -----------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str | None:
-        return self.settings.base_url or os.environ.get(BASE_URL_ENV) or None
-
-    def api_key(self) -> str:
-        """The key to send: settings, then $ANTHROPIC_API_KEY, then a placeholder for a custom base_url."""
-        key = self.settings.api_key or os.environ.get(KEY_ENV)
-        if key:
-            return key
-        if self.base_url:
-            return PLACEHOLDER_KEY
-        raise NoProvidersConfigured(
-            NO_KEY_MESSAGE,
-            fix=f"export {KEY_ENV}=sk-ant-... for Anthropic models, or set api_base to an Anthropic-compatible "
-            "server",
-        )
-
-    def client(self) -> Any:
-        """The SDK client, made on first use with the SDK's retries off.
-
-        A client made under another event loop (a second ``asyncio.run``) is
-        replaced: its connections belong to that loop.
-        """
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if self._client is not None and loop is not None and self._client_loop not in (None, loop):
-            log.debug("client_replaced", reason="new event loop")
-            self._client = None
-        if self._client is None:
-            self._client_loop = loop
-            anthropic = import_sdk()
-            self._client = anthropic.AsyncAnthropic(
-                api_key=self.api_key(),
-                base_url=self.base_url,
-                timeout=self.timeout,
-                max_retries=0,
-            )
-        return self._client
-
-    # --- the Backend protocol ----------------------------------------------------------------
+    def make_client(self, sdk: Any) -> Any:
+        return sdk.AsyncAnthropic(api_key=self.api_key(), base_url=self.base_url, timeout=self.timeout,
+                                  max_retries=0)
 
     def capabilities(self, model: str) -> BackendCapabilities:
         return BackendCapabilities(
@@ -160,24 +95,17 @@ class AnthropicBackend:
             preferred_protocol="tools",
         )
 
-    def _prepare(self, request: LLMRequest) -> tuple[convert.Prepared, float]:
+    def prepare(self, request: LLMRequest, *, stream: bool) -> SDKCall:
+        """The Messages API body (with ``max_tokens``, which Anthropic requires); ``context`` is the
+        :class:`convert.Prepared` (its answer tool, in tool mode)."""
         model = model_id(request.model)
         max_tokens = request.max_tokens or self.options.default_max_tokens or convert.default_max_tokens(model)
         prepared = convert.request_params(
             request, model=model, max_tokens=max_tokens, structured_output=self.options.structured_output
         )
         prepared.params["timeout"] = self.timeout
-        return prepared, self.timeout
-
-    def _too_late(self, request: LLMRequest) -> Any:
-        """The error of a call still unanswered at its deadline (the request's own timeout)."""
-        where = f" at {self.base_url}" if self.base_url else ""
-        return lambda: timed_out_failure(PROVIDER, where, request.timeout, "the request's timeout").error
-
-    @staticmethod
-    def _deadline(request: LLMRequest) -> float | None:
-        """When the caller stops waiting (``time.monotonic()``): no retry starts that would end after it."""
-        return time.monotonic() + request.timeout if request.timeout is not None else None
+        params = dict(prepared.params, stream=True) if stream else prepared.params
+        return SDKCall(params, context=prepared)
 
     @staticmethod
     def _create_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -195,94 +123,20 @@ class AnthropicBackend:
         kwargs["extra_body"] = wire
         return kwargs
 
-    def _classify(self, model: str, timeout: float) -> Any:
-        def classify_exc(exc: BaseException) -> Any:
-            return classify(exc, model=model, base_url=self.base_url, timeout=timeout, timeout_fix=self.timeout_fix)
+    async def create(self, client: Any, call: SDKCall) -> Any:
+        return await client.messages.create(**self._create_kwargs(call.params))
 
-        return classify_exc
+    def to_response(self, body: Any, call: SDKCall) -> LLMResponse:
+        return convert.from_anthropic_message(body, model=call.model, output_tool=call.context.output_tool)
 
-    def _read(self, message: Any, prepared: convert.Prepared) -> LLMResponse:
-        """The message as an LLMResponse; a Fault for a body that is no answer."""
-        if isinstance(message, str):  # the SDK hands back the text of a non-JSON body
-            raise Fault(not_an_api_body(PROVIDER, self.base_url, message))
-        model = prepared.params["model"]
-        try:
-            response = convert.from_anthropic_message(message, model=model, output_tool=prepared.output_tool)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ProviderUnavailableError(
-                f"{PROVIDER} sent a message that could not be read: {exc}",
-                fix="try again; if it persists, check that api_base points at an Anthropic-compatible server",
-            ) from exc
-        self._check_not_empty(response, detail=lambda: _content_detail(message))
-        return response
+    def body_detail(self, body: Any) -> str:
+        return _content_detail(body)
 
-    def _check_not_empty(self, response: LLMResponse, *, detail: Any) -> None:
-        """A Fault for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
-        failure = empty_answer_of(response, PROVIDER, self.base_url, detail)
-        if failure is not None:
-            raise Fault(failure)
+    def assembler(self, call: SDKCall) -> convert.StreamAssembler:
+        return convert.StreamAssembler(model=call.model, output_tool=call.context.output_tool)
 
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        prepared, timeout = self._prepare(request)
-        client = self.client()
-        params = prepared.params
-
-        kwargs = self._create_kwargs(params)
-
-        async def attempt() -> LLMResponse:
-            return self._read(await client.messages.create(**kwargs), prepared)
-
-        deadline = self._deadline(request)
-        return await by_deadline(
-            call_with_retries(attempt, self._classify(params["model"], timeout), self.policy, provider=self.name,
-                              deadline=deadline),
-            deadline, self._too_late(request),
-        )
-
-    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
-        prepared, timeout = self._prepare(request)
-        client = self.client()
-        params = dict(prepared.params, stream=True)
-        classify_exc = self._classify(params["model"], timeout)
-
-        async def attempt() -> AsyncIterator[StreamEvent]:
-            stream = await client.messages.create(**self._create_kwargs(params))
-            assembler = convert.StreamAssembler(model=params["model"], output_tool=prepared.output_tool)
-            try:
-                content_type = stream.response.headers.get("content-type", "")
-                if "html" in content_type.lower():
-                    raw = await stream.response.aread()
-                    raise Fault(not_an_api_body(PROVIDER, self.base_url, raw.decode("utf-8", "replace"),
-                                                content_type))
-                try:
-                    async for event in stream:
-                        for out in assembler.feed(event):
-                            yield out
-                except json.JSONDecodeError as exc:
-                    raise Fault(malformed_stream(PROVIDER, self.base_url, exc)) from exc
-            finally:
-                await stream.close()
-            if not assembler.stopped:
-                raise Fault(truncated_stream(PROVIDER, self.base_url, "message_stop"))
-            events = assembler.finish()
-            final = events[-1]
-            if isinstance(final, StreamEnd):
-                self._check_not_empty(final.response, detail=lambda: "no content block")
-            for out in events:
-                yield out
-
-        deadline = self._deadline(request)
-        retried = stream_with_retries(attempt, classify_exc, self.policy, provider=self.name, deadline=deadline)
-        async for event in stream_by_deadline(retried, deadline, self._too_late(request)):
-            yield event
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.close()
-            except RuntimeError:  # made under an event loop that is gone
-                pass
+    def stream_ended(self, assembler: convert.StreamAssembler) -> bool:
+        return assembler.stopped
 
 
 def _content_detail(message: Any) -> str:

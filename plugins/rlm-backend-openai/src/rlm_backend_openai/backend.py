@@ -21,35 +21,22 @@ with status 200 (not retried: ``api_base`` is wrong).
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import importlib.util
 import json
-import os
 import re
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from rlm.backend import BackendCapabilities, BackendSettings, LLMRequest, LLMResponse, StreamEnd, StreamEvent
-from rlm.errors import NoProvidersConfigured, PluginError, ProviderUnavailableError
-from rlm.logging import get_logger
-
 from rlm import openai_format as convert
-from rlm.provider_errors import empty_answer_of, malformed_stream, not_an_api_body, timed_out_failure, truncated_stream
+from rlm.backend import BackendCapabilities, LLMRequest, LLMResponse
+from rlm.sdk_backend import (
+    NO_KEY_MESSAGE,  # noqa: F401 - re-exported
+    SDKBackend,
+    SDKCall,
+    require_module,
+)
+from rlm.sdk_backend import import_sdk as _import_sdk
+
 from rlm_backend_openai.errors import classify
 from rlm_backend_openai.options import OpenAIOptions
-from rlm.retry import (
-    Fault,
-    RetryPolicy,
-    by_deadline,
-    call_with_retries,
-    read_timeout,
-    stream_by_deadline,
-    stream_with_retries,
-)
-
-log = get_logger(__name__)
 
 PREFIX = "openai/"
 SECTION = "backend-openai"
@@ -58,7 +45,6 @@ KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 SDK_REQUIREMENT = "openai>=2,<4"
 INSTALL_HINT = f"pip install '{SDK_REQUIREMENT}'  (or: pip install rlm-backend-openai)"
-NO_KEY_MESSAGE = "No providers configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY"
 #: Sent as the key to a custom base_url when no key is set (local servers ignore it).
 PLACEHOLDER_KEY = "sk-no-key-required"
 
@@ -68,20 +54,12 @@ _NO_JSON_SCHEMA = re.compile(r"^(gpt-3\.5|gpt-4(-\d{4})?$|gpt-4-32k|gpt-4-turbo|
 
 def require_sdk() -> None:
     """Raise a PluginError naming the pip command when the openai SDK is not installed."""
-    try:
-        found = importlib.util.find_spec("openai") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise PluginError("the openai backend needs the openai SDK, which is not installed", fix=INSTALL_HINT)
+    require_module("openai", "the openai backend needs the openai SDK, which is not installed", INSTALL_HINT)
 
 
 def import_sdk() -> Any:
     """The ``openai`` module (imported on first use: it takes a while)."""
-    try:
-        return importlib.import_module("openai")
-    except ImportError as exc:
-        raise PluginError(f"the openai SDK cannot be imported ({exc})", fix=INSTALL_HINT) from exc
+    return _import_sdk("openai", INSTALL_HINT)
 
 
 def model_id(model: str) -> str:
@@ -89,7 +67,7 @@ def model_id(model: str) -> str:
     return model.removeprefix(PREFIX)
 
 
-class OpenAIBackend:
+class OpenAIBackend(SDKBackend):
     """:class:`rlm.backend.Backend` for OpenAI and OpenAI-compatible servers.
 
     Constructing it does no I/O and does not import the SDK; the client is
@@ -97,40 +75,20 @@ class OpenAIBackend:
     """
 
     name = "openai"
-
-    def __init__(self, *, settings: BackendSettings | None = None) -> None:
-        require_sdk()
-        self.settings = settings or BackendSettings()
-        options = self.settings.options
-        self.options = options if isinstance(options, OpenAIOptions) else OpenAIOptions()
-        self.policy = RetryPolicy(
-            max_retries=max(0, self.settings.max_retries),
-            base_delay=self.options.retry_base_delay,
-            max_delay=self.options.retry_max_delay,
-        )
-        #: every attempt's timeout (one value, so that nothing keyed by it changes between requests)
-        self.timeout, self.timeout_fix = read_timeout(self.settings, self.options.read_timeout, section=SECTION)
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-
-    # --- configuration -----------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str | None:
-        return self.settings.base_url or os.environ.get(BASE_URL_ENV) or None
-
-    def api_key(self) -> str:
-        """The key to send: settings, then $OPENAI_API_KEY, then a placeholder for a custom base_url."""
-        key = self.settings.api_key or os.environ.get(KEY_ENV)
-        if key:
-            return key
-        if self.base_url:
-            return PLACEHOLDER_KEY
-        raise NoProvidersConfigured(
-            NO_KEY_MESSAGE,
-            fix=f"export {KEY_ENV}=sk-... for OpenAI models, or set api_base to a local OpenAI-compatible "
-            "server (which needs no key)",
-        )
+    section = SECTION
+    options_type = OpenAIOptions
+    provider = PROVIDER
+    sdk_module = "openai"
+    install_hint = INSTALL_HINT
+    key_env = KEY_ENV
+    base_url_env = BASE_URL_ENV
+    placeholder_key = PLACEHOLDER_KEY
+    no_key_fix = (f"export {KEY_ENV}=sk-... for OpenAI models, or set api_base to a local OpenAI-compatible "
+                  "server (which needs no key)")
+    body_noun = "completion"
+    end_marker = "finish_reason"  # the SDK drops [DONE]: the finish is the end marker seen here
+    empty_stream_detail = "no content delta, no tool call"
+    classify_error = staticmethod(classify)
 
     def max_tokens_param(self) -> str:
         choice = self.options.max_tokens_param
@@ -138,33 +96,15 @@ class OpenAIBackend:
             return choice
         return "max_tokens" if self.base_url else "max_completion_tokens"
 
-    def client(self) -> Any:
-        """The SDK client, made on first use with the SDK's retries off.
-
-        A client made under another event loop (a second ``asyncio.run``) is
-        replaced: its connections belong to that loop.
-        """
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if self._client is not None and loop is not None and self._client_loop not in (None, loop):
-            log.debug("client_replaced", reason="new event loop")
-            self._client = None
-        if self._client is None:
-            self._client_loop = loop
-            openai = import_sdk()
-            self._client = openai.AsyncOpenAI(
-                api_key=self.api_key(),
-                base_url=self.base_url,
-                organization=self.options.organization,
-                project=self.options.project,
-                timeout=self.timeout,
-                max_retries=0,
-            )
-        return self._client
-
-    # --- the Backend protocol ----------------------------------------------------------------
+    def make_client(self, sdk: Any) -> Any:
+        return sdk.AsyncOpenAI(
+            api_key=self.api_key(),
+            base_url=self.base_url,
+            organization=self.options.organization,
+            project=self.options.project,
+            timeout=self.timeout,
+            max_retries=0,
+        )
 
     def capabilities(self, model: str) -> BackendCapabilities:
         name = model_id(model).lower()
@@ -184,15 +124,12 @@ class OpenAIBackend:
         params["timeout"] = self.timeout
         return params
 
-    def _too_late(self, request: LLMRequest) -> Any:
-        """The error of a call still unanswered at its deadline (the request's own timeout)."""
-        where = f" at {self.base_url}" if self.base_url else ""
-        return lambda: timed_out_failure(PROVIDER, where, request.timeout, "the request's timeout").error
-
-    @staticmethod
-    def _deadline(request: LLMRequest) -> float | None:
-        """When the caller stops waiting (``time.monotonic()``): no retry starts that would end after it."""
-        return time.monotonic() + request.timeout if request.timeout is not None else None
+    def prepare(self, request: LLMRequest, *, stream: bool) -> SDKCall:
+        params = self._params(request)
+        if stream:
+            params["stream"] = True
+            params["stream_options"] = {"include_usage": True}
+        return SDKCall(params)
 
     @staticmethod
     def _create_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -210,93 +147,20 @@ class OpenAIBackend:
             kwargs["stream"] = True
         return kwargs
 
-    def _classify(self, params: dict[str, Any]) -> Any:
-        def classify_exc(exc: BaseException) -> Any:
-            return classify(exc, model=params["model"], base_url=self.base_url, timeout=params["timeout"],
-                            timeout_fix=self.timeout_fix)
+    async def create(self, client: Any, call: SDKCall) -> Any:
+        return await client.chat.completions.create(**self._create_kwargs(call.params))
 
-        return classify_exc
+    def to_response(self, body: Any, call: SDKCall) -> LLMResponse:
+        return convert.from_openai_completion(body, model=call.model)
 
-    def _read(self, completion: Any, model: str) -> LLMResponse:
-        """The completion as an LLMResponse; a Fault for a body that is no answer."""
-        if isinstance(completion, str):  # the SDK hands back the text of a non-JSON body
-            raise Fault(not_an_api_body(PROVIDER, self.base_url, completion))
-        try:
-            response = convert.from_openai_completion(completion, model=model)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ProviderUnavailableError(
-                f"{PROVIDER} sent a completion that could not be read: {exc}",
-                fix="try again; if it persists, check that api_base points at an OpenAI-compatible server",
-            ) from exc
-        self._check_not_empty(response, detail=lambda: _content_detail(completion))
-        return response
+    def body_detail(self, body: Any) -> str:
+        return _content_detail(body)
 
-    def _check_not_empty(self, response: LLMResponse, *, detail: Any) -> None:
-        """A Fault for an answer with no text and no tool call (one cut by max_tokens is the caller's to judge)."""
-        failure = empty_answer_of(response, PROVIDER, self.base_url, detail)
-        if failure is not None:
-            raise Fault(failure)
+    def assembler(self, call: SDKCall) -> convert.StreamAssembler:
+        return convert.StreamAssembler(model=call.model)
 
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        client = self.client()
-        params = self._params(request)
-
-        kwargs = self._create_kwargs(params)
-
-        async def attempt() -> LLMResponse:
-            return self._read(await client.chat.completions.create(**kwargs), params["model"])
-
-        deadline = self._deadline(request)
-        return await by_deadline(
-            call_with_retries(attempt, self._classify(params), self.policy, provider=self.name, deadline=deadline),
-            deadline, self._too_late(request),
-        )
-
-    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
-        client = self.client()
-        params = self._params(request)
-        params["stream"] = True
-        params["stream_options"] = {"include_usage": True}
-        classify_exc = self._classify(params)
-
-        async def attempt() -> AsyncIterator[StreamEvent]:
-            stream = await client.chat.completions.create(**self._create_kwargs(params))
-            assembler = convert.StreamAssembler(model=params["model"])
-            try:
-                content_type = stream.response.headers.get("content-type", "")
-                if "html" in content_type.lower():
-                    raw = await stream.response.aread()
-                    raise Fault(not_an_api_body(PROVIDER, self.base_url, raw.decode("utf-8", "replace"),
-                                                content_type))
-                try:
-                    async for chunk in stream:
-                        for event in assembler.feed(chunk):
-                            yield event
-                except json.JSONDecodeError as exc:
-                    raise Fault(malformed_stream(PROVIDER, self.base_url, exc)) from exc
-            finally:
-                await stream.close()
-            if assembler.finish_reason is None:
-                raise Fault(truncated_stream(PROVIDER, self.base_url, "finish_reason"))
-            events = assembler.finish()
-            final = events[-1]
-            if isinstance(final, StreamEnd):
-                self._check_not_empty(final.response, detail=lambda: "no content delta, no tool call")
-            for event in events:
-                yield event
-
-        deadline = self._deadline(request)
-        retried = stream_with_retries(attempt, classify_exc, self.policy, provider=self.name, deadline=deadline)
-        async for event in stream_by_deadline(retried, deadline, self._too_late(request)):
-            yield event
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.close()
-            except RuntimeError:  # made under an event loop that is gone
-                pass
+    def stream_ended(self, assembler: convert.StreamAssembler) -> bool:
+        return assembler.finish_reason is not None
 
 
 def _content_detail(completion: Any) -> str:
