@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import signal
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -73,7 +74,7 @@ def test_the_argv_of_server_spec_is_what_serve_parses():
     assert argv[:2] == ["/py", SERVE_SCRIPT]
     args = serve.parse_args(argv[2:])
     assert (args.model, args.alias, args.host, args.port, args.api_key, args.n_ctx, args.n_threads) == (
-        "-m.gguf", "-qwen", "127.0.0.1", 1234, "-secret", 4096, 2)
+        "-m.gguf", "-qwen", "127.0.0.1", 1234, None, 4096, 2)  # the key comes by environment
     assert args.set == ["n_batch=256", "chat_template=chatml"]
 
 
@@ -209,6 +210,9 @@ def test_serve_py_runs_the_server_end_to_end(stub_xllamacpp, monkeypatch, pid_al
 
         proc = server._proc
         pid = server.pid
+        # the key travels by environment: other local users read command lines in /proc, not environments
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}/cmdline").exists() else b""
+        assert b"leading-dash-key" not in cmdline
     finally:
         server.stop()
     assert proc.returncode == 0, "serve.py did not stop cleanly on SIGTERM"
@@ -247,3 +251,18 @@ def test_a_python_without_xllamacpp_is_a_clear_error(tmp_path, monkeypatch):
     assert "exited with code 3 while starting" in message
     assert "No module named 'xllamacpp'" in message
     assert "install the server runtime: " in message and "pip install 'xllamacpp==2026.10.11549'" in message
+
+
+def test_the_key_comes_from_the_environment_and_leaves_it(xlc, monkeypatch, capsys, no_signal_handlers):
+    monkeypatch.setitem(sys.modules, "xllamacpp", xlc)
+    monkeypatch.setattr(xlc, "Server", lambda params: (_ for _ in ()).throw(RuntimeError("stop here")))
+    keyless = [a for a in ARGS if not a.startswith("--api-key")]
+    monkeypatch.delenv(serve.API_KEY_ENV, raising=False)
+    assert serve.main(keyless) == 2
+    assert "no API key" in capsys.readouterr().err
+    seen = {}
+    monkeypatch.setenv(serve.API_KEY_ENV, "from-env")
+    real_build = serve.build_params
+    monkeypatch.setattr(serve, "build_params", lambda args, x: seen.setdefault("key", args.api_key) and real_build(args, x))
+    assert serve.main(keyless) == 4  # got as far as loading the model
+    assert seen["key"] == "from-env" and serve.API_KEY_ENV not in os.environ  # the child's code cannot read it

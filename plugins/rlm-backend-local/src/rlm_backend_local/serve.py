@@ -10,7 +10,7 @@ REPL conversation costs only its new tokens per turn.
 
 What is switched off, because only rlm talks to this server: the web UI,
 the slots/metrics/props endpoints, CORS and any download.  Requests need
-the API key given on the command line.  The process runs until SIGTERM.
+the API key given in ``$RLM_LOCAL_SERVER_KEY`` (or ``--api-key``).  The process runs until SIGTERM.
 
 Exit codes: 0 stopped, 2 bad arguments, 3 xllamacpp missing, 4 the model
 did not load.
@@ -33,6 +33,8 @@ from typing import Any
 
 #: What the server needs; ``rlm_backend_local.server`` checks for it without importing it.
 MODULE = "xllamacpp"
+#: Where the key comes from when ``--api-key`` is not given (rlm_backend_local.server sets it).
+API_KEY_ENV = "RLM_LOCAL_SERVER_KEY"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -41,7 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--alias", required=True, help="model name the server answers to")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--api-key", default=None,
+                        help=f"the key requests must carry (default: ${API_KEY_ENV}, which keeps it out of ps)")
     parser.add_argument("--n-ctx", type=int, default=8192)
     parser.add_argument("--n-threads", type=int, default=0, help="0: all cores")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -105,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.api_key is None:
+        args.api_key = os.environ.pop(API_KEY_ENV, "")
+    if not args.api_key:
+        print(f"rlm-local-serve: no API key: set ${API_KEY_ENV} (or pass --api-key)", file=sys.stderr)
+        return 2
     try:
         import xllamacpp as xlc
     except ImportError as exc:

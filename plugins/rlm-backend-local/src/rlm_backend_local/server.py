@@ -108,12 +108,16 @@ class ServerSpec:
             "alias": self.alias,
             "host": self.host,
             "port": port,
-            "api-key": api_key,
             "n-ctx": self.n_ctx,
             "n-threads": self.n_threads,
         }
         return [self.python, SERVE_SCRIPT, *(f"--{name}={value}" for name, value in options.items()),
                 *(f"--set={arg}" for arg in self.extra_args)]
+
+
+#: The environment variable that carries the server's API key to it (never its command line, which
+#: every local user can read in /proc).
+API_KEY_ENV = "RLM_LOCAL_SERVER_KEY"
 
 
 def new_api_key() -> str:
@@ -202,7 +206,7 @@ class LlamaServer:
         fd, log_name = tempfile.mkstemp(prefix="rlm-llama-server-", suffix=".log")
         self._log_path = Path(log_name)
         argv = self.spec.argv(self.port, self.api_key)
-        self._proc = self._spawn(argv, fd)
+        self._proc = self._spawn(argv, fd, {API_KEY_ENV: self.api_key})
         log.info("local_server_starting", pid=self._proc.pid, port=self.port, model=self.spec.model_path,
                  n_ctx=self.spec.n_ctx, n_threads=self.spec.n_threads)
         _SERVERS.add(self)
@@ -231,7 +235,7 @@ class LlamaServer:
                  model=self.spec.alias)
         return self.base_url
 
-    def _spawn(self, argv: Sequence[str], log_fd: int) -> subprocess.Popen[bytes]:
+    def _spawn(self, argv: Sequence[str], log_fd: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Fork the server from a thread that lives (and reaps it) as long as the server does."""
         box: dict[str, object] = {}
         ready = threading.Event()
@@ -243,7 +247,7 @@ class LlamaServer:
                 proc = subprocess.Popen(
                     list(argv), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
                     start_new_session=True, close_fds=True, preexec_fn=lambda: _die_with_parent(parent, prctl),  # noqa: PLW1509 - no locks taken
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
                 )
             except BaseException as exc:  # noqa: BLE001 - reported to the caller
                 box["error"] = exc
