@@ -52,3 +52,12 @@ def test_final_quotes_are_stripped_once_triple_quotes_included(marker, answer):
     found = find_final(f"Done.\n{marker}\n")
     assert found is not None and found.kind == "final"
     assert found.value == answer
+
+
+def test_a_block_missing_only_its_opening_fence_is_code_and_its_final_is_not_prose():
+    text = ('repl\nwith open("notes.txt") as f:\n    words = f.read().split()\n    for word in words:\n'
+            '        FINAL(word)\n        break\n```\nFINAL(Cygnus)')
+    assert code_blocks(text) == ['with open("notes.txt") as f:\n    words = f.read().split()\n    for word in words:\n'
+                                 '        FINAL(word)\n        break']
+    marker = find_final(text)
+    assert marker is not None and marker.value == "Cygnus"  # not 'word)\n  break\n```\nFINAL(Cygnus'

@@ -41,11 +41,12 @@ total = sum(float(row["amount"]) for row in rows)
 print(len(rows), "rows, total", total)
 FINAL(round(total, 2))
 ```
-Example, for the task "How many lines of server.log mention timeout?" (a text file: read its lines):
+Example, for the task "How many lines does server.log have, and how many mention timeout?" (lines are \
+counted in the text; in a csv file the header is a line too):
 ```repl
 with open("server.log") as f:
     lines = f.read().splitlines()
-FINAL(sum(1 for line in lines if "timeout" in line))
+FINAL(f"{len(lines)} lines, {sum(1 for line in lines if 'timeout' in line)} mention timeout")
 ```"""
 
 FORCED_ANSWER = (

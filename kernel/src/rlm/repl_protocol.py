@@ -16,6 +16,9 @@ _FINAL_VAR = re.compile(r"^\s*FINAL_VAR\(\s*[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?
 _FINAL = re.compile(r"^\s*FINAL\((.*)\)\s*$", re.MULTILINE | re.DOTALL)
 #: A whole reply that is a code block whose fences the model left out: the tag alone on the first line.
 _UNFENCED = re.compile(r"\A\s*(?:repl|python|py|python3)[ \t]*\n(.*\S.*)\Z", re.DOTALL | re.IGNORECASE)
+#: A reply that starts like that but does close its block (only the opening fence is missing).
+_HALF_FENCED = re.compile(r"\A\s*(?:repl|python|py|python3)[ \t]*\n(.*?)\n[ \t]*```[ \t]*(?:\n|\Z)",
+                          re.DOTALL | re.IGNORECASE)
 
 
 @define(frozen=True, kw_only=True)
@@ -40,10 +43,12 @@ def code_blocks(text: str) -> list[str]:
             code = match.group(2).strip("\n")
             if code.strip():
                 blocks.append(code)
-    if not blocks and "```" not in text:
-        unfenced = _UNFENCED.match(text)
-        if unfenced and _looks_like_python(unfenced.group(1)):
-            blocks.append(unfenced.group(1).strip("\n"))
+    if not blocks:
+        unfenced = _UNFENCED.match(text if "```" not in text else "")
+        half = None if unfenced else _HALF_FENCED.match(text)
+        code = unfenced.group(1) if unfenced else half.group(1) if half else None
+        if code is not None and "```" not in code and _looks_like_python(code):
+            blocks.append(code.strip("\n"))
     return blocks
 
 
@@ -54,6 +59,9 @@ def _looks_like_python(code: str) -> bool:
 def strip_code(text: str) -> str:
     if "```" not in text and _UNFENCED.match(text) and code_blocks(text):
         return ""
+    half = _HALF_FENCED.match(text)
+    if half and "```" not in half.group(1) and code_blocks(text):
+        return _FENCE.sub("", text[half.end():])
     return _FENCE.sub("", text)
 
 
