@@ -203,6 +203,12 @@ class EnvironmentConformance:
                 code = "def total(ns):\n    t = 0\n    for n in ns:\n        t += n\n    return t\ntotal([1, 2, 3])"
                 assert (await self.ok(env, code)).value == "6"
                 assert (await self.ok(env, "s = 'a'\ns *= 3\ns")).value == "'aaa'"
+                # items, slices and attributes: everyday group-by code (a policy once refused it)
+                code = "counts = {}\nfor k in 'abca':\n    counts.setdefault(k, 0)\n    counts[k] += 1\ncounts"
+                assert (await self.ok(env, code)).value == "{'a': 2, 'b': 1, 'c': 1}"
+                assert (await self.ok(env, "lst = [1, 2, 3]\nlst[1:2] += [9]\nlst")).value == "[1, 2, 9, 3]"
+                code = "class C:\n    def __init__(self):\n        self.n = 1\nc = C()\nc.n += 4\nc.n"
+                assert (await self.ok(env, code)).value == "5"
         run(body())
 
     def test_print_everywhere(self, tmp_path: Path) -> None:
