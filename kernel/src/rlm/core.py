@@ -247,11 +247,10 @@ class RLM:
             out.append(regs[name].load()(config=self.config))
         return out
 
-    def _protocol(self, requested: str | None) -> str:
+    def _protocol(self, requested: str | None, caps: BackendCapabilities | None) -> str:
         protocol = requested or self.config.protocol
         if protocol == "auto":
-            caps = self._get_backend().capabilities(self.config.model)
-            protocol = caps.preferred_protocol if caps.native_tools else "repl"
+            protocol = caps.preferred_protocol if caps is not None and caps.native_tools else "repl"
         if protocol not in ("tools", "repl"):
             raise ConfigError(f"protocol {protocol!r} is not one of auto, tools, repl")
         return protocol
@@ -375,8 +374,8 @@ class RLM:
             else:
                 log.warning("cost_limit_not_enforced", model=config.model, default_cost_limit=default_cost_limit,
                             fix=f'add [pricing."{config.model}"] to rlm.toml to enforce it')
-        protocol = self._protocol(protocol)
         caps = _capabilities(backend, config.model)
+        protocol = self._protocol(protocol, caps)
         if caps is not None and caps.suggested_sub_calls is False and config.sub_calls \
                 and "sub_calls" not in config.explicit:
             config = attrs.evolve(config, sub_calls=False)  # a small model that misuses them; the user may say yes
@@ -401,6 +400,7 @@ class RLM:
             pricing=self.pricing,
             protocol=protocol,
             stream_queue=stream_queue,
+            capabilities=caps,
         )
 
     async def execute_run(
@@ -429,7 +429,7 @@ class RLM:
         # which isolation layers protect the sandbox; only for a run that has one
         isolation = self.environment_isolation(run.config) if run.environment_factory is not None else None
         top = run.top = run.new_call(parent=None, budget=run.budget, sub_call_type=None)
-        caps = _capabilities(backend, self.config.model)
+        caps = run.capabilities
         served = caps.served_model if caps is not None and caps.served_model else self.config.model
         if max_turns is None and "max_turns" not in self.config.explicit and caps is not None \
                 and caps.suggested_max_turns:

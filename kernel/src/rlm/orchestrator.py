@@ -37,7 +37,7 @@ from typing import Any
 from attrs import define, field
 
 from rlm import prompts
-from rlm.backend import Backend, LLMRequest, LLMResponse, StreamEnd, TextDelta, ToolSchema
+from rlm.backend import Backend, BackendCapabilities, LLMRequest, LLMResponse, StreamEnd, TextDelta, ToolSchema
 from rlm.budget import LIMIT_MESSAGES, BudgetNode, Refusal, SpendRequest
 from rlm.config import ModelPricing, RLMConfig
 from rlm.context import ToolContext
@@ -55,7 +55,7 @@ from rlm.errors import (
 from rlm.events import repl_execution_fields
 from rlm.logging import get_logger
 from rlm.pricing import cost_of
-from rlm.repl_protocol import code_blocks, find_final
+from rlm.repl_protocol import code_blocks, find_final, looks_like_code
 from rlm.schema import SchemaError, validate
 from rlm.tokens import tokens_for_chars
 from rlm.trajectory import Recorder, new_id
@@ -256,8 +256,11 @@ class Run:
         pricing: ModelPricing | None,
         protocol: str,
         stream_queue: asyncio.Queue[Any] | None = None,
+        capabilities: BackendCapabilities | None = None,
     ) -> None:
         self.config = config
+        #: what the backend said of the model when the run was prepared (None: it could not say)
+        self.capabilities = capabilities
         self.backend = backend
         self.model = model
         self.tools = dict(tools)
@@ -536,8 +539,8 @@ class Run:
     def context_window(self) -> int:
         if self._context_window is None:
             window = self.config.context_window
-            if window is None:
-                window = self.backend.capabilities(self.model).context_window
+            if window is None and self.capabilities is not None:
+                window = self.capabilities.context_window
             if window is None:
                 from rlm.pricing import litellm_cost_map
 
@@ -984,7 +987,7 @@ def answer_problem(text: str, *, give_up: bool = True, code_is_work: bool = Fals
         return "the model's last reply was code" if code_is_work else "the model's last reply was only code"
     fences = list(_FENCE_BLOCK.finditer(stripped))
     code = [m for m in fences
-            if m.group(1).lower() in _CODE_TAGS or (not m.group(1) and _looks_like_code(m.group(2)))]
+            if m.group(1).lower() in _CODE_TAGS or (not m.group(1) and looks_like_code(m.group(2)))]
     if code_is_work and code:
         return "the model's last reply was code"
     if code and len(code) == len(fences):
@@ -994,10 +997,6 @@ def answer_problem(text: str, *, give_up: bool = True, code_is_work: bool = Fals
     if give_up and len(stripped) < GIVE_UP_CHARS and _GIVE_UP.match(stripped):
         return f"the model gave up: {_excerpt(stripped)}"
     return None
-
-
-def _looks_like_code(code: str) -> bool:
-    return bool(re.search(r"\b(print|import|def|for|while|return|len)\b|=", code))
 
 
 def _excerpt(text: str, width: int = 80) -> str:

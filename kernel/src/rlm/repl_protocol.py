@@ -12,6 +12,8 @@ import re
 from attrs import define
 
 _FENCE = re.compile(r"```[ \t]*(repl|python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+#: Words and an ``=`` that make a block without a language tag read as code rather than prose.
+_CODE_HINT = re.compile(r"\b(?:print|import|def|for|while|return|len)\b|=")
 _FINAL_VAR = re.compile(r"^\s*FINAL_VAR\(\s*[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?\s*\)\s*$", re.MULTILINE)
 _FINAL = re.compile(r"^\s*FINAL\((.*)\)\s*$", re.MULTILINE | re.DOTALL)
 #: A whole reply that is a code block whose fences the model left out: the tag alone on the first line.
@@ -39,7 +41,7 @@ def code_blocks(text: str) -> list[str]:
     blocks = []
     for match in _FENCE.finditer(text):
         lang = (match.group(1) or "").lower()
-        if lang or _looks_like_python(match.group(2)):
+        if lang or looks_like_code(match.group(2)):
             code = match.group(2).strip("\n")
             if code.strip():
                 blocks.append(code)
@@ -47,13 +49,14 @@ def code_blocks(text: str) -> list[str]:
         unfenced = _UNFENCED.match(text if "```" not in text else "")
         half = None if unfenced else _HALF_FENCED.match(text)
         code = unfenced.group(1) if unfenced else half.group(1) if half else None
-        if code is not None and "```" not in code and _looks_like_python(code):
+        if code is not None and "```" not in code and looks_like_code(code):
             blocks.append(code.strip("\n"))
     return blocks
 
 
-def _looks_like_python(code: str) -> bool:
-    return bool(re.search(r"\b(print|import|def|for|len|=)\b|=", code))
+def looks_like_code(text: str) -> bool:
+    """Whether an untagged block reads as code (a keyword or an assignment), not as prose."""
+    return _CODE_HINT.search(text) is not None
 
 
 def strip_code(text: str) -> str:
