@@ -148,12 +148,6 @@ class BudgetNode:
             node.tokens_spent += tokens
             node.cost_spent += cost
 
-    def charge(self, *, tokens: int, cost: float) -> None:
-        """Record spending that was not reserved beforehand."""
-        for node in self.chain():
-            node.tokens_spent += tokens
-            node.cost_spent += cost
-
 
 def _portion(requested: float | None, remaining: float, share: float) -> float | None:
     if math.isinf(remaining) or (requested is None and share >= 1.0):

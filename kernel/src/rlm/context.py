@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rlm.types import FinalSignal
+from rlm.types import FinalSignal, REPLResult
 
 if TYPE_CHECKING:
     from rlm.config import RLMConfig
@@ -54,6 +54,10 @@ class ToolContext:
     async def batch_complete(self, queries: Sequence[str], *, max_parallel: int | None = None) -> list[Any]:
         """Several sub-calls at once sharing one budget; failures come back as error strings."""
         return await self._run.batch_complete(self._call, queries, max_parallel=max_parallel)
+
+    async def execute(self, code: str) -> REPLResult:
+        """Run ``code`` in the calling call's REPL session; recorded as a ``repl_execution`` event."""
+        return await self._run.execute(self._call, await self.environment(), code)
 
     def finish(self, signal: FinalSignal) -> None:
         """End the calling call with this answer once the current tools return."""

@@ -140,7 +140,6 @@ class RLM:
                                           cost_limit_name="session_cost_cap")
         self._environments = collect(self.pm, "environment")
         self._backends = collect(self.pm, "backend")
-        self._pricing_checked = False
         self.pricing: ModelPricing | None = price_for(self.config.model, self.config)
         if self.pricing is None and self._cost_limited() and not self._backends:
             self._check_pricing(None)
@@ -149,13 +148,11 @@ class RLM:
         return self.config.cost_limit is not None or self.config.session_cost_cap is not None
 
     def _check_pricing(self, backend: Backend | None) -> None:
-        """Price the model (rlm.toml, litellm's map, then the backend); a cost limit needs a price."""
-        if backend is not None and self.config.model not in self.config.pricing:
-            # a price the backend declares (a local model: free) beats litellm's map for the same name
-            caps = backend.capabilities(self.config.model)
-            if caps.pricing_per_mtok is not None:
-                self.pricing = ModelPricing(input_per_mtok=caps.pricing_per_mtok[0],
-                                            output_per_mtok=caps.pricing_per_mtok[1])
+        """Price the model (:func:`rlm.pricing.price_for`: rlm.toml, the backend, litellm's map); a cost
+        limit needs a price."""
+        caps = _capabilities(backend, self.config.model) if backend is not None else None
+        if caps is not None and caps.pricing_per_mtok is not None:
+            self.pricing = price_for(self.config.model, self.config, declared=caps.pricing_per_mtok)
         if self.pricing is None and self._cost_limited():
             raise ConfigError(
                 f"a cost limit is set but the price of model {self.config.model!r} is unknown",

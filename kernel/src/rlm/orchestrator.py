@@ -293,6 +293,8 @@ class Run:
         _OPEN_RUNS.add(self)
         #: model -> the highest input tokens per prompt byte its provider reported in this run
         self._tokens_per_byte: dict[str, float] = {}
+        #: a run-ending error met inside REPL code (an ``llm_query``): raised once the code returns
+        self.fatal: FatalRunError | None = None
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -716,8 +718,8 @@ class Run:
                 payload, is_error = {"error": "the run's timeout expired while this tool ran"}, True
             except (ToolError, BudgetExceeded, BackendError) as exc:  # BackendError: a failed sub-call
                 payload, is_error = {"error": str(exc)}, True
-            except SandboxError as exc:
-                payload, is_error = {"error": str(exc)}, True
+            except SandboxError as exc:  # the sandbox cannot start or died for good: as in the repl protocol
+                raise FatalRunError(exc) from exc
             except FatalRunError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a tool bug becomes a tool error the model sees
@@ -918,9 +920,13 @@ class Run:
         return note
 
     async def execute(self, call: CallNode, env: Environment, code: str) -> Any:
+        """Run ``code`` in ``env`` and record it; a run-ending error met by the code's own sub-calls (a bad
+        key, in an ``llm_query``) ends the run here, whatever the code did with the exception it got."""
         started = time.monotonic()
         result = await env.execute(code)
         self.emit(call, "repl_execution", **repl_execution_fields(code, result, (time.monotonic() - started) * 1000))
+        if self.fatal is not None:
+            raise self.fatal
         return result
 
     async def _final_value(self, call: CallNode, kind: str, value: str,
@@ -1051,7 +1057,17 @@ class _HostCallbacks:
         self._call = call
 
     async def llm_query(self, prompt: str) -> str:
-        return await self._run.llm_query(self._call, str(prompt))
+        return await self._fatal_noted(self._run.llm_query(self._call, str(prompt)))
 
     async def llm_query_batched(self, prompts_: Sequence[str]) -> list[str]:
-        return [str(x) for x in await self._run.llm_query_batched(self._call, [str(p) for p in prompts_])]
+        answers = await self._fatal_noted(self._run.llm_query_batched(self._call, [str(p) for p in prompts_]))
+        return [str(x) for x in answers]
+
+    async def _fatal_noted(self, work: Any) -> Any:
+        """``await work``; an error that ends the run is kept on it (the code only sees an exception it may
+        catch; :meth:`Run.execute` raises the kept one when the code returns)."""
+        try:
+            return await work
+        except FatalRunError as exc:
+            self._run.fatal = self._run.fatal or exc
+            raise

@@ -1,5 +1,6 @@
-"""Model prices: ``[pricing."model"]`` in rlm.toml first, then litellm's bundled
-cost map read from disk (never fetched, and without importing litellm).
+"""Model prices: ``[pricing."model"]`` in rlm.toml first, then the price the backend
+declares for the model (a local model: free), then litellm's bundled cost map read
+from disk (never fetched, and without importing litellm).
 
 Prices are USD per million tokens.  :func:`price_for` returns None for a
 model of unknown price; a cost limit with such a model is refused at start.
@@ -41,11 +42,15 @@ def _candidates(model: str) -> list[str]:
     return names
 
 
-def price_for(model: str, config: RLMConfig) -> ModelPricing | None:
-    """The price of ``model``: rlm.toml overrides first, then litellm's map."""
+def price_for(model: str, config: RLMConfig,
+              declared: tuple[float, float] | None = None) -> ModelPricing | None:
+    """The price of ``model``: rlm.toml first (also for a provider-prefixed name), then ``declared`` (the
+    backend's (input, output) USD per million tokens), then litellm's map."""
     for name in _candidates(model):
         if name in config.pricing:
             return config.pricing[name]
+    if declared is not None:
+        return ModelPricing(input_per_mtok=declared[0], output_per_mtok=declared[1])
     table = litellm_cost_map()
     for name in _candidates(model):
         entry = table.get(name)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
-from rlm.events import repl_execution_fields
 from rlm.tools import tool
 from rlm.trajectory import escape_surrogates
 
@@ -31,10 +29,7 @@ async def execute_code(code: str, ctx) -> dict:
     Args:
         code: Python source. State (variables, functions, imports) persists between calls.
     """
-    env = await ctx.environment()
-    started = time.monotonic()
-    result = await env.execute(code)
-    ctx.emit("repl_execution", **repl_execution_fields(code, result, (time.monotonic() - started) * 1000))
+    result = await ctx.execute(code)
     if result.final is not None:
         final = result.final
         if isinstance(final.value, str) and escape_surrogates(final.value) is not final.value:
