@@ -6,54 +6,37 @@ what litellm prints while importing is checked too when this file runs first.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 
 import pytest
-from rlm.backend import BackendSettings, LLMRequest, TextDelta
-from rlm.errors import BackendError, ProviderUnavailableError
+from rlm.backend import BackendSettings, LLMRequest
+from rlm.errors import BackendError
 from rlm.types import Message
 from rlm_backend_litellm import loader
 from rlm_backend_litellm.backend import LiteLLMBackend
 from rlm_backend_litellm.options import LiteLLMOptions
+from rlm_testing.backend_plugin_suite import fast_backend, run
 from rlm_testing.server import Reply
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
-FAST = LiteLLMOptions(retry_base_delay=0.01, retry_max_delay=0.02)
 
-
-def _backend(server, options=FAST, **settings) -> LiteLLMBackend:
-    values = {"api_key": "k", "base_url": server.openai_base_url, "timeout": 5.0, "max_retries": 2,
-              "options": options}
-    values.update(settings)
-    return LiteLLMBackend(settings=BackendSettings(**values))
-
-
-def _run(backend, request, *, stream=False):
-    async def go():
-        try:
-            if stream:
-                return [e async for e in backend.stream(request)]
-            return await backend.complete(request)
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(go())
+def _backend(server, **settings) -> LiteLLMBackend:
+    return fast_backend(LiteLLMBackend, server, **settings)
 
 
 def test_nothing_reaches_stdout(scripted_llm, capfd):
     """stdout may be a protocol stream: importing litellm, calls, failures and debug hints print nothing there."""
     scripted_llm.script([Reply.text("hi"), Reply.error(400), Reply.text("streamed")])
     request = LLMRequest(model="gpt-4o-mini", messages=[Message.user("x")])
-    _run(_backend(scripted_llm, max_retries=0), request)
+    run(_backend(scripted_llm, max_retries=0), request)
     with pytest.raises(BackendError):
-        _run(_backend(scripted_llm, max_retries=0), request)
-    _run(_backend(scripted_llm), request, stream=True)
+        run(_backend(scripted_llm, max_retries=0), request)
+    run(_backend(scripted_llm), request, stream=True)
     unknown = LLMRequest(model="no-such-provider-model", messages=[Message.user("x")])
     with pytest.raises(BackendError, match="cannot tell which provider"):  # litellm prints its "Provider List" hint
-        _run(LiteLLMBackend(settings=BackendSettings(api_key="k")), unknown)
+        run(LiteLLMBackend(settings=BackendSettings(api_key="k")), unknown)
     assert capfd.readouterr().out == ""
     assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
     litellm = sys.modules["litellm"]
@@ -75,38 +58,18 @@ def test_loggers_write_to_stderr_only(capfd):
 
 def test_unknown_model_on_api_base_goes_as_openai_compatible(scripted_llm):
     scripted_llm.script([Reply.text("from the local server")])
-    response = _run(_backend(scripted_llm), LLMRequest(model="qwen2.5-coder", messages=[Message.user("x")]))
+    response = run(_backend(scripted_llm), LLMRequest(model="qwen2.5-coder", messages=[Message.user("x")]))
     assert response.message.text == "from the local server"
     assert scripted_llm.last_request.model == "qwen2.5-coder"
 
 
 def test_custom_llm_provider_option(scripted_llm):
     scripted_llm.script([Reply.text("ok")])
-    backend = _backend(scripted_llm, LiteLLMOptions(custom_llm_provider="openai", default_max_tokens=77))
-    _run(backend, LLMRequest(model="some/namespaced-model", messages=[Message.user("x")]))
+    backend = _backend(scripted_llm, options=LiteLLMOptions(custom_llm_provider="openai", default_max_tokens=77))
+    run(backend, LLMRequest(model="some/namespaced-model", messages=[Message.user("x")]))
     sent = scripted_llm.last_request
     assert sent.model == "some/namespaced-model"
     assert sent.body.get("max_tokens", sent.body.get("max_completion_tokens")) == 77
-
-
-def test_stream_retries_before_the_first_event(scripted_llm):
-    scripted_llm.script([Reply.drop(), Reply.text("streamed after a drop")])
-    events = _run(_backend(scripted_llm), LLMRequest(model="gpt-4o-mini", messages=[Message.user("x")]), stream=True)
-    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "streamed after a drop"
-    assert len(scripted_llm.requests) == 2
-
-
-def test_server_errors_without_retry_after_back_off_then_succeed(scripted_llm):
-    scripted_llm.script([Reply.server_error(), Reply.overloaded(status=503), Reply.text("third time lucky")])
-    response = _run(_backend(scripted_llm), LLMRequest(model="gpt-4o-mini", messages=[Message.user("x")]))
-    assert response.message.text == "third time lucky" and len(scripted_llm.requests) == 3
-
-
-def test_x_should_retry_false_is_obeyed(scripted_llm):
-    scripted_llm.script([])
-    with pytest.raises(ProviderUnavailableError, match="script exhausted"):
-        _run(_backend(scripted_llm, max_retries=3), LLMRequest(model="gpt-4o-mini", messages=[Message.user("x")]))
-    assert len(scripted_llm.requests) == 1
 
 
 def test_capabilities_from_the_model_map():
@@ -117,13 +80,3 @@ def test_capabilities_from_the_model_map():
     assert mini.pricing_per_mtok is None, "the kernel prices tokens itself"
     unknown = backend.capabilities("my-local-model")
     assert (unknown.native_tools, unknown.json_schema, unknown.vision, unknown.context_window) == (True, True, False, None)
-
-
-def test_one_backend_across_event_loops(scripted_llm):
-    scripted_llm.script([Reply.text("first"), Reply.text("second")])
-    backend = _backend(scripted_llm)
-    request = LLMRequest(model="gpt-4o-mini", messages=[Message.user("x")])
-    assert asyncio.run(backend.complete(request)).message.text == "first"
-    assert asyncio.run(backend.complete(request)).message.text == "second"
-    asyncio.run(backend.aclose())
-    asyncio.run(backend.aclose())

@@ -45,6 +45,20 @@ def test_event_stream_answers_are_understood(standin, hosted_config, h):
     assert h.run(h.tools_for(hosted_config())["sections"].handler()) == {"ok": True}
 
 
+def test_the_last_event_of_a_stream_is_the_answer_and_a_broken_stream_is_a_clear_error(standin, hosted_config, h):
+    answer = standin.ok({"ok": True}, sse=True)
+
+    def notified_first(request):
+        status, headers, body = answer(request)
+        return status, headers, b": ping\r\nevent: message\r\ndata: {\"jsonrpc\": \"2.0\",\r\ndata: \"method\": \"n\"}\r\n\r\n" + body
+
+    standin.responder = notified_first
+    assert h.run(h.tools_for(hosted_config())["sections"].handler()) == {"ok": True}
+    standin.responder = lambda request: (200, {"content-type": "text/event-stream"}, b"data: \xff\n\n")
+    with pytest.raises(ToolError, match="broken event stream: a server-sent event line is not UTF-8"):
+        h.run(h.tools_for(hosted_config())["sections"].handler())
+
+
 def test_slug_is_url_quoted(standin, hosted_config, h):
     h.run(h.tools_for(hosted_config(slug="team/app x"))["sections"].handler())
     assert standin.requests[0]["path"] == "/mcp/team%2Fapp%20x"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from rlm.errors import ToolError
-from rlm_snipara.budget import estimate_tokens, pack
+from rlm.tokens import estimate_tokens
+from rlm_snipara.budget import pack
 from rlm_snipara.config import db_path
 from rlm_snipara.index import DocIndex
 from rlm_snipara.markdown import split_sections

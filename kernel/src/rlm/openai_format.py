@@ -156,7 +156,8 @@ def request_params(request: LLMRequest, *, max_tokens_param: str = "max_completi
 # --- responses --------------------------------------------------------------------------------
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
+def value_of(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj.name`` or ``obj[name]``: SDKs hand back typed objects, tests and proxies plain dicts."""
     if obj is None:
         return default
     if isinstance(obj, Mapping):
@@ -180,34 +181,44 @@ def parse_arguments(raw: Any) -> dict[str, Any]:
 def parse_usage(usage: Any) -> Usage:
     """Prompt/completion tokens; the cost is left unknown (the kernel prices tokens)."""
     return Usage(
-        input_tokens=int(_get(usage, "prompt_tokens", 0) or 0),
-        output_tokens=int(_get(usage, "completion_tokens", 0) or 0),
+        input_tokens=int(value_of(usage, "prompt_tokens", 0) or 0),
+        output_tokens=int(value_of(usage, "completion_tokens", 0) or 0),
         cost_usd=None,
     )
 
 
 def from_openai_completion(completion: Any, *, model: str = "") -> LLMResponse:
     """A non-streamed completion (SDK object or dict) as an LLMResponse."""
-    choices = _get(completion, "choices") or []
+    choices = value_of(completion, "choices") or []
     if not choices:
         raise ValueError("the response has no choices")
     choice = choices[0]
-    msg = _get(choice, "message")
-    text = _get(msg, "content") or _get(msg, "refusal") or ""
+    msg = value_of(choice, "message")
+    text = value_of(msg, "content") or value_of(msg, "refusal") or ""
     calls = tuple(
         ToolCall(
-            id=_get(tc, "id") or f"call_{i}",
-            name=_get(_get(tc, "function"), "name") or "",
-            arguments=parse_arguments(_get(_get(tc, "function"), "arguments")),
+            id=value_of(tc, "id") or f"call_{i}",
+            name=value_of(value_of(tc, "function"), "name") or "",
+            arguments=parse_arguments(value_of(value_of(tc, "function"), "arguments")),
         )
-        for i, tc in enumerate(_get(msg, "tool_calls") or [])
+        for i, tc in enumerate(value_of(msg, "tool_calls") or [])
     )
     return LLMResponse(
         message=Message.assistant(text, tool_calls=calls),
-        usage=parse_usage(_get(completion, "usage")),
-        finish_reason=_get(choice, "finish_reason"),
-        model=_get(completion, "model") or model,
+        usage=parse_usage(value_of(completion, "usage")),
+        finish_reason=value_of(choice, "finish_reason"),
+        model=value_of(completion, "model") or model,
     )
+
+
+def content_detail(completion: Any) -> str:
+    """What the first choice's message held, for the error of an empty answer: ``content: null`` or
+    ``content: ""``, and no tool call."""
+    try:
+        content = completion.choices[0].message.content
+    except (AttributeError, IndexError, TypeError):
+        return "no message"
+    return ("content: null" if content is None else f"content: {json.dumps(content)}") + ", no tool call"
 
 
 class StreamAssembler:
@@ -243,36 +254,36 @@ class StreamAssembler:
     def feed(self, chunk: Any) -> list[StreamEvent]:
         """The events one chunk yields."""
         events: list[StreamEvent] = []
-        if _get(chunk, "model"):
-            self.model = _get(chunk, "model")
-        usage = _get(chunk, "usage")
+        if value_of(chunk, "model"):
+            self.model = value_of(chunk, "model")
+        usage = value_of(chunk, "usage")
         if usage is not None:
             self.usage = parse_usage(usage)
-        for choice in _get(chunk, "choices") or []:
-            if (_get(choice, "index", 0) or 0) != 0:
+        for choice in value_of(chunk, "choices") or []:
+            if (value_of(choice, "index", 0) or 0) != 0:
                 continue
-            delta = _get(choice, "delta")
-            piece = _get(delta, "content")
+            delta = value_of(choice, "delta")
+            piece = value_of(delta, "content")
             if piece:
                 self.text.append(piece)
                 events.append(TextDelta(text=piece))
-            for tc in _get(delta, "tool_calls") or []:
-                index = _get(tc, "index")
+            for tc in value_of(delta, "tool_calls") or []:
+                index = value_of(tc, "index")
                 if index is None:
-                    index = max(self.calls, default=-1) + (0 if _get(tc, "id") is None else 1)
+                    index = max(self.calls, default=-1) + (0 if value_of(tc, "id") is None else 1)
                 if index not in self.calls:
                     events.extend(self._complete_calls(below=index))
                     self.calls[index] = {"id": None, "name": "", "args": []}
                 data = self.calls[index]
-                if _get(tc, "id"):
-                    data["id"] = _get(tc, "id")
-                fn = _get(tc, "function")
-                if _get(fn, "name"):
-                    data["name"] = _get(fn, "name")
-                if _get(fn, "arguments"):
-                    data["args"].append(_get(fn, "arguments"))
-            if _get(choice, "finish_reason"):
-                self.finish_reason = _get(choice, "finish_reason")
+                if value_of(tc, "id"):
+                    data["id"] = value_of(tc, "id")
+                fn = value_of(tc, "function")
+                if value_of(fn, "name"):
+                    data["name"] = value_of(fn, "name")
+                if value_of(fn, "arguments"):
+                    data["args"].append(value_of(fn, "arguments"))
+            if value_of(choice, "finish_reason"):
+                self.finish_reason = value_of(choice, "finish_reason")
                 events.extend(self._complete_calls())
         return events
 

@@ -102,8 +102,9 @@ class SDKCall:
 class RetryingBackend:
     """Settings, options, retry policy, read timeout and deadlines of a backend retried by :mod:`rlm.retry`.
 
-    ``options_type`` is the plugin's ``[plugins.<section>]`` class (with ``retry_base_delay``,
-    ``retry_max_delay`` and ``read_timeout``); options of another type are replaced by its defaults.
+    ``options_type`` is the plugin's ``[plugins.<section>]`` class, with ``retry_base_delay``,
+    ``retry_max_delay`` and ``read_timeout`` (:class:`rlm.backend_options.RetryOptions`); options of
+    another type are replaced by its defaults.
     """
 
     name: ClassVar[str]

@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import pytest
 from rlm.backend import BackendSettings, LLMRequest, StreamEnd, TextDelta, ToolSchema
-from rlm.errors import ProviderUnavailableError
 from rlm.types import Message, ToolCall
 from rlm_backend_anthropic.backend import AnthropicBackend
 from rlm_backend_anthropic.options import AnthropicOptions
+from rlm_testing.backend_plugin_suite import fast_backend, run
 from rlm_testing.server import Reply
 
-FAST = AnthropicOptions(retry_base_delay=0.01, retry_max_delay=0.02)
 MODEL = "claude-sonnet-4-6"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
           "additionalProperties": False}
 
 
-def _backend(server, options=FAST, **settings) -> AnthropicBackend:
-    values = {"api_key": "k", "base_url": server.anthropic_base_url, "timeout": 5.0, "max_retries": 2,
-              "options": options}
-    values.update(settings)
-    return AnthropicBackend(settings=BackendSettings(**values))
-
-
-def _run(backend, request, *, stream=False):
-    async def go():
-        try:
-            if stream:
-                return [e async for e in backend.stream(request)]
-            return await backend.complete(request)
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(go())
+def _backend(server, **settings) -> AnthropicBackend:
+    return fast_backend(AnthropicBackend, server, protocol="anthropic", **settings)
 
 
 def test_tool_results_and_a_follow_up_share_one_user_turn(scripted_llm):
@@ -45,7 +27,7 @@ def test_tool_results_and_a_follow_up_share_one_user_turn(scripted_llm):
         Message.system("sys"), Message.user("q"), Message.assistant("thinking aloud", tool_calls=(call,)),
         Message.tool("toolu_1", "42"), Message.user("thanks"),
     ], tools=[ToolSchema(name="f", description="d")])
-    _run(_backend(scripted_llm), request)
+    run(_backend(scripted_llm), request)
     body = scripted_llm.last_request.body
     assert body["system"] == "sys" and body["model"] == MODEL
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
@@ -56,7 +38,7 @@ def test_tool_results_and_a_follow_up_share_one_user_turn(scripted_llm):
 def test_streamed_structured_output_through_the_answer_tool(scripted_llm):
     scripted_llm.script([Reply.tool_calls(("city", {"city": "Paris"}))])
     request = LLMRequest(model=MODEL, messages=[Message.user("json")], response_format={"name": "city", "schema": SCHEMA})
-    events = _run(_backend(scripted_llm, AnthropicOptions(structured_output="tool")), request, stream=True)
+    events = run(_backend(scripted_llm, options=AnthropicOptions(structured_output="tool")), request, stream=True)
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
     assert json.loads(text) == {"city": "Paris"}
     end = events[-1]
@@ -68,50 +50,26 @@ def test_streamed_structured_output_through_the_answer_tool(scripted_llm):
 def test_native_structured_output_is_chosen_for_recent_models(scripted_llm):
     scripted_llm.script([Reply.json({"city": "Rome"})])
     request = LLMRequest(model=MODEL, messages=[Message.user("json")], response_format={"name": "city", "schema": SCHEMA})
-    assert json.loads(_run(_backend(scripted_llm), request).message.text) == {"city": "Rome"}
+    assert json.loads(run(_backend(scripted_llm), request).message.text) == {"city": "Rome"}
     body = scripted_llm.last_request.body
     assert body["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
 
 
 def test_overloaded_is_retried(scripted_llm):
     scripted_llm.script([Reply.overloaded(), Reply.overloaded(retry_after=0.01), Reply.text("finally")])
-    response = _run(_backend(scripted_llm), LLMRequest(model=MODEL, messages=[Message.user("x")]))
+    response = run(_backend(scripted_llm), LLMRequest(model=MODEL, messages=[Message.user("x")]))
     assert response.message.text == "finally" and len(scripted_llm.requests) == 3
-
-
-def test_stream_retries_before_the_first_event(scripted_llm):
-    scripted_llm.script([Reply.drop(), Reply.text("streamed after a drop")])
-    events = _run(_backend(scripted_llm), LLMRequest(model=MODEL, messages=[Message.user("x")]), stream=True)
-    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "streamed after a drop"
-    assert len(scripted_llm.requests) == 2
-
-
-def test_x_should_retry_false_is_obeyed(scripted_llm):
-    scripted_llm.script([])
-    with pytest.raises(ProviderUnavailableError, match="script exhausted"):
-        _run(_backend(scripted_llm, max_retries=3), LLMRequest(model=MODEL, messages=[Message.user("x")]))
-    assert len(scripted_llm.requests) == 1
 
 
 def test_default_max_tokens_option(scripted_llm):
     scripted_llm.script([Reply.text("ok"), Reply.text("ok")])
-    _run(_backend(scripted_llm, AnthropicOptions(default_max_tokens=321)),
-         LLMRequest(model=MODEL, messages=[Message.user("x")]))
+    run(_backend(scripted_llm, options=AnthropicOptions(default_max_tokens=321)),
+        LLMRequest(model=MODEL, messages=[Message.user("x")]))
     assert scripted_llm.last_request.body["max_tokens"] == 321
-    _run(_backend(scripted_llm), LLMRequest(model=MODEL, messages=[Message.user("x")], max_tokens=12))
+    run(_backend(scripted_llm), LLMRequest(model=MODEL, messages=[Message.user("x")], max_tokens=12))
     assert scripted_llm.last_request.body["max_tokens"] == 12
 
 
 def test_capabilities():
     caps = AnthropicBackend(settings=BackendSettings(api_key="k")).capabilities(f"anthropic/{MODEL}")
     assert (caps.native_tools, caps.json_schema, caps.vision, caps.audio) == (True, True, True, False)
-
-
-def test_one_backend_across_event_loops(scripted_llm):
-    scripted_llm.script([Reply.text("first"), Reply.text("second")])
-    backend = _backend(scripted_llm)
-    request = LLMRequest(model=MODEL, messages=[Message.user("x")])
-    assert asyncio.run(backend.complete(request)).message.text == "first"
-    assert asyncio.run(backend.complete(request)).message.text == "second", "a client of a closed loop is replaced"
-    asyncio.run(backend.aclose())
-    asyncio.run(backend.aclose())

@@ -177,3 +177,24 @@ def test_503s_give_up_with_the_kernels_message(scripted_llm):
     assert str(info.value).startswith(f"the model server at {scripted_llm.openai_base_url} answered 503")
     assert "(gave up after 2 attempts)" in str(info.value)
     assert len(scripted_llm.requests) == 2
+
+
+def test_an_event_stream_that_breaks_the_rules_is_a_clear_error():
+    """An event over :data:`rlm.sse.MAX_EVENT` (a server that never ends one) is an error, not a memory hog."""
+    from rlm import sse
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        await reader.readexactly(int(head.split(b"content-length:")[1].split(b"\r\n")[0]))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: " + b"x" * (sse.MAX_EVENT + 1))
+        await writer.drain()
+        writer.close()
+
+    async def go() -> list:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        async with server:
+            backend = _backend(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", max_retries=0)
+            return [e async for e in backend.stream(REQUEST)]
+
+    with pytest.raises(ProviderUnavailableError, match="sent a broken event stream: a server-sent event is larger"):
+        asyncio.run(go())

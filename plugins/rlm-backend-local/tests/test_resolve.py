@@ -112,7 +112,8 @@ def test_notice_names_a_configured_model_file(pm, no_keys, capsys):
 def test_rlm_picks_the_local_backend_and_the_repl_protocol(pm, no_keys, capsys):
     rlm = RLM(plugin_manager=pm, config=_config(pm))
     assert rlm.backend_name() == "local"
-    assert rlm._protocol(None) == "repl"  # auto: the backend prefers the REPL protocol
+    caps = rlm._get_backend().capabilities(rlm.config.model)
+    assert rlm._protocol(None, caps) == "repl"  # auto: the backend prefers the REPL protocol
     assert capsys.readouterr().err.count("rlm: no provider key set") == 1
 
 

@@ -2,7 +2,7 @@
 
 ``MinimalOpenAIBackend`` / ``MinimalAnthropicBackend`` implement
 :class:`rlm.backend.Backend` with ``urllib`` in worker threads: retries with
-``Retry-After``, error mapping onto :mod:`rlm.errors`, SSE parsing.  They are
+``Retry-After``, error mapping onto :mod:`rlm.errors`, SSE read by :mod:`rlm.sse`.  They are
 test helpers (kept in this module: the suite runs with
 ``--import-mode=importlib``, where test modules cannot import siblings), not
 production code.
@@ -38,6 +38,7 @@ from rlm.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from rlm.sse import SSEParser
 from rlm.types import ImagePart, Message, TextPart, ToolCall, Usage
 from rlm_testing.backend_suite import BackendConformance
 from rlm_testing.server import Reply, ScriptedLLMServer
@@ -194,24 +195,18 @@ class _MinimalBackend:
         resp = await asyncio.to_thread(self._open, self.body(request, stream=True))
 
         def sse() -> Iterator[tuple[str | None, Any]]:
-            event: str | None = None
-            while True:
-                line = resp.readline()
-                if not line:
-                    return
-                text = line.decode().rstrip("\r\n")
-                if text.startswith("event:"):
-                    event = text[6:].strip()
-                elif text.startswith("data:"):
-                    payload = text[5:].strip()
-                    if payload == "[DONE]":
-                        yield event, "[DONE]"
-                        return
-                    try:
-                        yield event, json.loads(payload)
-                    except ValueError as exc:
-                        raise BackendError(f"{self.provider} sent a malformed stream event ({exc})") from exc
-                    event = None
+            parser = SSEParser()
+            try:
+                for chunk in iter(lambda: resp.read1(1 << 16), b""):
+                    for event in parser.feed(chunk):
+                        if event.data == "[DONE]":
+                            yield event.event, "[DONE]"
+                            return
+                        yield event.event, json.loads(event.data)
+                for event in parser.finish():
+                    yield event.event, event.data if event.data == "[DONE]" else json.loads(event.data)
+            except ValueError as exc:  # json.JSONDecodeError, rlm.sse.SSEError
+                raise BackendError(f"{self.provider} sent a malformed stream event ({exc})") from exc
 
         parsed = self.parse_stream(sse())
 

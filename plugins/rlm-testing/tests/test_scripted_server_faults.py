@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from rlm.sse import parse as sse_events
 from rlm_testing.server import Reply, ScriptedLLMServer
 
 OPENAI = "/v1/chat/completions"
@@ -45,18 +46,8 @@ def exchange(server: ScriptedLLMServer, path: str, body: Any, *, timeout: float 
 
 
 def events(raw: bytes) -> list[tuple[str | None, Any]]:
-    out: list[tuple[str | None, Any]] = []
-    for block in raw.decode().split("\n\n"):
-        if not block.strip():
-            continue
-        name = data = None
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data = line[6:]
-        out.append((name, data if data == "[DONE]" else json.loads(data)))
-    return out
+    """(event name, parsed data) of each SSE event (read by :mod:`rlm.sse`); data ``[DONE]`` stays a string."""
+    return [(e.event, e.data if e.data == "[DONE]" else json.loads(e.data)) for e in sse_events(raw)]
 
 
 # --- truncated ----------------------------------------------------------------------
@@ -133,6 +124,10 @@ def test_stalled_body_promises_more_than_it_sends(server: ScriptedLLMServer) -> 
 
 
 def test_hang_sends_nothing_until_the_client_gives_up(server: ScriptedLLMServer) -> None:
+    def handlers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if "process_request_thread" in t.name}
+
+    before = handlers()  # other servers' handlers (earlier tests in this process) are not this test's
     server.script([Reply.hang(), Reply.text("after the hang")])
     started = time.monotonic()
     with pytest.raises(TimeoutError):
@@ -140,13 +135,10 @@ def test_hang_sends_nothing_until_the_client_gives_up(server: ScriptedLLMServer)
     assert 0.35 < time.monotonic() - started < 3
     assert exchange(server, OPENAI, chat())[0] == 200  # the server goes on serving
 
-    def handlers() -> int:
-        return sum("process_request_thread" in t.name for t in threading.enumerate())
-
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and handlers():
+    while time.monotonic() < deadline and handlers() - before:
         time.sleep(0.05)
-    assert handlers() == 0, "the hung request's handler did not notice that the client left"
+    assert not handlers() - before, "the hung request's handler did not notice that the client left"
 
 
 def test_stop_releases_a_hung_request() -> None:

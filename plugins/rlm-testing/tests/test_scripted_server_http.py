@@ -15,6 +15,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from rlm.sse import parse as sse_events
 from rlm_testing.server import RecordedRequest, Reply, ScriptedLLMServer, ScriptedToolCall, estimate_tokens
 
 OPENAI = "/v1/chat/completions"
@@ -45,20 +46,8 @@ def msgs(**extra: Any) -> dict[str, Any]:
 
 
 def sse(raw: bytes) -> list[tuple[str | None, Any]]:
-    """(event name, parsed data) of each SSE event; data ``[DONE]`` stays a string."""
-    events: list[tuple[str | None, Any]] = []
-    for block in raw.decode().split("\n\n"):
-        if not block.strip():
-            continue
-        name, data = None, None
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data = line[6:]
-        assert data is not None, f"SSE event without data: {block!r}"
-        events.append((name, data if data == "[DONE]" else json.loads(data)))
-    return events
+    """(event name, parsed data) of each SSE event (read by :mod:`rlm.sse`); data ``[DONE]`` stays a string."""
+    return [(e.event, e.data if e.data == "[DONE]" else json.loads(e.data)) for e in sse_events(raw)]
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -47,7 +46,7 @@ from rlm.errors import NoProvidersConfigured, ProviderUnavailableError
 from rlm.logging import get_logger
 from rlm.provider_errors import empty_answer_of, not_an_api_body, truncated_stream
 from rlm.retry import Fault
-from rlm.sdk_backend import RetryingBackend
+from rlm.sdk_backend import NO_KEY_MESSAGE, RetryingBackend
 
 from rlm_backend_litellm.errors import classify, stream_failure
 from rlm_backend_litellm.loader import load_litellm, model_info, require_litellm
@@ -55,7 +54,6 @@ from rlm_backend_litellm.options import LiteLLMOptions
 
 log = get_logger(__name__)
 
-NO_KEY_MESSAGE = "No providers configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY"
 #: Sent as the key to a custom base_url when the provider's key is not set (local servers ignore it).
 PLACEHOLDER_KEY = "sk-no-key-required"
 SECTION = "backend-litellm"
@@ -220,7 +218,7 @@ class LiteLLMBackend(RetryingBackend):
                     f"litellm returned a completion that could not be read: {exc}",
                     fix="try again; if it persists, report the model and provider",
                 ) from exc
-            self._check_not_empty(response, params, _content_detail(raw))
+            self._check_not_empty(response, params, convert.content_detail(raw))
             return response
 
         return await self._call(request, attempt, self._classify(params),
@@ -365,12 +363,3 @@ async def _close(client: Any) -> bool:
         log.debug("litellm_client_close_failed", error=repr(exc))
         return False
     return True
-
-
-def _content_detail(completion: Any) -> str:
-    """What the first choice's message held: ``content: null`` or ``content: ""``, and no tool call."""
-    try:
-        content = completion.choices[0].message.content
-    except (AttributeError, IndexError, TypeError):
-        return "no message"
-    return ("content: null" if content is None else f"content: {json.dumps(content)}") + ", no tool call"

@@ -1,18 +1,14 @@
 """litellm's exceptions as rlm errors, with whether a retry can help.
 
 litellm maps every provider's errors onto OpenAI-style exceptions (they
-subclass the openai SDK's), so the rules are the OpenAI ones:
-
-401/403 -> AuthenticationError; 404 -> ModelNotFoundError; 400 about the
-context length and 413 -> ContextTooLongError; 429 -> RateLimitError
-(retried, except ``insufficient_quota``); 408/409/5xx, timeouts and
-connection failures -> ProviderUnavailableError (retried); a body that
-cannot be read -> ProviderUnavailableError (not retried); other 4xx ->
-BackendError.  ``x-should-retry`` from the server overrides the guess.
-litellm's ``ContextWindowExceededError`` is a context error whatever its
-text, and "LLM Provider NOT provided" asks for a provider prefix.  litellm
-is not imported here: exceptions are recognised by their attributes and
-class names.
+subclass the openai SDK's), so the kernel's rules apply
+(:func:`rlm.provider_errors.classify`: status codes, timeouts, connection
+failures, ``x-should-retry``), to the exception or to the failure litellm
+wrapped in it.  litellm's own cases come first: its check of a stream's end,
+a 200 whose body is not a completion, ``ContextWindowExceededError`` (a
+context error whatever its text) and "LLM Provider NOT provided" (which asks
+for a provider prefix).  litellm is not imported here: exceptions are
+recognised by their attributes and class names.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Token estimates and budget packing: results never exceed ``max_tokens`` by construction.
+"""Budget packing: results never exceed ``max_tokens`` (as estimated) by construction.
 
-Tokens are estimated at 4 characters each (rounded up), the same rule the
-kernel's fakes use; every returned item is charged its text plus a small
-fixed overhead for its labels, and items are packed greedily by rank.
+Tokens are the kernel's one estimate (:func:`rlm.tokens.estimate_tokens`, 4
+characters a token), so a result's size means here what it means to the run;
+every returned item is charged its text plus a small fixed overhead for its
+labels, and items are packed greedily by rank.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from attrs import define
+from rlm.tokens import CHARS_PER_TOKEN, estimate_tokens
 
 T = TypeVar("T")
 
@@ -20,14 +22,9 @@ ITEM_OVERHEAD = 12
 MIN_USEFUL = 64
 
 
-def estimate_tokens(text: str) -> int:
-    """Estimated tokens of ``text`` (ceil(chars / 4); 0 for empty text)."""
-    return (len(text) + 3) // 4
-
-
 def cut_to_tokens(text: str, tokens: int) -> str:
     """The start of ``text`` that fits in ``tokens``, cut at a line or word boundary when possible."""
-    limit = max(0, tokens * 4 - 4)
+    limit = max(0, (tokens - 1) * CHARS_PER_TOKEN)
     if len(text) <= limit:
         return text
     head = text[:limit]

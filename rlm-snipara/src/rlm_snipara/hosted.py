@@ -2,7 +2,7 @@
 
 Each tool call is one ``POST {base_url}/mcp/{project_slug}`` with the key in
 an ``x-api-key`` header and a JSON-RPC 2.0 body.  Answers may be JSON or a
-server-sent event stream (MCP streamable HTTP).  The key is checked for
+server-sent event stream (MCP streamable HTTP, read by :mod:`rlm.sse`).  The key is checked for
 shape before any request, never logged, and scrubbed from any text that
 goes back to the model (server messages included).  HTTP failures become
 :class:`rlm.errors.ToolError` naming the cause and the fix: 401/403
@@ -19,6 +19,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from rlm import sse
 from rlm.errors import ToolError
 from rlm.logging import get_logger
 
@@ -122,7 +123,12 @@ class SniparaClient:
     def _result(self, tool: str, request_id: int, raw: bytes, content_type: str) -> Any:
         text = raw.decode("utf-8", "replace")
         if "text/event-stream" in content_type:
-            text = _last_sse_data(text)
+            try:
+                events = sse.parse(raw, max_event=MAX_RESPONSE_BYTES)
+            except sse.SSEError as exc:
+                raise ToolError(f"Snipara answered {tool} with a broken event stream: {exc}",
+                                fix="retry later; check [plugins.snipara] base_url points at the Snipara API") from None
+            text = events[-1].data if events else text  # the response comes last, after any notifications
         try:
             envelope = json.loads(text)
         except json.JSONDecodeError:
@@ -166,18 +172,3 @@ def _error_message(body: str) -> str:
             if isinstance(inner, str):
                 return inner[:200]
     return body[:200]
-
-
-def _last_sse_data(text: str) -> str:
-    """The JSON of the last ``data:`` event of a server-sent event stream."""
-    events: list[str] = []
-    current: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("data:"):
-            current.append(line[5:].lstrip())
-        elif not line.strip() and current:
-            events.append("\n".join(current))
-            current = []
-    if current:
-        events.append("\n".join(current))
-    return events[-1] if events else text

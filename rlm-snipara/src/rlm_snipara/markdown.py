@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 
 from attrs import define
-
-from rlm_snipara.budget import estimate_tokens
+from rlm.tokens import CHARS_PER_TOKEN, estimate_tokens
 
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
@@ -83,7 +82,7 @@ def _cut(section: Section) -> list[Section]:
             parts.append((chunk_start, chunk))
             chunk, size, chunk_start = [], 0, section.line + offset
         while cost > MAX_SECTION_TOKENS:  # one enormous line: hard-wrap it
-            piece, line = line[:MAX_SECTION_TOKENS * 4], line[MAX_SECTION_TOKENS * 4:]
+            piece, line = line[:MAX_SECTION_TOKENS * CHARS_PER_TOKEN], line[MAX_SECTION_TOKENS * CHARS_PER_TOKEN:]
             parts.append((section.line + offset, [piece]))
             cost = estimate_tokens(line) + 1
         chunk.append(line)

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 from rlm.errors import ToolError
+from rlm.tokens import estimate_tokens
 
-from rlm_snipara.budget import estimate_tokens, pack
+from rlm_snipara.budget import pack
 from rlm_snipara.store import Store, match_expression
 
 MemoryType = Literal["fact", "decision", "learning", "preference", "todo", "context"]

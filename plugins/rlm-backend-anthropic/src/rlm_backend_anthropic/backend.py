@@ -25,9 +25,7 @@ from rlm.sdk_backend import (
     NO_KEY_MESSAGE,  # noqa: F401 - re-exported
     SDKBackend,
     SDKCall,
-    require_module,
 )
-from rlm.sdk_backend import import_sdk as _import_sdk
 
 from rlm_backend_anthropic import convert
 from rlm_backend_anthropic.errors import classify
@@ -42,16 +40,6 @@ SDK_REQUIREMENT = "anthropic>=2,<3"
 INSTALL_HINT = f"pip install '{SDK_REQUIREMENT}'  (or: pip install rlm-backend-anthropic)"
 #: Sent as the key to a custom base_url when no key is set.
 PLACEHOLDER_KEY = "sk-ant-no-key-required"
-
-
-def require_sdk() -> None:
-    """Raise a PluginError naming the pip command when the anthropic SDK is not installed."""
-    require_module("anthropic", "the anthropic backend needs the anthropic SDK, which is not installed", INSTALL_HINT)
-
-
-def import_sdk() -> Any:
-    """The ``anthropic`` module (imported on first use: it takes a while)."""
-    return _import_sdk("anthropic", INSTALL_HINT)
 
 
 def model_id(model: str) -> str:

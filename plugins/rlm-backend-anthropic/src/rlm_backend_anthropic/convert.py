@@ -25,6 +25,7 @@ from typing import Any
 from attrs import define
 from rlm.backend import LLMRequest, LLMResponse, StreamEnd, StreamEvent, TextDelta, ToolCallDelta, ToolSchema
 from rlm.errors import BackendError
+from rlm.openai_format import value_of as _get
 from rlm.types import AudioPart, ImagePart, Message, TextPart, ToolCall, Usage
 
 STOP_REASONS = {
@@ -222,14 +223,6 @@ def request_params(
 
 
 # --- responses --------------------------------------------------------------------------------
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 def parse_usage(usage: Any, previous: Usage | None = None) -> Usage:

@@ -15,7 +15,8 @@ reliable.
 
 Retries and errors are the kernel's, as for every backend: :mod:`rlm.retry`
 decides when to try again (``max_retries``, backoff with jitter,
-``Retry-After``, no retry past the request's deadline) and
+``Retry-After``, no retry past the request's deadline; the policy, read
+timeout and deadline come from :class:`rlm.sdk_backend.RetryingBackend`) and
 :func:`rlm.provider_errors.classify` maps an error status to an rlm error
 (401/403 authentication, 404 model, 429 rate limit, 408/409/5xx transient).
 Local additions: a server that died during a call is restarted once (its
@@ -24,9 +25,10 @@ ContextTooLongError whose fix is ``n_ctx``.
 
 Faults: every attempt waits at most ``read_timeout`` (unset: the run's
 timeout) for the server's next bytes; a stream that ends without a
-``finish_reason``, an answer with no text and no tool call, and an HTML page
-instead of JSON are errors (the first two retried while nothing was
-yielded; the page is not: ``api_base`` is wrong).
+``finish_reason``, an event stream that breaks the rules (:mod:`rlm.sse`: an
+event over 1 MiB, a line not UTF-8), an answer with no text and no tool
+call, and an HTML page instead of JSON are errors (all retried while nothing
+was yielded but the page: ``api_base`` is wrong).
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 from attrs import define
+from rlm import sse
 from rlm.backend import (
     BackendCapabilities,
     BackendSettings,
@@ -61,16 +64,8 @@ from rlm.provider_errors import (
     timed_out_failure,
     truncated_stream,
 )
-from rlm.retry import (
-    Failure,
-    Fault,
-    RetryPolicy,
-    by_deadline,
-    call_with_retries,
-    read_timeout,
-    stream_by_deadline,
-    stream_with_retries,
-)
+from rlm.retry import Failure, Fault, read_timeout
+from rlm.sdk_backend import RetryingBackend
 
 from rlm_backend_local import http
 from rlm_backend_local.convert import (
@@ -90,7 +85,7 @@ from rlm_backend_local.server import (
     shared_server,
     with_tail,
 )
-from rlm_backend_local.settings import SECTION, LocalSettings, settings_from
+from rlm_backend_local.settings import SECTION, LocalSettings
 
 log = get_logger(__name__)
 
@@ -141,22 +136,25 @@ def resolve_model(model: str, local: LocalSettings) -> tuple[str, Path | None]:
     return local.model, None
 
 
-class LocalBackend:
-    """The embedded default model (see the module docstring)."""
+class LocalBackend(RetryingBackend):
+    """The embedded default model (see the module docstring).
+
+    Settings, options, retry policy, read timeout (:attr:`timeout`) and deadlines are
+    :class:`rlm.sdk_backend.RetryingBackend`'s, as for every backend retried by :mod:`rlm.retry`.
+    """
 
     name = "local"
+    section = SECTION
+    options_type = LocalSettings
 
     def __init__(self, *, settings: BackendSettings | None = None) -> None:
-        self.settings = settings or BackendSettings()
-        self.local = settings_from(self.settings.options)
+        super().__init__(settings=settings)
+        self.local: LocalSettings = self.options
         self._external = self.settings.base_url.rstrip("/") if self.settings.base_url else None
         self.provider = EXTERNAL_SERVER if self._external else SERVER
-        self.policy = RetryPolicy(max_retries=max(0, self.settings.max_retries))
-        # unset, an attempt may take the run's whole timeout: a small CPU model can take minutes to answer
-        option = next((t for t in (self.local.read_timeout, self.settings.read_timeout) if t is not None),
-                      self.settings.timeout)
-        #: every attempt's wait for the server's next bytes (the whole answer when not streamed)
-        self.read_timeout, self.timeout_fix = read_timeout(self.settings, option, section=SECTION)
+        if self.local.read_timeout is None and self.settings.read_timeout is None:
+            # unset, an attempt may take the run's whole timeout: a small CPU model can take minutes to answer
+            self.timeout, self.timeout_fix = read_timeout(self.settings, self.settings.timeout, section=SECTION)
         self._targets: dict[str, Target] = {}
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         log.info("local_backend_created", protocol="repl", native_tools=False,
@@ -276,15 +274,9 @@ class LocalBackend:
         if failure is not None:
             raise Fault(failure)
 
-    def _deadline(self, request: LLMRequest) -> float:
-        """When the caller stops waiting (``time.monotonic()``): the request's timeout, else the run's."""
-        return time.monotonic() + (request.timeout or self.settings.timeout)
-
-    def _too_late(self, request: LLMRequest) -> Callable[[], BackendError]:
-        """The error of a call still unanswered at its deadline."""
-        where = f" at {self._external}" if self._external else ""
-        total = request.timeout or self.settings.timeout
-        return lambda: timed_out_failure(self.provider, where, total, "the timeout").error
+    def _bounded(self, request: LLMRequest) -> LLMRequest:
+        """``request`` with a deadline: its own timeout, else the run's (a CPU model may take minutes)."""
+        return request if request.timeout else attrs.evolve(request, timeout=self.settings.timeout)
 
     def _classifier(self, model: str, current: dict[str, Target]) -> Callable[[BaseException], Failure | None]:
         """The Failure of one call's failed attempt (``current["target"]``: the server it went to).
@@ -301,7 +293,7 @@ class LocalBackend:
             base_url = target.base_url if target is not None else self._external
             where = f" at {base_url}" if base_url else ""
             if isinstance(exc, TimeoutError):
-                return timed_out_failure(self.provider, where, self.read_timeout,
+                return timed_out_failure(self.provider, where, self.timeout,
                                          f"{self.timeout_fix}, or lower [plugins.{SECTION}] max_tokens")
             if isinstance(exc, http.HTTPFailure):
                 server = target.server if target is not None else None
@@ -339,7 +331,7 @@ class LocalBackend:
             f"the prompt does not fit the model's context window ({message})", fix=fix))
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        deadline = self._deadline(request)
+        request = self._bounded(request)
         await self.target(request.model)  # assembles and starts the model on first use, outside the deadline
         current: dict[str, Target] = {}
 
@@ -348,21 +340,20 @@ class LocalBackend:
             response = await asyncio.wait_for(
                 http.request("POST", f"{target.base_url}/chat/completions", payload=self._body(request, target),
                              api_key=target.api_key),
-                timeout=self.read_timeout,
+                timeout=self.timeout,
             )
             if response.status != 200:
                 raise http.APIStatusError(response)
             return self._answer(response, target)
 
-        retried = call_with_retries(attempt, self._classifier(request.model, current), self.policy,
-                                    provider=self.name, deadline=deadline)
-        return await by_deadline(retried, deadline, self._too_late(request))
+        return await self._call(request, attempt, self._classifier(request.model, current),
+                                self._too_late(request, self.provider, self._external))
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
-        deadline = self._deadline(request)
+        request = self._bounded(request)
         await self.target(request.model)
         current: dict[str, Target] = {}
-        read = self.read_timeout
+        read = self.timeout
 
         async def attempt() -> AsyncIterator[StreamEvent]:
             target = current["target"] = await self.target(request.model)
@@ -385,6 +376,11 @@ class LocalBackend:
                         data = await asyncio.wait_for(anext(events), timeout=read)
                     except StopAsyncIteration:
                         break
+                    except sse.SSEError as exc:
+                        raise Fault(Failure(error=ProviderUnavailableError(
+                            f"{self.provider} at {target.base_url} sent a broken event stream: {exc}",
+                            fix="try again; if it persists, check that api_base points at an OpenAI-compatible "
+                                "server"), retryable=True)) from None
                     try:
                         chunk = json.loads(data)
                     except ValueError as exc:
@@ -406,9 +402,8 @@ class LocalBackend:
                 yield ToolCallDelta(call=call)
             yield StreamEnd(response=final)
 
-        retried = stream_with_retries(attempt, self._classifier(request.model, current), self.policy,
-                                      provider=self.name, deadline=deadline)
-        async for event in stream_by_deadline(retried, deadline, self._too_late(request)):
+        async for event in self._stream(request, attempt, self._classifier(request.model, current),
+                                        self._too_late(request, self.provider, self._external)):
             yield event
 
     async def aclose(self) -> None:

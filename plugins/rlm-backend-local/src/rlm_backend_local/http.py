@@ -3,7 +3,7 @@
 Just what talking to a llama.cpp server needs: a JSON POST/GET with one
 connection per request (``Connection: close``), bodies framed by
 ``Content-Length``, chunked transfer encoding or end of stream, and
-Server-Sent Events for streaming.  ``http://`` and ``https://`` URLs: TLS
+Server-Sent Events for streaming (read by :mod:`rlm.sse`).  ``http://`` and ``https://`` URLs: TLS
 uses the standard library's default context (:func:`ssl.create_default_context`:
 the system's CA certificates, ``$SSL_CERT_FILE`` honoured, certificate and
 host name checked).  Everything is a coroutine, so a timeout or a
@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from attrs import define, field
+from rlm import sse
 
 #: Largest response head or body accepted (a local server never sends more).
 MAX_BODY = 64 << 20
@@ -239,28 +240,18 @@ class EventStream:
         return await self._conn.read_body(self.headers)
 
     async def events(self) -> AsyncIterator[str]:
-        """The ``data:`` payloads, one per event; ends at ``[DONE]`` or end of stream."""
-        buffer = b""
-        data_lines: list[str] = []
+        """The ``data`` of each event (:mod:`rlm.sse`); ends at ``[DONE]`` or the end of the stream.
+        :class:`rlm.sse.SSEError` for a stream that is no valid event stream."""
+        parser = sse.SSEParser()
         async for chunk in self._conn.chunks(self.headers):
-            buffer += chunk
-            while True:
-                newline = buffer.find(b"\n")
-                if newline < 0:
-                    break
-                line, buffer = buffer[:newline].rstrip(b"\r").decode("utf-8"), buffer[newline + 1:]
-                if not line:
-                    if data_lines:
-                        data = "\n".join(data_lines)
-                        data_lines = []
-                        if data.strip() == "[DONE]":
-                            return
-                        yield data
-                elif line.startswith("data:"):
-                    data_lines.append(line[5:].lstrip(" "))
-                # comments (": ping"), event:, id:, retry: lines are ignored
-        if data_lines and "\n".join(data_lines).strip() != "[DONE]":
-            yield "\n".join(data_lines)
+            for event in parser.feed(chunk):
+                if event.data.strip() == "[DONE]":
+                    return
+                yield event.data
+        for event in parser.finish():
+            if event.data.strip() == "[DONE]":
+                return
+            yield event.data
 
     def close(self) -> None:
         self._conn.close()

@@ -10,19 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from rlm.backend_options import RetryOptions, positive_seconds
 
 #: This plugin's config table: ``[plugins.backend-local]``.
 SECTION = "backend-local"
 #: The catalog model used unless ``model``/``model_path`` say otherwise.
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
-
-
-def _above(minimum: float) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None and not value > minimum:  # "not >": nan fails too
-            raise ValueError(f"{attribute.name} must be more than {minimum:g}, got {value!r}")
-
-    return check
 
 
 def _at_least(minimum: float) -> Any:
@@ -41,8 +34,9 @@ def _name_values(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> 
 
 
 @attrs.define(frozen=True, kw_only=True)
-class LocalSettings:
-    """``[plugins.backend-local]``, validated by the kernel."""
+class LocalSettings(RetryOptions):
+    """``[plugins.backend-local]``, validated by the kernel: the retry settings every backend has
+    (``retry_base_delay``, ``retry_max_delay``; ``read_timeout`` with its own default), then the model's."""
 
     model: str = attrs.field(default=DEFAULT_MODEL, metadata={
         "help": "catalog model assembled from its PyPI wheels (see `rlm doctor`)"})
@@ -58,7 +52,7 @@ class LocalSettings:
         "help": "sampling temperature when the request gives none (0: greedy, reproducible)"})
     startup_timeout: float = attrs.field(default=120.0, validator=_at_least(1.0), metadata={
         "help": "seconds to wait for the llama.cpp server to answer /v1/models"})
-    read_timeout: float | None = attrs.field(default=None, validator=_above(0.0), metadata={
+    read_timeout: float | None = attrs.field(default=None, validator=positive_seconds, metadata={
         "help": "seconds to wait for the server's next bytes (not streamed: the whole answer) before the "
                 "attempt is abandoned and retried; unset: the run's timeout (a small CPU model can take minutes)"})
     default_when_no_key: bool = attrs.field(default=True, metadata={

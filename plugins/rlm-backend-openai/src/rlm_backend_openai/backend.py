@@ -21,7 +21,6 @@ with status 200 (not retried: ``api_base`` is wrong).
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -31,9 +30,7 @@ from rlm.sdk_backend import (
     NO_KEY_MESSAGE,  # noqa: F401 - re-exported
     SDKBackend,
     SDKCall,
-    require_module,
 )
-from rlm.sdk_backend import import_sdk as _import_sdk
 
 from rlm_backend_openai.errors import classify
 from rlm_backend_openai.options import OpenAIOptions
@@ -50,16 +47,6 @@ PLACEHOLDER_KEY = "sk-no-key-required"
 
 _TEXT_ONLY = re.compile(r"^(gpt-3\.5|gpt-4(-\d{4})?$|gpt-4-32k|o1-mini|o1-preview|o3-mini|text-|davinci|babbage)")
 _NO_JSON_SCHEMA = re.compile(r"^(gpt-3\.5|gpt-4(-\d{4})?$|gpt-4-32k|gpt-4-turbo|o1-mini|o1-preview)")
-
-
-def require_sdk() -> None:
-    """Raise a PluginError naming the pip command when the openai SDK is not installed."""
-    require_module("openai", "the openai backend needs the openai SDK, which is not installed", INSTALL_HINT)
-
-
-def import_sdk() -> Any:
-    """The ``openai`` module (imported on first use: it takes a while)."""
-    return _import_sdk("openai", INSTALL_HINT)
 
 
 def model_id(model: str) -> str:
@@ -154,19 +141,10 @@ class OpenAIBackend(SDKBackend):
         return convert.from_openai_completion(body, model=call.model)
 
     def body_detail(self, body: Any) -> str:
-        return _content_detail(body)
+        return convert.content_detail(body)
 
     def assembler(self, call: SDKCall) -> convert.StreamAssembler:
         return convert.StreamAssembler(model=call.model)
 
     def stream_ended(self, assembler: convert.StreamAssembler) -> bool:
         return assembler.finish_reason is not None
-
-
-def _content_detail(completion: Any) -> str:
-    """What the first choice's message held: ``content: null`` or ``content: ""``, and no tool call."""
-    try:
-        content = completion.choices[0].message.content
-    except (AttributeError, IndexError, TypeError):
-        return "no message"
-    return ("content: null" if content is None else f"content: {json.dumps(content)}") + ", no tool call"

@@ -360,5 +360,10 @@ class RecordedRequest:
 
 
 def estimate_tokens(text: str) -> int:
-    """The server's deterministic token estimate: 4 characters a token, at least 1."""
+    """The scripted provider's own usage count: 4 characters a token, rounded up, at least 1.
+
+    Deliberately not :func:`rlm.tokens.estimate_tokens`: this is what the fake *provider* reports, and
+    tests compare the kernel's accounting against it as an independent usage model (the kernel rounds
+    down and counts 0 for empty text), so sharing the code would let a kernel bug agree with itself.
+    """
     return max(1, math.ceil(len(text) / 4))
