@@ -22,7 +22,7 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 say "installing rlm (kernel, local sandbox, backends) into .venv"
 with_progress "installing rlm" .venv/bin/pip install -q -e kernel -e plugins/rlm-repl -e rlm-env-local \
-  -e plugins/rlm-backend-openai -e plugins/rlm-backend-local
+  -e plugins/rlm-backend-kit -e plugins/rlm-backend-openai -e plugins/rlm-backend-local
 say "installing the embedded local model"
 bash scripts/install-local-model.sh .venv
 if [ ! -f data.csv ]; then

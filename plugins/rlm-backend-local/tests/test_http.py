@@ -12,8 +12,8 @@ import threading
 import pytest
 from rlm.backend import BackendSettings, LLMRequest
 from rlm.errors import AuthenticationError, ProviderUnavailableError
-from rlm.provider_errors import from_status
-from rlm.retry import RetryPolicy
+from rlm_backend_kit.provider_errors import from_status
+from rlm_backend_kit.retry import RetryPolicy
 from rlm.types import Message
 from rlm_backend_local import http
 from rlm_backend_local.backend import EXTERNAL_SERVER, KEY_HINT, LocalBackend

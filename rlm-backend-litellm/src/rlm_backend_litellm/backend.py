@@ -5,13 +5,13 @@
 does not know is then sent with ``custom_llm_provider="openai"`` (an
 OpenAI-compatible server), and a missing key is replaced by a placeholder.
 Requests and responses use the OpenAI format (:mod:`.convert`); litellm
-translates for the provider.  litellm's retries are off: :mod:`rlm.retry`
+translates for the provider.  litellm's retries are off: :mod:`rlm_backend_kit.retry`
 retries 429/5xx, timeouts and connection failures with backoff, jitter and
 ``Retry-After``; :mod:`.errors` turns litellm's exceptions into
 :mod:`rlm.errors`.  litellm is imported on the first call (:mod:`.loader`).
 
 Every request goes out with the same ``timeout``, the backend's read timeout
-(:func:`rlm.retry.read_timeout`): litellm caches its HTTP clients by a key
+(:func:`rlm_backend_kit.retry.read_timeout`): litellm caches its HTTP clients by a key
 that includes the timeout, so a value that changed per request (the run's
 remaining time) opened a new client, and a new connection, per request.  A
 request's own ``timeout`` bounds the whole call, retries included.  A
@@ -33,7 +33,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from rlm import openai_format as convert
+from rlm_backend_kit import openai_format as convert
 from rlm.backend import (
     BackendCapabilities,
     BackendSettings,
@@ -44,9 +44,9 @@ from rlm.backend import (
 )
 from rlm.errors import NoProvidersConfigured, ProviderUnavailableError
 from rlm.logging import get_logger
-from rlm.provider_errors import empty_answer_of, not_an_api_body, truncated_stream
-from rlm.retry import Fault
-from rlm.sdk_backend import NO_KEY_MESSAGE, RetryingBackend
+from rlm_backend_kit.provider_errors import empty_answer_of, not_an_api_body, truncated_stream
+from rlm_backend_kit.retry import Fault
+from rlm_backend_kit.sdk_backend import NO_KEY_MESSAGE, RetryingBackend
 
 from rlm_backend_litellm.errors import classify, stream_failure
 from rlm_backend_litellm.loader import load_litellm, model_info, require_litellm

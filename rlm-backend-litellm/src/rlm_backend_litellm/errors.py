@@ -1,8 +1,8 @@
 """litellm's exceptions as rlm errors, with whether a retry can help.
 
 litellm maps every provider's errors onto OpenAI-style exceptions (they
-subclass the openai SDK's), so the kernel's rules apply
-(:func:`rlm.provider_errors.classify`: status codes, timeouts, connection
+subclass the openai SDK's), so the shared rules of rlm_backend_kit.provider_errors apply
+(:func:`rlm_backend_kit.provider_errors.classify`: status codes, timeouts, connection
 failures, ``x-should-retry``), to the exception or to the failure litellm
 wrapped in it.  litellm's own cases come first: its check of a stream's end,
 a 200 whose body is not a completion, ``ContextWindowExceededError`` (a
@@ -17,8 +17,8 @@ import ast
 import re
 
 from rlm.errors import BackendError, ContextTooLongError
-from rlm.provider_errors import classify as _classify
-from rlm.provider_errors import (
+from rlm_backend_kit.provider_errors import classify as _classify
+from rlm_backend_kit.provider_errors import (
     error_message,
     headers_of,
     is_transport_error,
@@ -28,7 +28,7 @@ from rlm.provider_errors import (
     obey_should_retry,
     truncated_stream,
 )
-from rlm.retry import Failure
+from rlm_backend_kit.retry import Failure
 
 #: What litellm says of an OpenAI-style stream that ended cleanly before a finish_reason.
 _EOF_BEFORE_FINISH = "Stream ended before a finish_reason"
@@ -94,7 +94,7 @@ def classify(
 ) -> Failure | None:
     """The rlm error for an SDK exception, or None when ``exc`` is not a provider failure.
 
-    The kernel's rules (:func:`rlm.provider_errors.classify`, with litellm's words cleaned of its prefixes
+    The shared rules (:func:`rlm_backend_kit.provider_errors.classify`, with litellm's words cleaned of its prefixes
     and any exception's ``status_code``) applied to ``exc``, or to the failure litellm wrapped in it; first
     litellm's own cases.  ``timeout_fix`` names the setting that raises the timeout; ``compatible`` the API
     the server must speak (for the fixes of unreadable answers).
@@ -120,7 +120,7 @@ def classify(
 def _litellm_failure(exc: BaseException, subject: BaseException, message: str, *, model: str, provider: str,
                      base_url: str | None, where: str, compatible: str) -> Failure | None:
     """What only litellm says: its check of a stream's end, a body that is not a completion, a context
-    error whatever its text, a model whose provider it cannot tell; None for the kernel's rules."""
+    error whatever its text, a model whose provider it cannot tell; None for the shared rules."""
     names = mro_names(subject)
     if "APITimeoutError" in names or "Timeout" in names:
         return None  # a timeout, whatever its words

@@ -1,10 +1,10 @@
 """``[plugins.backend-litellm]``: the litellm backend's own settings, after the retry
-settings every backend has (:class:`rlm.backend_options.RetryOptions`; attrs only: cheap to import)."""
+settings every backend has (:class:`rlm_backend_kit.backend_options.RetryOptions`; attrs only: cheap to import)."""
 
 from __future__ import annotations
 
 import attrs
-from rlm.backend_options import RetryOptions
+from rlm_backend_kit.backend_options import RetryOptions
 
 
 @attrs.define(frozen=True, kw_only=True)

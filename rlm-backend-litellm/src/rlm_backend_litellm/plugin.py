@@ -2,14 +2,14 @@
 
 ``plugin`` (the entry point) registers the ``litellm`` backend as a ``"module:attr"`` string (litellm is
 imported only when a call is made), ``[plugins.backend-litellm]`` and a doctor check (is litellm
-installed): the hooks every backend plugin has, in :class:`rlm.backend_plugin.BackendPlugin`.  Unlike the
+installed): the hooks every backend plugin has, in :class:`rlm_backend_kit.backend_plugin.BackendPlugin`.  Unlike the
 others it claims no prefix: it is the catch-all, answering for any model string no other backend claimed.
 """
 
 from __future__ import annotations
 
 from rlm import hookimpl
-from rlm.backend_plugin import BackendPlugin
+from rlm_backend_kit.backend_plugin import BackendPlugin
 
 from rlm_backend_litellm.options import LiteLLMOptions
 

@@ -3,12 +3,12 @@
 Model strings may carry the ``anthropic/`` prefix rlm routes by; it is
 stripped before sending.  ``base_url`` (``[rlm] api_base``) points the SDK
 at an Anthropic-compatible server, which gets a placeholder key when none is
-set.  The SDK's own retries are off: :mod:`rlm.retry` retries 429/5xx/529,
+set.  The SDK's own retries are off: :mod:`rlm_backend_kit.retry` retries 429/5xx/529,
 timeouts and connection failures with backoff, jitter and ``Retry-After``.
 SDK exceptions are turned into :mod:`rlm.errors` by :mod:`.errors`.
 
 Every attempt waits at most ``read_timeout`` for the server's next bytes
-(:func:`rlm.retry.read_timeout`); a request's own ``timeout`` (the run's
+(:func:`rlm_backend_kit.retry.read_timeout`); a request's own ``timeout`` (the run's
 remaining time) bounds the whole call, retries included.  What the SDK
 accepts but is no answer is an error too: a stream without ``message_stop``
 (retried while nothing was yielded), an event that is not JSON, a message
@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlm.backend import BackendCapabilities, LLMRequest, LLMResponse
-from rlm.sdk_backend import (
+from rlm_backend_kit.sdk_backend import (
     NO_KEY_MESSAGE,  # noqa: F401 - re-exported
     SDKBackend,
     SDKCall,

@@ -25,7 +25,7 @@ from typing import Any
 from attrs import define
 from rlm.backend import LLMRequest, LLMResponse, StreamEnd, StreamEvent, TextDelta, ToolCallDelta, ToolSchema
 from rlm.errors import BackendError
-from rlm.openai_format import value_of as _get
+from rlm_backend_kit.openai_format import value_of as _get
 from rlm.types import AudioPart, ImagePart, Message, TextPart, ToolCall, Usage
 
 STOP_REASONS = {

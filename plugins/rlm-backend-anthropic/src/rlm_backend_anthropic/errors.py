@@ -1,4 +1,4 @@
-"""Anthropic SDK exceptions as rlm errors: the kernel's shared rules (:mod:`rlm.provider_errors`)
+"""Anthropic SDK exceptions as rlm errors: the shared rules of every backend (:mod:`rlm_backend_kit.provider_errors`)
 with Anthropic's name, key variable and SDK base error.  A 529 ``overloaded_error`` is a 5xx:
 retried like the others."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 
-from rlm.provider_errors import classify as _classify
+from rlm_backend_kit.provider_errors import classify as _classify
 
 classify = functools.partial(_classify, provider="Anthropic", key_env="ANTHROPIC_API_KEY",
                              sdk_errors=("AnthropicError", "APIError"))

@@ -13,11 +13,11 @@ at 0.5B-1.5B parameters ``tool_choice="auto"`` is unreliable, while
 ```python answers and grammar-constrained JSON (``json_schema=True``) are
 reliable.
 
-Retries and errors are the kernel's, as for every backend: :mod:`rlm.retry`
+Retries and errors are rlm-backend-kit's, as for every backend: :mod:`rlm_backend_kit.retry`
 decides when to try again (``max_retries``, backoff with jitter,
 ``Retry-After``, no retry past the request's deadline; the policy, read
-timeout and deadline come from :class:`rlm.sdk_backend.RetryingBackend`) and
-:func:`rlm.provider_errors.classify` maps an error status to an rlm error
+timeout and deadline come from :class:`rlm_backend_kit.sdk_backend.RetryingBackend`) and
+:func:`rlm_backend_kit.provider_errors.classify` maps an error status to an rlm error
 (401/403 authentication, 404 model, 429 rate limit, 408/409/5xx transient).
 Local additions: a server that died during a call is restarted once (its
 log tail in the error), and llama.cpp's "exceeds the context size" is a
@@ -56,7 +56,7 @@ from rlm.backend import (
 )
 from rlm.errors import BackendError, ContextTooLongError, ProviderUnavailableError
 from rlm.logging import get_logger
-from rlm.provider_errors import (
+from rlm_backend_kit.provider_errors import (
     classify,
     empty_answer_of,
     malformed_stream,
@@ -64,8 +64,8 @@ from rlm.provider_errors import (
     timed_out_failure,
     truncated_stream,
 )
-from rlm.retry import Failure, Fault, read_timeout
-from rlm.sdk_backend import RetryingBackend
+from rlm_backend_kit.retry import Failure, Fault, read_timeout
+from rlm_backend_kit.sdk_backend import RetryingBackend
 
 from rlm_backend_local import http
 from rlm_backend_local.convert import (
@@ -140,7 +140,7 @@ class LocalBackend(RetryingBackend):
     """The embedded default model (see the module docstring).
 
     Settings, options, retry policy, read timeout (:attr:`timeout`) and deadlines are
-    :class:`rlm.sdk_backend.RetryingBackend`'s, as for every backend retried by :mod:`rlm.retry`.
+    :class:`rlm_backend_kit.sdk_backend.RetryingBackend`'s, as for every backend retried by :mod:`rlm_backend_kit.retry`.
     """
 
     name = "local"

@@ -12,7 +12,7 @@ the backend installs alone with the kernel.
 
 A response head and body are each at most :data:`MAX_BODY` bytes.  A status
 other than 200 is the caller's to turn into :class:`APIStatusError`, which
-:func:`rlm.provider_errors.classify` reads like an SDK's status error.
+:func:`rlm_backend_kit.provider_errors.classify` reads like an SDK's status error.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Response:
 
 class APIStatusError(Exception):
     """A response with an error status, shaped like an SDK's ``APIStatusError`` (``status_code``, ``body``,
-    ``response.headers``, ``message``) so that :func:`rlm.provider_errors.classify` maps it as it maps theirs."""
+    ``response.headers``, ``message``) so that :func:`rlm_backend_kit.provider_errors.classify` maps it as it maps theirs."""
 
     def __init__(self, response: Response) -> None:
         self.response = response

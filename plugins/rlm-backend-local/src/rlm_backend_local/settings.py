@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from rlm.backend_options import RetryOptions, positive_seconds
+from rlm_backend_kit.backend_options import RetryOptions, positive_seconds
 
 #: This plugin's config table: ``[plugins.backend-local]``.
 SECTION = "backend-local"

@@ -3,13 +3,13 @@
 Model strings may carry the ``openai/`` prefix rlm routes by; it is stripped
 before sending.  ``base_url`` (``[rlm] api_base``) points the SDK at any
 OpenAI-compatible server; such a server needs no key, so a placeholder is
-sent when none is set.  The SDK's own retries are off: :mod:`rlm.retry`
+sent when none is set.  The SDK's own retries are off: :mod:`rlm_backend_kit.retry`
 retries 429/5xx/connection failures with backoff, jitter and
 ``Retry-After``.  SDK exceptions are turned into :mod:`rlm.errors` by
 :mod:`.errors`.
 
 Every attempt waits at most ``read_timeout`` for the server's next bytes
-(:func:`rlm.retry.read_timeout`: one value for the backend's life); a
+(:func:`rlm_backend_kit.retry.read_timeout`: one value for the backend's life); a
 request's own ``timeout`` (the run's remaining time) bounds the whole call,
 retries included, and no retry starts whose wait would end after it.  What the SDK accepts but is no answer is an error
 too: a stream that ends without a ``finish_reason`` (the SDK drops
@@ -24,9 +24,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rlm import openai_format as convert
+from rlm_backend_kit import openai_format as convert
 from rlm.backend import BackendCapabilities, LLMRequest, LLMResponse
-from rlm.sdk_backend import (
+from rlm_backend_kit.sdk_backend import (
     NO_KEY_MESSAGE,  # noqa: F401 - re-exported
     SDKBackend,
     SDKCall,
@@ -122,7 +122,7 @@ class OpenAIBackend(SDKBackend):
     def _create_kwargs(params: dict[str, Any]) -> dict[str, Any]:
         """``chat.completions.create`` arguments that skip the SDK's typed re-transform of the body.
 
-        ``params`` is already the wire format (rlm.openai_format built it); the
+        ``params`` is already the wire format (rlm_backend_kit.openai_format built it); the
         SDK's recursive transform of ``messages`` costs ~1 ms per message per
         call, so a long conversation paid tens of ms a turn.  The body goes in
         ``extra_body``, which the SDK merges over its (empty) transformed one.

@@ -1,12 +1,12 @@
 """``[plugins.backend-openai]``: the OpenAI backend's own settings, after the retry
-settings every backend has (:class:`rlm.backend_options.RetryOptions`; attrs only: cheap to import)."""
+settings every backend has (:class:`rlm_backend_kit.backend_options.RetryOptions`; attrs only: cheap to import)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import attrs
-from rlm.backend_options import RetryOptions
+from rlm_backend_kit.backend_options import RetryOptions
 
 MaxTokensParam = Literal["auto", "max_completion_tokens", "max_tokens"]
 

@@ -2,12 +2,12 @@
 
 ``plugin`` (the entry point) registers the ``openai`` backend as a ``"module:attr"`` string, claims
 ``openai/<model>`` strings first, registers ``[plugins.backend-openai]`` and a doctor check (is the SDK
-installed, is a key set): the hooks every backend plugin has, in :class:`rlm.backend_plugin.BackendPlugin`.
+installed, is a key set): the hooks every backend plugin has, in :class:`rlm_backend_kit.backend_plugin.BackendPlugin`.
 """
 
 from __future__ import annotations
 
-from rlm.backend_plugin import BackendPlugin
+from rlm_backend_kit.backend_plugin import BackendPlugin
 
 from rlm_backend_openai.options import OpenAIOptions
 

@@ -25,7 +25,7 @@ What the suite checks:
   NoProvidersConfigured (permanent) for each of ``unkeyed_models``; a local ``api_base`` needs no key
   (``placeholder_key`` is sent, ``local_model`` goes out as ``sent_model``); a key from ``$<key_env>`` is
   sent; the kernel resolves a claimed model to the backend and builds it from the configuration (the
-  retry options inherited from :class:`rlm.backend_options.RetryOptions` come from the environment too);
+  retry options inherited from :class:`rlm_backend_kit.backend_options.RetryOptions` come from the environment too);
 - the backend retries a stream dropped before its first event and 5xx answers without ``Retry-After``
   (backing off), obeys ``x-should-retry: false``, and one backend serves several event loops.
 """

@@ -8,13 +8,13 @@ import sys
 
 import pytest
 from rlm import hookimpl
-from rlm.backend_options import RetryOptions
-from rlm.backend_plugin import BackendPlugin
+from rlm_backend_kit.backend_options import RetryOptions
+from rlm_backend_kit.backend_plugin import BackendPlugin
 from rlm.config import RLMConfig
 from rlm.plugins import create_plugin_manager
 from rlm.registry import collect
 
-DEMO = BackendPlugin(name="demo", provider="Demo", prefix="demo/", factory="rlm.backend_options:RetryOptions",
+DEMO = BackendPlugin(name="demo", provider="Demo", prefix="demo/", factory="rlm_backend_kit.backend_options:RetryOptions",
                      description="a demo backend", options=RetryOptions, sdk="json", requirement="json>=1",
                      key_env="RLM_TEST_DEMO_KEY", key_example="dk-...")
 
@@ -80,7 +80,7 @@ def test_a_plugin_without_a_key_checks_the_sdk_only():
 
 
 def test_importing_it_imports_no_heavy_kernel_module():
-    code = ("import sys, rlm.backend_plugin; "
+    code = ("import sys, rlm_backend_kit.backend_plugin; "
             "print(sorted(m for m in ('rlm.backend', 'rlm.config', 'rlm.doctor', 'structlog') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

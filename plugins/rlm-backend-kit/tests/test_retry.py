@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 from rlm.errors import ProviderUnavailableError, RateLimitError
-from rlm.retry import Failure, RetryPolicy, call_with_retries, give_up, parse_retry_after, stream_with_retries
+from rlm_backend_kit.retry import Failure, RetryPolicy, call_with_retries, give_up, parse_retry_after, stream_with_retries
 
 
 def test_backoff_doubles_with_equal_jitter_and_is_capped():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from rlm.provider_errors import (
+from rlm_backend_kit.provider_errors import (
     classify,
     describe_body,
     empty_answer,

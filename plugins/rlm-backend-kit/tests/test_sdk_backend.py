@@ -1,4 +1,4 @@
-"""rlm.sdk_backend: the shared part of the SDK backends, driven by a fake SDK (no network, no SDK import)."""
+"""rlm_backend_kit.sdk_backend: the shared part of the SDK backends, driven by a fake SDK (no network, no SDK import)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import attrs
 import pytest
 from rlm.backend import BackendSettings, LLMRequest, LLMResponse, StreamEnd, TextDelta
 from rlm.errors import NoProvidersConfigured, PluginError, ProviderUnavailableError
-from rlm.sdk_backend import RetryingBackend, SDKBackend, SDKCall
+from rlm_backend_kit.sdk_backend import RetryingBackend, SDKBackend, SDKCall
 from rlm.types import Message
 
 

@@ -6,7 +6,7 @@ import json
 
 from rlm.backend import LLMRequest, StreamEnd, TextDelta, ToolCallDelta, ToolSchema
 from rlm.types import AudioPart, ImagePart, Message, TextPart, ToolCall
-from rlm.openai_format import (
+from rlm_backend_kit.openai_format import (
     StreamAssembler,
     from_openai_completion,
     is_strict_compatible,

@@ -2,7 +2,7 @@
 
 A backend plugin's options class subclasses :class:`RetryOptions` and adds its own fields; the kernel's
 config machinery reads inherited fields and their ``help`` like any other, and
-:class:`rlm.sdk_backend.RetryingBackend` reads these three.
+:class:`rlm_backend_kit.sdk_backend.RetryingBackend` reads these three.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def positive_seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any)
 
 @attrs.define(frozen=True, kw_only=True)
 class RetryOptions:
-    """How a backend retries and how long one attempt waits (see :mod:`rlm.retry`)."""
+    """How a backend retries and how long one attempt waits (see :mod:`rlm_backend_kit.retry`)."""
 
     retry_base_delay: float = attrs.field(
         default=0.5, metadata={"help": "seconds before the first retry (doubled each retry, with jitter)"}

@@ -1,14 +1,14 @@
 """The part of a backend over a provider's official HTTP SDK that is the same for every such SDK.
 
-:class:`RetryingBackend` is what any backend that retries with :mod:`rlm.retry` shares: the settings and
-the plugin's options, the retry policy, the one read timeout of the backend (:func:`rlm.retry.read_timeout`)
+:class:`RetryingBackend` is what any backend that retries with :mod:`rlm_backend_kit.retry` shares: the settings and
+the plugin's options, the retry policy, the one read timeout of the backend (:func:`rlm_backend_kit.retry.read_timeout`)
 and a request's deadline (its own ``timeout`` bounds the whole call, retries included).
 
 :class:`SDKBackend` adds what the backends over the ``openai`` and ``anthropic`` SDKs (and SDKs generated
 like them) share: the key (settings, then ``$<KEY_ENV>``, then a placeholder for a custom ``base_url``),
 the SDK client (made on first use with the SDK's retries off, replaced under a new event loop, closed by
-:meth:`SDKBackend.aclose`), and ``complete``/``stream`` retried by :mod:`rlm.retry`, with what the SDK
-accepts but is no answer turned into :mod:`rlm.provider_errors` failures: a non-JSON body or an HTML page
+:meth:`SDKBackend.aclose`), and ``complete``/``stream`` retried by :mod:`rlm_backend_kit.retry`, with what the SDK
+accepts but is no answer turned into :mod:`rlm_backend_kit.provider_errors` failures: a non-JSON body or an HTML page
 with status 200 (not retried), a body that cannot be read, an answer with no text and no tool call, a
 stream event that is not JSON, and a stream that ends before its end marker.
 
@@ -40,7 +40,7 @@ from rlm.errors import (
     ProviderUnavailableError,
 )
 from rlm.logging import get_logger
-from rlm.provider_errors import (
+from rlm_backend_kit.provider_errors import (
     classify,
     empty_answer_of,
     malformed_stream,
@@ -48,7 +48,7 @@ from rlm.provider_errors import (
     timed_out_failure,
     truncated_stream,
 )
-from rlm.retry import (
+from rlm_backend_kit.retry import (
     Failure,
     Fault,
     RetryPolicy,
@@ -100,10 +100,10 @@ class SDKCall:
 
 
 class RetryingBackend:
-    """Settings, options, retry policy, read timeout and deadlines of a backend retried by :mod:`rlm.retry`.
+    """Settings, options, retry policy, read timeout and deadlines of a backend retried by :mod:`rlm_backend_kit.retry`.
 
     ``options_type`` is the plugin's ``[plugins.<section>]`` class, with ``retry_base_delay``,
-    ``retry_max_delay`` and ``read_timeout`` (:class:`rlm.backend_options.RetryOptions`); options of
+    ``retry_max_delay`` and ``read_timeout`` (:class:`rlm_backend_kit.backend_options.RetryOptions`); options of
     another type are replaced by its defaults.
     """
 
@@ -217,7 +217,7 @@ class SDKBackend(RetryingBackend):
         raise NotImplementedError
 
     def classify_error(self, exc: BaseException, **where: Any) -> Failure | None:
-        """The failure of an SDK exception (:func:`rlm.provider_errors.classify` with this provider's names)."""
+        """The failure of an SDK exception (:func:`rlm_backend_kit.provider_errors.classify` with this provider's names)."""
         return classify(exc, provider=self.provider, key_env=self.key_env, **where)
 
     # --- configuration -----------------------------------------------------------------------

@@ -37,7 +37,7 @@ from rlm.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from rlm.retry import Failure, parse_retry_after
+from rlm_backend_kit.retry import Failure, parse_retry_after
 
 CONTEXT_WORDS = re.compile(
     r"context[_ ]length|context window|maximum context|too many tokens|prompt is too long|reduce the length",
@@ -110,7 +110,7 @@ def classify(
     its key; ``sdk_errors`` are the class names of the SDK's base errors
     (a response the SDK could not read); ``timeout`` is the attempt's
     timeout and ``timeout_fix`` the setting that raises it (see
-    :func:`rlm.retry.read_timeout`).  For SDKs that wrap others (litellm):
+    :func:`rlm_backend_kit.retry.read_timeout`).  For SDKs that wrap others (litellm):
     ``compatible`` names the API the server must speak in fixes (default:
     ``provider``), ``message`` is the provider's words when the caller has
     cleaned them (default: :func:`error_message`), and ``any_status`` takes

@@ -6,7 +6,7 @@ import math
 
 import attrs
 import pytest
-from rlm.backend_options import RetryOptions
+from rlm_backend_kit.backend_options import RetryOptions
 from rlm.config import load_config
 from rlm.errors import ConfigError
 

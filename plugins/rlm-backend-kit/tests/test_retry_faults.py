@@ -1,4 +1,4 @@
-"""Faults a backend finds itself (rlm.retry.Fault), the deadline of a call, and the one read timeout."""
+"""Faults a backend finds itself (rlm_backend_kit.retry.Fault), the deadline of a call, and the one read timeout."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 from rlm.backend import DEFAULT_READ_TIMEOUT, BackendSettings
 from rlm.errors import ProviderUnavailableError
-from rlm.retry import (
+from rlm_backend_kit.retry import (
     Failure,
     Fault,
     RetryPolicy,
