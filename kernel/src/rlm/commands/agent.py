@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from typing import Annotated, Literal
 
@@ -63,7 +62,7 @@ def agent(
     from rlm.agent import AgentRunner
     from rlm.cli import plugin_manager
     from rlm.interrupts import EXIT_INTERRUPTED, Interrupts
-    from rlm.commands.run import exit_code_for
+    from rlm.commands.run import report
     from rlm.config import check_cli_numbers
     from rlm.progress import ProgressPrinter
 
@@ -91,22 +90,7 @@ def agent(
     finally:
         pm.unregister(progress)
         progress.finish()
-    if json_output:
-        from rlm.trajectory import jsonable
-
-        data = jsonable(result)
-        data["success"] = result.success
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-    elif result.answer:
-        print(result.answer)
     cost = "unknown cost" if result.total_cost is None else f"${result.total_cost:.4f}"
-    print(f"[rlm] {result.answer_source} after {result.iterations} iteration(s), {result.total_tokens} tokens, "
-          f"{cost}, {result.duration_ms / 1000:.1f}s; trajectory: {runner.config.log_dir}/{result.trajectory_id}.jsonl",
-          file=sys.stderr)
-    if result.answer_source == "cancelled":
-        print("rlm: cancelled", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if result.error:
-        print(f"rlm: error: {result.error}", file=sys.stderr)
-        return exit_code_for(result.error_type)
-    return 0
+    summary = (f"[rlm] {result.answer_source} after {result.iterations} iteration(s), {result.total_tokens} tokens, "
+               f"{cost}, {result.duration_ms / 1000:.1f}s; trajectory: {runner.config.log_dir}/{result.trajectory_id}.jsonl")
+    return report(result, answer=result.answer, summary=summary, json_output=json_output)

@@ -106,15 +106,27 @@ def run(
     finally:
         pm.unregister(progress)
         progress.finish()
+    return report(result, answer=result.response, summary=progress.summary(result, rlm.config),
+                  json_output=json_output)
+
+
+def report(result: Any, *, answer: str | None, summary: str, json_output: bool) -> int:
+    """Print a run's or an agent's outcome (``--json``, else the answer on stdout; the summary and any error
+    on stderr) and return its exit code."""
     if json_output:
         from rlm.trajectory import jsonable
 
         data = jsonable(result)
         data["success"] = result.success
         print(json.dumps(data, indent=2, ensure_ascii=False))
-    elif result.response:
-        print(result.response)
-    print(progress.summary(result, rlm.config), file=sys.stderr)
+    elif answer:
+        print(answer)
+    print(summary, file=sys.stderr)
+    if getattr(result, "answer_source", None) == "cancelled":
+        from rlm.interrupts import EXIT_INTERRUPTED
+
+        print("rlm: cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if result.error:
         print(f"rlm: error: {result.error}", file=sys.stderr)
         return exit_code_for(result.error_type)
