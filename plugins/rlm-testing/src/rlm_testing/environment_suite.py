@@ -388,12 +388,21 @@ class EnvironmentConformance:
     def _check_timeout(self, tmp_path: Path, code: str) -> None:
         async def body() -> None:
             async with self.session(tmp_path) as env:
-                await self.ok(env, "import time")
+                await self.ok(env, "import time\nmarker = 'before the timeout'")
                 result = await env.execute(code, timeout=self.timeout_s)
                 assert result.error is not None
                 assert "timeout" in result.error.lower() or "timed out" in result.error.lower()
                 assert result.execution_time_ms < (self.timeout_s + 10) * 1000
                 await self.assert_alive(env)
+                # the result says which happened, and it is what happened: interrupted with the variables
+                # kept, or stopped with the session (and its variables) gone
+                kept = "variables defined before are kept" in result.error
+                assert kept or "defined before are gone" in result.error, result.error
+                try:
+                    still = await env.get_variable("marker")
+                except KeyError:
+                    still = None
+                assert still == ("before the timeout" if kept else None), (kept, still, result.error)
         run(body())
 
     def test_llm_query_time_counts_against_the_timeout(self, tmp_path: Path) -> None:
