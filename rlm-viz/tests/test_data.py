@@ -132,3 +132,42 @@ def test_data_layer_imports_no_streamlit():
             "print('streamlit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _example(tp):
+    """A value of the type ``tp`` of rlm.events (the first member of a union, a shape filled in)."""
+    import types
+    import typing
+
+    from rlm.events import get_type_hints, is_typeddict
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if is_typeddict(tp):
+        return {name: _example(t) for name, t in get_type_hints(tp).items()}
+    if origin is typing.Literal:
+        return args[0]
+    if origin in (typing.Union, types.UnionType):
+        return _example(next(a for a in args if a is not type(None)))
+    if origin is list:
+        return [_example(args[0])] if args else []
+    if tp is dict or origin is dict:
+        return {}
+    return {str: "text", int: 3, float: 1.5, bool: True}.get(tp, "x")
+
+
+def test_every_event_type_of_the_schema_has_a_view_of_its_own(tmp_path, traj):
+    """The dashboard reads every event type rlm.events declares (the contract), none as a raw dump."""
+    from rlm.events import EVENT_TYPES
+
+    events = []
+    for i, (kind, cls) in enumerate(EVENT_TYPES.items()):
+        event = _example(cls)
+        event.update(type=kind, call_id="c1", parent_call_id=None, depth=0, timestamp=1000.0 + i, v=1,
+                     trajectory_id="t")
+        events.append(event)
+    t = TrajectoryLoader(str(traj.write(tmp_path / "all.jsonl", events))).load_all()
+    steps = [s for c in t.calls.values() for s in c.steps]
+    shown = {s.type for s in steps}
+    assert shown == set(EVENT_TYPES) - {"tool_start"}  # tool_start is shown with its llm_call and results
+    assert not [s.type for s in steps if s.texts and s.texts[0][0] == "event"]  # the generic fallback
+    assert any("no answer: text" in message for _, message in t.errors)

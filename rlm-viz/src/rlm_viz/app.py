@@ -132,6 +132,11 @@ def step_view(s: Step) -> None:
         st.error(s.error or "error")
     elif s.type == "limit_hit":
         st.warning(f"limit hit: {s.text('limit')}")
+    elif s.type == "no_answer":
+        st.error(s.error or "no answer")
+    elif s.type == "repeated_code":
+        st.warning(s.text("repeated"))
+        st.code(s.text("code"), language="python")
     elif s.type in ("call_end", "run_end"):
         st.markdown(f"**answer** · {s.duration_ms:,.0f} ms")
         st.text(s.text("response"))

@@ -266,6 +266,17 @@ class TrajectoryLoader:
             step = Step(**common, error=clip(message))
         elif kind == "limit_hit":
             step = Step(**common, texts=(("limit", f"{event.get('limit')}: {event.get('message')}"),))
+        elif kind == "no_answer":
+            message = f"no answer: {event.get('reason')}"
+            acc.errors.append(message)
+            self.errors.append((acc.call_id, message))
+            step = Step(**common, error=clip(message),
+                        texts=(("limit", str(event["limit"])),) if event.get("limit") else ())
+        elif kind == "repeated_code":
+            step = Step(**common, error=clip(event.get("error")) if event.get("error") else None,
+                        texts=(("repeated", f"the same code, run {event.get('runs')} times; next turns sampled at "
+                                            f"temperature {event.get('temperature')}"),
+                               ("code", clip(event.get("code")))))
         elif kind == "context_compacted":
             step = Step(**common, texts=(("compacted", f"removed {event.get('removed_chars')} characters"),))
         else:
