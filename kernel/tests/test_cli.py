@@ -165,7 +165,7 @@ def test_init_writes_a_config_that_loads_unchanged(rlm_cli, project):
     result = rlm_cli("init")
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
-    assert result.stderr.strip() == "wrote rlm.toml"
+    assert result.stderr.splitlines() == ["wrote rlm.toml", "wrote .env.example"]
     text = (project / "rlm.toml").read_text()
     assert text.startswith("# rlm configuration.")
     assert "# max_depth = 4" in text and "# nesting of sub-LLM calls" in text

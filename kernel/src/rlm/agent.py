@@ -51,6 +51,14 @@ Rules:
 - End the run by calling FINAL(answer) with the complete answer, or FINAL_VAR(name) to answer with the \
 value of a REPL variable. Nothing after FINAL is read."""
 
+#: Tokens of provider context ``auto_context`` injects by default (it is re-sent with every model turn).
+DEFAULT_CONTEXT_BUDGET = 2000
+
+AUTO_CONTEXT_BLOCK = """\
+Context retrieved automatically for this task by the context provider {provider!r} (it may be incomplete; \
+check what matters with the tools):
+{text}"""
+
 
 @tool(name="FINAL")
 async def final_tool(answer: str, ctx) -> str:
@@ -159,13 +167,18 @@ class AgentRunner:
     :param token_budget: tokens for the whole run (default 50000).
     :param timeout: seconds for the whole run (default 300, cap 600).
     :param max_depth: sub-call nesting (default 4, cap 5).
+    :param auto_context: before the run, ask the context provider (``[rlm] context_provider``, or the only
+        one installed, e.g. rlm-snipara's) for context on the task and put it in the system prompt;
+        recorded as a ``context_injected`` event.  No provider: :class:`rlm.errors.ConfigError` here.
+        A provider failing at run time is recorded (the event's ``error``) and the run goes on without it.
+    :param context_budget: most tokens of that context (default 2000; it is re-sent with every turn).
     Other keyword arguments go to :class:`rlm.RLM` (``plugin_manager=``, ``config=``, ``backend=``...).
     """
 
     def __init__(self, model: str | None = None, environment: str | None = None, *,
                  max_iterations: int | None = None, cost_limit: float | None = None,
                  token_budget: int | None = 50_000, timeout: float | None = None, max_depth: int | None = None,
-                 **rlm_kwargs: Any) -> None:
+                 auto_context: bool = False, context_budget: int | None = None, **rlm_kwargs: Any) -> None:
         from rlm.config import NOT_FINITE_FIX
         from rlm.core import RLM
         from rlm.errors import ConfigError
@@ -182,6 +195,9 @@ class AgentRunner:
         self.rlm = RLM(model=model, environment=environment, max_depth=depth, token_budget=token_budget,
                        cost_limit=self.cost_limit, timeout=self.timeout, max_turns=self.max_iterations,
                        **rlm_kwargs)
+        self.context_budget = _context_budget(context_budget)
+        #: (name, provider) of the context provider when ``auto_context``, else None
+        self.context_provider: tuple[str, Any] | None = self._context_provider() if auto_context else None
         self.run_id = ""
         self._run: Any = None
         self._task: asyncio.Task[Any] | None = None
@@ -195,6 +211,48 @@ class AgentRunner:
     @property
     def config(self) -> Any:
         return self.rlm.config
+
+    @property
+    def auto_context(self) -> bool:
+        return self.context_provider is not None
+
+    def _context_provider(self) -> tuple[str, Any]:
+        from rlm import context_providers
+        from rlm.errors import ConfigError
+
+        found = context_providers.registrations(self.rlm.pm)
+        reg = context_providers.choose(self.rlm.config, found)
+        if reg is None:
+            message, fix = context_providers.missing_message(found, alternative="drop auto_context=True")
+            raise ConfigError(f"auto_context: {message}", fix=fix)
+        return reg.name, context_providers.build(reg, self.rlm.config)
+
+    async def _with_context(self, run: Any, task: str, system: str | None) -> str | None:
+        """``system`` with the provider's context for ``task`` appended; the ``context_injected`` event is
+        written right after the run's ``run_start`` (the run's top call does not exist before)."""
+        from rlm import context_providers
+
+        assert self.context_provider is not None
+        name, provider = self.context_provider
+        text, error = "", None
+        try:
+            text = await asyncio.wait_for(
+                context_providers.fetch(provider, name, task, max_tokens=self.context_budget),
+                timeout=max(0.001, run.remaining_time()))
+        except TimeoutError:
+            error = f"context provider {name!r} did not answer before the run's timeout"
+        except ToolError as exc:
+            error = str(exc)
+        if error is not None:
+            log.warning("auto_context_failed", provider=name, error=error)
+        fields = context_providers.event_fields(task, name, text)
+        if error is not None:
+            fields["error"] = error
+        _emit_after_run_start(run, "context_injected", fields)
+        if not text:
+            return system
+        block = AUTO_CONTEXT_BLOCK.format(provider=name, text=text)
+        return f"{system}\n\n{block}" if system else block
 
     # --- live state ---------------------------------------------------------------------------
 
@@ -255,11 +313,17 @@ class AgentRunner:
         run = self.rlm.prepare_run(extra_tools=(final_tool, final_var_tool),
                                    default_cost_limit=LIMITS["cost_limit"][0])
         self._run = run
+        if self.context_provider is not None:
+            run.context_provider = self.context_provider  # context_query of this run's sub-calls uses it too
         run.recorder.listeners.append(self._observe)
         agent_system = AGENT_SYSTEM.format(tool_lines=tool_lines(run.tools.values()))
-        coro = self.rlm.execute_run(run, task, system=system,
-                                    system_prompt=agent_system if run.protocol == "tools" else None)
-        self._task = asyncio.ensure_future(coro)
+
+        async def go() -> Any:
+            system_text = system if self.context_provider is None else await self._with_context(run, task, system)
+            return await self.rlm.execute_run(run, task, system=system_text,
+                                              system_prompt=agent_system if run.protocol == "tools" else None)
+
+        self._task = asyncio.ensure_future(go())
         if self._cancel_requested.is_set():
             self._task.cancel()
         try:
@@ -324,6 +388,35 @@ class AgentRunner:
 
     async def aclose(self) -> None:
         await self.rlm.aclose()
+
+
+def _context_budget(value: Any) -> int:
+    from rlm.errors import ConfigError
+
+    if value is None:
+        return DEFAULT_CONTEXT_BUDGET
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"keyword argument context_budget: must be a whole number of tokens, 1 or more, "
+                          f"got {value!r}", fix=f"leave it out for {DEFAULT_CONTEXT_BUDGET} tokens")
+    return value
+
+
+def _emit_after_run_start(run: Any, type: str, fields: Mapping[str, Any]) -> None:
+    """Write an event of the run's top call right after its ``run_start``, in order everywhere (sinks,
+    observers, ``recorder.events``).  :meth:`rlm.core.RLM.execute_run` creates the top call and writes
+    ``run_start`` itself: the recorder's ``emit`` is wrapped for that one event, then restored."""
+    recorder = run.recorder
+    original = recorder.emit
+
+    def emit(event_type: str, **kwargs: Any) -> dict[str, Any]:
+        event = original(event_type, **kwargs)
+        if event_type == "run_start":
+            recorder.emit = original
+            if run.top is not None:
+                run.emit(run.top, type, **fields)
+        return event
+
+    recorder.emit = emit
 
 
 __all__ = ["AgentResult", "AgentRunner", "AgentStatus", "IterationSummary"]

@@ -31,9 +31,12 @@ class LLMRequest:
     ``response_format`` is ``{"name": str, "schema": <JSON Schema>}`` for
     structured output (backends map it to what the provider offers), or None.
     ``tool_choice`` is None/"auto", "none", "required" or a tool name.
-    ``temperature`` and ``seed`` are None unless the kernel asks for other
+    ``temperature``, ``top_p`` and ``seed`` are None unless the user set them
+    (``[rlm]``, ``RLM(...)``, per completion) or the kernel asks for other
     sampling (it raises the temperature of a call whose model keeps repeating
-    failing code); a backend passes them on when its provider takes them.
+    failing code); a backend passes on those its capabilities list in
+    ``sampling`` (the kernel refuses, before any call, a user's setting the
+    backend does not list, and leaves out its own).
     """
 
     model: str
@@ -43,6 +46,7 @@ class LLMRequest:
     response_format: Mapping[str, Any] | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    top_p: float | None = None
     seed: int | None = None
     timeout: float | None = None
 
@@ -128,6 +132,13 @@ class BackendCapabilities:
     #: serves it with another (the embedded local model standing in when no key is set); it is
     #: what the trajectory's ``run_start`` names as ``model``.
     served_model: str | None = None
+    #: The sampling options of :class:`LLMRequest` the backend sends to its provider
+    #: (``temperature``, ``top_p``, ``seed``).
+    sampling: frozenset[str] = frozenset({"temperature", "top_p", "seed"})
+
+
+#: The sampling options a request may carry (:attr:`BackendCapabilities.sampling` lists those a backend sends).
+SAMPLING_OPTIONS = ("temperature", "top_p", "seed")
 
 
 @runtime_checkable

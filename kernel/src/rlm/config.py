@@ -1,7 +1,8 @@
-"""Configuration: rlm.toml, ``RLM_*`` environment variables and keyword arguments.
+"""Configuration: rlm.toml, ``RLM_*`` environment variables, ./.env and keyword arguments.
 
-Precedence, highest first: keyword argument > environment variable >
-rlm.toml > default.  ``[rlm]`` holds the kernel's keys (those of the product
+Precedence, highest first: keyword argument > environment variable > ./.env >
+rlm.toml > default (:func:`load_dotenv` puts the current directory's .env into
+``os.environ`` without replacing a variable already set).  ``[rlm]`` holds the kernel's keys (those of the product
 text and a few more); ``[plugins.<section>]`` holds each plugin's own table,
 validated against the attrs class the plugin declared through
 ``rlm_register_config_sections``; ``[pricing."<model>"]`` overrides prices.
@@ -56,6 +57,21 @@ class RLMConfig:
     backend: str | None = field(default=None, metadata=_help(
         "LLM backend plugin; unset: chosen from the model string and the keys present"))
     model: str = field(default="gpt-4o-mini", metadata=_help("model name, as the backend names it"))
+    sub_model: str | None = field(default=None, metadata=_help(
+        "model of the sub-calls (rlm_sub_complete, llm_query...), e.g. a cheaper one; unset: the model"))
+    sub_backend: str | None = field(default=None, metadata=_help(
+        "backend plugin of the sub-calls; unset: chosen from sub_model like the model's"))
+    temperature: float | None = field(default=None, metadata=_help(
+        "sampling temperature sent with every model call (unset: the provider's default)"))
+    top_p: float | None = field(default=None, metadata=_help(
+        "nucleus sampling: the probability mass to sample from, 0 to 1 (unset: the provider's default)"))
+    seed: int | None = field(default=None, metadata=_help(
+        "sampling seed, for providers that can repeat an answer (unset: none)"))
+    max_output_tokens: int | None = field(default=None, metadata=_help(
+        "output tokens one model call may write (unset: 4096, less when a budget leaves less)"))
+    direct_below_tokens: int = field(default=0, metadata=_help(
+        "answer an input shorter than this many tokens with one plain model call, no REPL or tools "
+        "(0: never; see README)"))
     environment: str = field(default="local", metadata=_help('REPL environment: "local", "docker" or "wasm"'))
     protocol: Protocol = field(default="auto", metadata=_help(
         '"tools" (native tool calls), "repl" (code blocks + FINAL, any model) or "auto" (ask the backend)'))
@@ -90,6 +106,9 @@ class RLMConfig:
     log_dir: str = field(default="logs", metadata=_help("where JSONL trajectories are written"))
     trajectory_sinks: tuple[str, ...] = field(default=("jsonl",), metadata=_help("trajectory sinks to write to"))
     budget_policies: tuple[str, ...] = field(default=("default",), metadata=_help("budget policies to enforce"))
+    cache: str | None = field(default=None, metadata=_help(
+        'response cache plugin, e.g. "sqlite" (rlm-cache-sqlite): identical LLM requests are answered from it '
+        "(unset: no caching)"))
     api_base: str | None = field(default=None, metadata=_help("base URL of an OpenAI/Anthropic-compatible server"))
     max_retries: int = field(default=3, metadata=_help(
         "times a failed provider request (rate limit, overload, connection) is tried again"))
@@ -102,6 +121,9 @@ class RLMConfig:
     snipara_project_slug: str | None = field(default=None, metadata=_help(
         "Snipara project; also SNIPARA_PROJECT_SLUG", env="SNIPARA_PROJECT_SLUG"))
     memory_enabled: bool = field(default=False, metadata=_help("agent memory tools (rlm_remember/rlm_recall)"))
+    context_provider: str | None = field(default=None, metadata=_help(
+        'context provider plugin for rlm_sub_complete(context_query=...) and AgentRunner(auto_context=True), '
+        'e.g. "snipara" (rlm-snipara); unset: the only one installed, none when several are'))
     pricing: Mapping[str, ModelPricing] = field(factory=dict, metadata=_help("", table="pricing"))
     plugins: Mapping[str, Any] = field(factory=dict, metadata=_help("", table="plugins"))
     source: str | None = field(default=None, metadata=_help("", internal=True))
@@ -338,23 +360,156 @@ def _norm(section: str) -> str:
     return section.replace("-", "_").lower()
 
 
+# --- ./.env ---------------------------------------------------------------------------------
+
+DOTENV_FILENAME = ".env"
+#: ``RLM_DOTENV=0`` (false, no, off) in the real environment: never read ./.env.
+DOTENV_SWITCH = "RLM_DOTENV"
+_DOTENV_FIX = f"write NAME=value lines (quote a value with spaces or #), or set {DOTENV_SWITCH}=0 to skip .env"
+
+
+class DotenvError(ConfigError):
+    """./.env cannot be read or parsed; ``path`` is that file."""
+
+    def __init__(self, path: Path, message: str, *, fix: str | None = None) -> None:
+        super().__init__(f"{path}: {message}", fix=fix)
+        self.path = path
+
+
+@define(frozen=True, kw_only=True)
+class DotenvLoad:
+    """What :func:`load_dotenv` did: the file, the variables it ``applied`` to ``os.environ`` and those it
+    left as they were because the environment already had them (names only, never values)."""
+
+    path: Path
+    applied: tuple[str, ...]
+    kept: tuple[str, ...]
+
+
+#: name -> (value, file) of every variable a .env put into os.environ in this process.
+_dotenv_set: dict[str, tuple[str, Path]] = {}
+_last_dotenv: DotenvLoad | None = None
+
+
+def dotenv_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """False when ``RLM_DOTENV`` is 0/false/no/off; a ConfigError for another value."""
+    raw = (os.environ if env is None else env).get(DOTENV_SWITCH)
+    if raw is None:
+        return True
+    try:
+        return _structure_bool(raw, bool)
+    except ValueError:
+        raise ConfigError(f"environment variable {DOTENV_SWITCH}: expected 1 or 0, got {raw!r}",
+                          fix="set it to 0 to skip ./.env, or unset it") from None
+
+
+def last_dotenv() -> DotenvLoad | None:
+    """What the latest :func:`load_dotenv` of this process loaded (None: no .env was read)."""
+    return _last_dotenv
+
+
+def load_dotenv(directory: str | os.PathLike[str] | None = None) -> DotenvLoad | None:
+    """Put the variables of ``<directory>/.env`` (default: the current directory's; never searched
+    upwards) into ``os.environ``, leaving every variable the environment already has as it is
+    (python-dotenv's ``override=False``): the real environment always wins.
+
+    None when there is no such file (a directory named .env, such as a virtualenv, is not one) or
+    ``RLM_DOTENV`` is off.  A file that cannot be read, is not UTF-8 or has a line that is not
+    ``NAME=value`` is a :class:`DotenvError` naming the file and the line (never its values).
+    python-dotenv is imported only when the file exists.
+    """
+    global _last_dotenv
+    if not dotenv_enabled():
+        _last_dotenv = None
+        return None
+    path = Path(directory if directory is not None else os.getcwd()) / DOTENV_FILENAME
+    try:
+        exists = path.is_file()
+    except OSError:  # a folder we may not look into
+        exists = False
+    if not exists:
+        _last_dotenv = None
+        return None
+    values, lines = _read_dotenv(path)
+    for name, value in values.items():  # checked before any is applied: all of the file or none
+        if "\0" in name or (value is not None and "\0" in value):  # the value itself is never shown
+            raise DotenvError(path, f"line {lines.get(name, '?')}: a NUL character cannot go into the environment",
+                              fix=_DOTENV_FIX)
+    was_set: list[str] = []
+    kept: list[str] = []
+    for name, value in values.items():
+        if value is None:  # a bare NAME line sets nothing
+            continue
+        current = os.environ.get(name)
+        ours = _dotenv_set.get(name)
+        if current is not None and not (ours is not None and ours[0] == current):
+            kept.append(name)  # the real environment wins
+            continue
+        os.environ[name] = value
+        _dotenv_set[name] = (value, path)
+        was_set.append(name)
+    _last_dotenv = DotenvLoad(path=path, applied=tuple(was_set), kept=tuple(kept))
+    return _last_dotenv
+
+
+def _read_dotenv(path: Path) -> tuple[dict[str, str | None], dict[str, int]]:
+    """The variables of a .env (python-dotenv's parser, ``${VAR}`` expanded) and each one's line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DotenvError(path, f"cannot read: {exc.strerror}",
+                          fix=f"make it readable, or set {DOTENV_SWITCH}=0 to skip it") from None
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DotenvError(path, f"is not valid UTF-8 (line {line})", fix="save the file as UTF-8") from None
+    import io
+
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    lines: dict[str, int] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        source = binding.original.string  # it may start with the blank lines before the statement
+        line = binding.original.line + source[: len(source) - len(source.lstrip())].count("\n")
+        if binding.error:
+            raise DotenvError(path, f"line {line}: cannot parse this line", fix=_DOTENV_FIX)
+        if binding.key is not None:
+            lines[binding.key] = line
+    return dict(dotenv_values(stream=io.StringIO(text))), lines
+
+
+def _dotenv_origin(name: str, env: Mapping[str, str]) -> Path | None:
+    """The .env that set variable ``name`` to its current value (None: the real environment did)."""
+    ours = _dotenv_set.get(name)
+    return ours[1] if ours is not None and env.get(name) == ours[0] else None
+
+
 def load_config(
     *,
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     sections: Mapping[str, type] | None = None,
     use_file: bool = True,
+    dotenv: bool = True,
     **overrides: Any,
 ) -> RLMConfig:
     """Build the effective configuration.
 
     :param path: an rlm.toml to read (default: :func:`find_config_file`).
-    :param env: the environment (default ``os.environ``).
+    :param env: the environment (default ``os.environ``, after :func:`load_dotenv` has put the
+        current directory's .env into it; a mapping given here is used as it is, without .env).
     :param sections: ``[plugins.<name>]`` classes declared by plugins.
     :param use_file: False to ignore rlm.toml entirely.
+    :param dotenv: False to ignore ./.env (so does ``RLM_DOTENV=0`` in the environment).
     :param overrides: keyword arguments; None values are ignored.
     """
-    env = os.environ if env is None else env
+    if env is None:
+        if dotenv:
+            load_dotenv()  # before rlm.toml is looked for: RLM_CONFIG may come from .env
+        env = os.environ
     sections = dict(sections or {})
     file_path = Path(path) if path is not None else (find_config_file() if use_file else None)
     doc = read_toml(file_path) if file_path is not None else {}
@@ -372,6 +527,10 @@ def load_config(
     sources: dict[str, str] = {}
 
     env_values, env_sources = _from_environment(env)
+    for key, label in env_sources.items():  # an error names the .env a bad value came from
+        origin = _dotenv_origin(label.rpartition(" ")[2], env)
+        if origin is not None:
+            env_sources[key] = f"{label} (from {origin})"
     merged.update(env_values)
     sources.update(env_sources)
 
@@ -479,6 +638,14 @@ def validate(config: RLMConfig, sources: Mapping[str, str] | None = None, *, whe
             fail(key, "must be more than 0 USD (leave it unset for no limit)")
     if not config.docker_cpus > 0:
         fail("docker_cpus", "must be more than 0 CPUs")
+    if config.temperature is not None and not 0 <= config.temperature <= 2:
+        fail("temperature", "must be between 0 and 2 (leave it unset for the provider's default)")
+    if config.top_p is not None and not 0 < config.top_p <= 1:
+        fail("top_p", "must be more than 0 and at most 1 (leave it unset for the provider's default)")
+    if config.max_output_tokens is not None and config.max_output_tokens < 1:
+        fail("max_output_tokens", "must be at least 1 (leave it unset for the default)")
+    if config.direct_below_tokens < 0:
+        fail("direct_below_tokens", "must be 0 (never) or more")
     if config.context_window is not None and config.context_window < 1:
         fail("context_window", "must be at least 1 token (leave it unset to look it up)")
     for key in _TEXT_KEYS:
@@ -499,7 +666,7 @@ def validate(config: RLMConfig, sources: Mapping[str, str] | None = None, *, whe
 
 #: ``[rlm]`` keys whose value is sent to providers or shown as text: no undecodable bytes.
 #: (Paths such as log_dir may be non-UTF-8 names on disk and are left alone.)
-_TEXT_KEYS = ("backend", "model", "environment", "api_base", "docker_image", "docker_memory",
+_TEXT_KEYS = ("backend", "model", "sub_model", "sub_backend", "environment", "api_base", "docker_image", "docker_memory",
               "snipara_project_slug")
 
 

@@ -18,15 +18,17 @@ from typing import Any
 import attrs
 
 from rlm import prompts
-from rlm.backend import Backend, BackendCapabilities, BackendSettings
+from rlm.backend import SAMPLING_OPTIONS, Backend, BackendCapabilities, BackendSettings
 from rlm.budget import HARD_CAPS, LIMIT_MESSAGES, BudgetNode
 from rlm.config import ModelPricing, RLMConfig, first_surrogate, load_config, structure_section, validate
 from rlm.errors import BudgetExceeded, ConfigError, InputError, PluginError, RLMError
 from rlm.hints import missing_plugin_fix
 from rlm.logging import get_logger
-from rlm.orchestrator import CallOutcome, FatalRunError, Run
+from rlm.orchestrator import CallOutcome, FatalRunError, LimitReached, Route, Run
 from rlm.plugins import RLMPluginManager, create_plugin_manager
 from rlm.pricing import price_for
+from rlm.session import Session, SyncSession
+from rlm.tokens import tokens_for_chars
 from rlm.registry import Registration, add_tools, collect
 from rlm.schema import InvalidSchemaError, SchemaError, check as check_schema, validate as validate_schema
 from rlm.trajectory import Recorder, new_trajectory_id
@@ -135,7 +137,9 @@ class RLM:
             if not isinstance(spec, ToolSpec):
                 raise ConfigError(f"tools=[...] holds {spec!r}, which is not a tool",
                                   fix="decorate the function with @rlm.tool")
-        self._backend: Backend | None = None
+        self._backend_objects: dict[str, Backend] = {}  # backend plugin name -> its backend, made on first use
+        self._cache: Any = None  # the response cache ([rlm] cache), opened by the first run
+        self._cache_opened = False
         self._session_budget = BudgetNode(name="session", cost_limit=self.config.session_cost_cap,
                                           cost_limit_name="session_cost_cap")
         self._environments = collect(self.pm, "environment")
@@ -162,17 +166,20 @@ class RLM:
 
     # --- plugin resolution -------------------------------------------------------------------
 
-    def backend_name(self) -> str:
-        """The backend that serves the configured model."""
-        if self.config.backend:
-            name = self.config.backend
+    def backend_name(self, model: str | None = None, backend: str | None = None) -> str:
+        """The backend that serves ``model`` (default: the configured model; ``backend``: the one named)."""
+        model = model or self.config.model
+        if model == self.config.model and backend is None:
+            backend = self.config.backend
+        if backend:
+            name = backend
         else:
-            name = self.pm.hook.rlm_resolve_backend(model=self.config.model, config=self.config)
+            name = self.pm.hook.rlm_resolve_backend(model=model, config=self.config)
             if name is None and len(self._backends) == 1:
                 name = next(iter(self._backends))
         if name is None:
             raise PluginError(
-                f"no installed backend serves model {self.config.model!r}",
+                f"no installed backend serves model {model!r}",
                 fix="pip install rlm-backend-litellm (or rlm-runtime), or set backend=",
             )
         if name not in self._backends:
@@ -181,9 +188,11 @@ class RLM:
                               fix=missing_plugin_fix("backend", name, self._backends))
         return name
 
-    def _get_backend(self) -> Backend:
-        if self._backend is None:
-            reg = self._backends[self.backend_name()]
+    def _get_backend(self, name: str | None = None) -> Backend:
+        """The backend plugin ``name`` (default: the model's), made once and kept until :meth:`aclose`."""
+        name = name or self.backend_name()
+        if name not in self._backend_objects:
+            reg = self._backends[name]
             factory = reg.load()
             settings = BackendSettings(
                 base_url=self.config.api_base,
@@ -191,8 +200,25 @@ class RLM:
                 max_retries=self.config.max_retries,
                 options=self.config.plugin(f"backend-{reg.name}"),
             )
-            self._backend = factory(settings=settings)
-        return self._backend
+            self._backend_objects[name] = factory(settings=settings)
+        return self._backend_objects[name]
+
+    def _sub_route(self, config: RLMConfig) -> Route | None:
+        """The route of the sub-calls when ``sub_model`` (or ``sub_backend``) sends them elsewhere."""
+        if config.sub_model is None and config.sub_backend is None:
+            return None
+        model = config.sub_model or config.model
+        backend = self._get_backend(self.backend_name(model, config.sub_backend))
+        caps = _capabilities(backend, model)
+        declared = caps.pricing_per_mtok if caps is not None else None
+        pricing = price_for(model, config, declared=declared)
+        if pricing is None and self._cost_limited():
+            raise ConfigError(f"a cost limit is set but the price of the sub-model {model!r} is unknown",
+                              fix=f'add [pricing."{model}"] input_per_mtok/output_per_mtok to rlm.toml, '
+                                  "or remove cost_limit")
+        name = self.backend_name(model, config.sub_backend)
+        return Route(backend=backend, model=model, pricing=pricing, capabilities=caps,
+                     context_window=None, scope=_scope(name, config, caps))
 
     def _environment_factory(self) -> Any:
         name = self.config.environment
@@ -263,6 +289,10 @@ class RLM:
         response_format: Mapping[str, Any] | None = None,
         protocol: str | None = None,
         max_turns: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        max_output_tokens: int | None = None,
     ) -> CompletionResult:
         """Answer ``prompt``; the model may run code, call tools and delegate.
 
@@ -274,9 +304,14 @@ class RLM:
             ``result.parsed`` holds the validated value.
         :param protocol: ``"tools"`` or ``"repl"`` (default from config).
         :param max_turns: overrides ``max_turns`` for this call.
+        :param temperature: sampling options for this call's model requests (``top_p``, ``seed`` too);
+            default: the config's.  A backend that does not send one refuses it before any call.
+        :param max_output_tokens: output tokens one model call may write (default: the config's).
         """
         return await self._complete(prompt, system=system, context=context, response_format=response_format,
-                                    protocol=protocol, max_turns=max_turns)
+                                    protocol=protocol, max_turns=max_turns,
+                                    sampling={"temperature": temperature, "top_p": top_p, "seed": seed,
+                                              "max_output_tokens": max_output_tokens})
 
     async def stream(self, prompt: str | Sequence[ContentPart], *, system: str | None = None,
                      protocol: str | None = None) -> AsyncIterator[str]:
@@ -325,11 +360,35 @@ class RLM:
         finally:
             await self.aclose()
 
+    def _response_cache(self) -> Any:
+        """The response cache ``[rlm] cache`` names (None: off), opened once (:func:`rlm.cache.open_cache`)."""
+        if not self._cache_opened:
+            from rlm.cache import open_cache
+
+            self._cache = open_cache(self.pm, self.config)
+            self._cache_opened = True
+        return self._cache
+
     async def aclose(self) -> None:
-        """Close the backend's connections."""
-        if self._backend is not None:
-            backend, self._backend = self._backend, None
+        """Close the backends' connections (and the response cache)."""
+        backends, self._backend_objects = list(self._backend_objects.values()), {}
+        for backend in backends:
             await backend.aclose()
+        cache, self._cache, self._cache_opened = self._cache, None, False
+        if cache is not None:
+            try:
+                cache.close()
+            except Exception as exc:  # noqa: BLE001 - closing a memo must not fail the caller
+                log.warning("cache_close_failed", error=str(exc))
+
+    def session(self) -> Session:
+        """Completions that share one REPL and one conversation: ``async with rlm.session() as s:
+        await s.completion(...)`` (:mod:`rlm.session`); the REPL closes with the session."""
+        return Session(self)
+
+    def session_sync(self) -> SyncSession:
+        """:meth:`session` for scripts without an event loop: ``with rlm.session_sync() as s: s.completion(...)``."""
+        return SyncSession(self)
 
     async def __aenter__(self) -> RLM:
         return self
@@ -347,24 +406,33 @@ class RLM:
         protocol: str | None = None,
         max_turns: int | None = None,
         stream_queue: asyncio.Queue[Any] | None = None,
+        sampling: Mapping[str, Any] | None = None,
+        session: Session | None = None,
     ) -> CompletionResult:
         check_input_text(prompt, system=system)
         check_response_format(response_format)
-        run = self.prepare_run(protocol=protocol, stream_queue=stream_queue)
+        run = self.prepare_run(protocol=protocol, stream_queue=stream_queue, sampling=sampling)
+        run.session = session
         return await self.execute_run(run, prompt, system=system, context=context,
                                       response_format=response_format, max_turns=max_turns)
 
     def prepare_run(self, *, protocol: str | None = None, stream_queue: asyncio.Queue[Any] | None = None,
-                    extra_tools: Sequence[ToolSpec] = (), default_cost_limit: float | None = None) -> Run:
+                    extra_tools: Sequence[ToolSpec] = (), default_cost_limit: float | None = None,
+                    sampling: Mapping[str, Any] | None = None) -> Run:
         """Resolve plugins and budgets for one run (nothing is sent yet).
 
         ``default_cost_limit`` applies when no cost limit was configured and
         the model's price is known; with an unknown price it cannot be
         enforced, which is logged as a warning (an explicit limit is an error).
+        ``sampling`` (``temperature``, ``top_p``, ``seed``, ``max_output_tokens``) overrides the
+        config's for this run.
         """
         backend = self._get_backend()
         self._check_pricing(backend)
         config = self.config
+        overrides = {k: v for k, v in (sampling or {}).items() if v is not None}
+        if overrides:
+            config = _override(config, overrides)
         if config.cost_limit is None and default_cost_limit is not None:
             if self.pricing is not None:
                 config = attrs.evolve(config, cost_limit=default_cost_limit)
@@ -372,6 +440,10 @@ class RLM:
                 log.warning("cost_limit_not_enforced", model=config.model, default_cost_limit=default_cost_limit,
                             fix=f'add [pricing."{config.model}"] to rlm.toml to enforce it')
         caps = _capabilities(backend, config.model)
+        sub_route = self._sub_route(config)
+        check_sampling(config, self.backend_name(), caps)
+        if sub_route is not None:
+            check_sampling(config, self.backend_name(sub_route.model, config.sub_backend), sub_route.capabilities)
         protocol = self._protocol(protocol, caps)
         if caps is not None and caps.suggested_sub_calls is False and config.sub_calls \
                 and "sub_calls" not in config.explicit:
@@ -385,7 +457,7 @@ class RLM:
         if env_factory is None:
             tools.pop("execute_code", None)
         recorder = Recorder(trajectory_id=new_trajectory_id(), sinks=self._sinks(), hook=self.pm.hook)
-        return Run(
+        run = Run(
             config=config,
             backend=backend,
             model=self.config.model,
@@ -398,7 +470,12 @@ class RLM:
             protocol=protocol,
             stream_queue=stream_queue,
             capabilities=caps,
+            sub_route=sub_route,
+            main_scope=_scope(self.backend_name(), config, caps),
+            cache=self._response_cache(),
         )
+        run.plugin_manager = self.pm
+        return run
 
     async def execute_run(
         self,
@@ -426,6 +503,7 @@ class RLM:
         # which isolation layers protect the sandbox; only for a run that has one
         isolation = self.environment_isolation(run.config) if run.environment_factory is not None else None
         top = run.top = run.new_call(parent=None, budget=run.budget, sub_call_type=None)
+        path = "direct" if self._direct(run, user_text, context) else "rlm"
         caps = run.capabilities
         served = caps.served_model if caps is not None and caps.served_model else self.config.model
         if max_turns is None and "max_turns" not in self.config.explicit and caps is not None \
@@ -433,18 +511,25 @@ class RLM:
             max_turns = min(self.config.max_turns, caps.suggested_max_turns)
         run.emit(top, "run_start", prompt=user_text, system=system, model=served,
                  **({"requested_model": self.config.model} if served != self.config.model else {}),
+                 **({"sub_model": run.sub_route.model} if run.sub_route is not None else {}),
                  backend=getattr(backend, "name", None), environment=self.config.environment, protocol=protocol,
                  isolation=isolation, token_budget=self.config.token_budget, cost_limit=self.config.cost_limit,
-                 max_depth=self.config.max_depth, tools=sorted(tools))
+                 max_depth=self.config.max_depth, tools=sorted(tools), path=path)
         error: RLMError | None = None
         outcome = CallOutcome(text="")
         parsed: Any = None
+        messages: list[Message] | None = None
+        if run.session is not None:
+            run.session.check_protocol(protocol)
         try:
-            if protocol == "repl":
+            if path == "direct":
+                messages = self._direct_messages(prompt, system, context, system_prompt)
+                outcome = await _direct_answer(run, top, messages, fmt)
+            elif protocol == "repl":
                 messages = await self._repl_messages(run, top, prompt, system, context, system_prompt)
                 outcome = await run.repl_loop(top, messages, max_turns=max_turns)
             else:
-                messages = self._tool_messages(prompt, system, tools, system_prompt)
+                messages = self._tool_messages(prompt, system, tools, system_prompt, run.session)
                 outcome = await run.tools_loop(top, messages, response_format=fmt, max_turns=max_turns)
             if fmt is not None and outcome.no_answer is None:  # no answer: nothing to parse or repair
                 outcome, parsed, error = await self._structured(run, top, messages, outcome, fmt)
@@ -466,6 +551,8 @@ class RLM:
                     raise
         if error is None and parsed is None and not (outcome.text or "").strip():
             error = no_answer_error(outcome, run)
+        if run.session is not None and messages is not None:
+            await _remember(run, top, messages, outcome.text)
         result = CompletionResult(
             response=outcome.text,
             trajectory_id=trajectory_id,
@@ -482,6 +569,7 @@ class RLM:
             limit_hit=outcome.limit or (run.limits_hit[0] if run.limits_hit else None),
             answer_source=outcome.source if error is None else "error",
             parsed=parsed,
+            path=path,
             events=tuple(recorder.events),
         )
         run.emit(top, "run_end", response=result.response, error=result.error, error_type=result.error_type,
@@ -496,8 +584,32 @@ class RLM:
         result = attrs.evolve(result, events=tuple(recorder.events))
         return result
 
+    def _direct(self, run: Run, text: str, context: Any) -> bool:
+        """Whether the input (the prompt and any ``context``) is short enough for one plain model call
+        (``direct_below_tokens``; 0: never)."""
+        limit = run.config.direct_below_tokens
+        if limit <= 0 or run.session is not None:  # a session's conversation goes on where it is
+            return False
+        size = len(text) + (len(context if isinstance(context, str) else json.dumps(context, default=str))
+                            if context is not None else 0)
+        return tokens_for_chars(size) < limit
+
+    def _direct_messages(self, prompt: Any, system: str | None, context: Any,
+                         system_prompt: str | None = None) -> list[Message]:
+        """One plain call's conversation: the caller's system prompt (or the default one) and the input."""
+        base = system_prompt or self.system_prompt or prompts.DIRECT_SYSTEM
+        system_text = f"{base}\n\n{system}" if system else base
+        user: Any = prompt if isinstance(prompt, str) else list(prompt)
+        if context is not None:
+            data = context if isinstance(context, str) else json.dumps(context, ensure_ascii=False, default=str)
+            text = prompt if isinstance(prompt, str) else Message.user(list(prompt)).text
+            user = f"{text}\n\nContext:\n{data}"
+        return [Message.system(system_text), Message.user(user)]
+
     def _tool_messages(self, prompt: Any, system: str | None, tools: Mapping[str, ToolSpec],
-                       system_prompt: str | None = None) -> list[Message]:
+                       system_prompt: str | None = None, session: Session | None = None) -> list[Message]:
+        if session is not None and session.messages is not None:  # the session's conversation goes on
+            return [*session.messages, Message.user(prompt if isinstance(prompt, str) else list(prompt))]
         base = system_prompt or self.system_prompt or prompts.tools_system(tools.values())
         system_text = f"{base}\n\n{system}" if system else base
         return [Message.system(system_text), Message.user(prompt if isinstance(prompt, str) else list(prompt))]
@@ -508,6 +620,16 @@ class RLM:
         value = text if context is None else context
         env = await run.environment_for(top)
         await env.set_context("context", value)
+        session = run.session
+        if session is not None:  # a session's inputs stay: context_0, context_1... (answers: answer_0...)
+            number = session.completions
+            await env.set_context(f"context_{number}", value)
+            if session.messages is not None:
+                earlier = f"context_0..context_{number - 1} and answer_0..answer_{number - 1}"
+                return [*session.messages, Message.user(
+                    f"Next task (its input is in `context` and `context_{number}`; the earlier inputs and answers "
+                    f"are in {earlier}):\n{text[:TASK_SHOWN_CHARS]}"
+                    + ("\n[... the full text is in `context`]" if len(text) > TASK_SHOWN_CHARS else ""))]
         desc: str | None
         if context is None and len(text) <= TASK_SHOWN_CHARS:
             # the whole task is in the message: `context` is not mentioned (a small model otherwise
@@ -570,6 +692,25 @@ def check_response_format(response_format: Mapping[str, Any] | None) -> None:
         raise InputError(f"response_format: {exc}", fix="fix the JSON Schema") from None
 
 
+def _scope(backend_name: str, config: RLMConfig, caps: BackendCapabilities | None) -> str:
+    """What decides an answer besides the request, for the response cache: the backend, its server and the
+    model that really serves (a local stand-in never fills the entries of the model it stands in for)."""
+    served = caps.served_model if caps is not None and caps.served_model else ""
+    return f"{backend_name}|{config.api_base or ''}|{served}"
+
+
+def check_sampling(config: RLMConfig, backend_name: str, caps: BackendCapabilities | None) -> None:
+    """A sampling option the user set (``temperature``, ``top_p``, ``seed``) that the backend does not send
+    to its provider is refused before any call, rather than silently ignored."""
+    if caps is None:
+        return
+    for option in SAMPLING_OPTIONS:
+        if getattr(config, option) is not None and option not in caps.sampling:
+            raise ConfigError(f"the {backend_name} backend does not send {option} to its provider",
+                              fix=f"remove {option} (rlm.toml, RLM_{option.upper()}, the call), or use a backend "
+                                  f"that takes it")
+
+
 def _capabilities(backend: Any, model: str) -> BackendCapabilities | None:
     """The backend's capabilities for ``model``, or None when it cannot say (a test double)."""
     try:
@@ -592,6 +733,34 @@ def no_answer_error(outcome: CallOutcome, run: Run) -> RLMError:
                               fix=fix or "raise the limit")
     return RLMError(f"no answer: {why or NO_REPLY}",
                     fix="run again, rephrase the prompt or use a stronger model (--model)")
+
+
+async def _remember(run: Run, top: Any, messages: list[Message], answer: str) -> None:
+    """A session keeps the conversation, and in the repl protocol the answer as ``answer_<n>``."""
+    session = run.session
+    if messages and messages[-1].role != "assistant" and answer:
+        messages.append(Message.assistant(answer))
+    session.messages = list(messages)
+    if session.environment is not None and run.protocol == "repl":
+        try:
+            await session.environment.set_context(f"answer_{session.completions}", answer)
+        except Exception as exc:  # noqa: BLE001 - the answer is returned anyway; only the variable is missing
+            log.warning("session_answer_not_kept", error=str(exc))
+    session.completions += 1
+
+
+async def _direct_answer(run: Run, top: Any, messages: list[Message],
+                         fmt: Mapping[str, Any] | None) -> CallOutcome:
+    """The direct path: one model call without tools or REPL; a limit that refuses it leaves no answer."""
+    try:
+        response = await run.llm(top, messages, response_format=fmt)
+    except LimitReached as stop:
+        run.limits_hit.append(stop.refusal.limit)
+        run.emit(top, "limit_hit", limit=stop.refusal.limit, message=str(stop.refusal))
+        return CallOutcome(text="", limit=stop.refusal.limit, forced=True, source="forced",
+                           no_answer="the one direct model call did not fit")
+    messages.append(Message.assistant(response.message.text))
+    return CallOutcome(text=response.message.text)
 
 
 async def _close_quietly(run: Run) -> None:

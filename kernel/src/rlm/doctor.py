@@ -56,7 +56,27 @@ def check_config(config: RLMConfig) -> Iterator[Check]:
         yield Check(status="ok", summary=f"config file {config.source}")
     else:
         yield Check(status="warn", summary="no rlm.toml found (defaults in use)", fix="run `rlm init` to write one")
+    yield from _dotenv_checks()
     yield Check(status="ok", summary=f"model {config.model!r}, environment {config.environment!r}")
+
+
+def _dotenv_checks() -> Iterator[Check]:
+    """The line on ./.env: loaded (the names it set, and those the real environment kept), or
+    present but switched off by RLM_DOTENV; nothing when there is none.  Never a value."""
+    from rlm.config import DOTENV_FILENAME, DOTENV_SWITCH, dotenv_enabled, last_dotenv
+
+    loaded = last_dotenv()
+    if loaded is not None:
+        names = ", ".join(loaded.applied) or "nothing"
+        kept = f"; the environment already sets {', '.join(loaded.kept)}" if loaded.kept else ""
+        yield Check(status="ok", summary=f".env loaded: {loaded.path.absolute()} (sets {names}{kept})")
+        return
+    try:
+        switched_off = not dotenv_enabled() and os.path.isfile(DOTENV_FILENAME)
+    except Exception:  # noqa: BLE001 - a bad switch value is the config check's failure
+        return
+    if switched_off:
+        yield Check(status="ok", summary=f".env not read ({DOTENV_SWITCH}={os.environ[DOTENV_SWITCH]})")
 
 
 def check_plugins(config: RLMConfig) -> Iterator[Check]:
@@ -100,7 +120,10 @@ def check_providers(config: RLMConfig) -> Iterator[Check]:
     plugin's checks say); else a warning that no provider is configured."""
     present = [name for name in PROVIDER_KEYS if os.environ.get(name)]
     if present:
-        yield Check(status="ok", summary=f"provider keys set: {', '.join(present)}")
+        from rlm.config import _dotenv_origin
+
+        shown = [f"{n} (from .env)" if _dotenv_origin(n, os.environ) else n for n in present]
+        yield Check(status="ok", summary=f"provider keys set: {', '.join(shown)}")
         return
     if config.api_base:
         yield Check(status="ok", summary="no provider key set; [rlm] api_base names the endpoint runs use")
@@ -172,6 +195,11 @@ def config_problem(error: RLMError, *, env: Mapping[str, str] | None = None) -> 
     would refuse to overwrite it.
     """
     message, fix = error.message, error.fix
+    from rlm.config import DotenvError
+
+    if isinstance(error, DotenvError):  # ./.env, not rlm.toml
+        shown = str(error.path.absolute())
+        return Check(status="fail", summary=message, fix=f"fix or delete {shown}" + (f"; {fix}" if fix else ""))
     variable = re.search(r"\benvironment variable ([A-Z][A-Z0-9_]*)", message)
     if variable is not None:
         return Check(status="fail", summary=message,

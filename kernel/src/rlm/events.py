@@ -111,6 +111,7 @@ class RunStart(CommonFields):
     system: str | None
     model: str
     requested_model: NotRequired[str]  # when the backend serves another model than the one named
+    sub_model: NotRequired[str]  # the model of the sub-calls, when ``sub_model`` sends them to another
     backend: str | None
     environment: str | None
     protocol: str
@@ -119,6 +120,8 @@ class RunStart(CommonFields):
     cost_limit: float | None
     max_depth: int
     tools: list[str]
+    #: ``rlm`` (the recursive loop) or ``direct`` (one plain call: the input was under ``direct_below_tokens``)
+    path: NotRequired[str]
 
 
 class RunEnd(CommonFields):
@@ -154,6 +157,8 @@ class LlmCall(CommonFields):
     forced: bool
     temperature: NotRequired[float]  # only when the call sampled above the default (repeated code)
     seed: NotRequired[int | None]
+    #: True when the response cache answered (no provider call; usage and cost are 0)
+    cached: NotRequired[bool]
 
 
 class Error(CommonFields):
@@ -255,11 +260,29 @@ class ReplExecution(CommonFields):
     notice: str | None
 
 
+class ContextInjected(CommonFields):
+    """A context provider's text was injected: into a sub-call's context (``rlm_sub_complete`` with
+    ``context_query``; the event is the calling call's, before the sub-call's ``call_start``) or into
+    the run's system prompt (``AgentRunner(auto_context=True)``; right after ``run_start``)."""
+
+    type: Literal["context_injected"]  # type: ignore[misc]
+    #: what the provider was asked
+    query: str
+    #: the provider's registered name
+    provider: str
+    #: size of the injected text (0: the provider found nothing relevant)
+    chars: int
+    #: its tokens by rlm.tokens' estimate
+    tokens: int
+    #: why nothing was injected when the provider failed (auto_context goes on without it)
+    error: NotRequired[str]
+
+
 #: event type -> its TypedDict
 EVENT_TYPES: dict[str, type] = {
     get_args(get_type_hints(cls)["type"])[0]: cls
     for cls in (RunStart, RunEnd, LlmCall, Error, ContextCompacted, LimitHit, NoAnswer, ToolStart, ToolResults,
-                CallStart, CallEnd, RepeatedCode, ReplExecution)
+                CallStart, CallEnd, RepeatedCode, ReplExecution, ContextInjected)
 }
 
 #: the fields of every event
@@ -381,6 +404,9 @@ def describe(event: Mapping[str, Any], *, width: int = 80, number: int | None = 
             return f"running {names}"
         if kind == "limit_hit":
             return f"limit: {event.get('message')}"
+        if kind == "context_injected":
+            return (f"context from {event.get('provider')}: {event.get('tokens')} tokens for "
+                    f"{str(event.get('query'))[:width]!r}")
         if kind == "no_answer":
             return f"no answer: {event.get('reason')}"
     except (TypeError, ValueError, AttributeError):
@@ -390,6 +416,7 @@ def describe(event: Mapping[str, Any], *, width: int = 80, number: int | None = 
 
 __all__ = [
     "COMMON_FIELDS", "EVENT_TYPES", "SCHEMA_VERSION", "CallEnd", "CallStart", "CommonFields", "ContextCompacted",
+    "ContextInjected",
     "Error", "FinalJSON", "LimitHit", "LlmCall", "MessageJSON", "NoAnswer", "RepeatedCode", "ReplExecution",
     "RunEnd", "RunStart", "TokenUsage", "ToolCallJSON", "ToolResultJSON", "ToolResults", "ToolStart",
     "describe", "fields_of", "json_schema", "llm_action", "repl_execution_fields",

@@ -6,7 +6,7 @@ through the entry-point group ``rlm``; the kernel's own pieces are plugins too
 (``rlm.plugins.DEFAULT_PLUGINS``).
 
 Collections (backends, environments, tools, budget policies, trajectory
-sinks, CLI commands, config sections) arrive through a ``register`` callback
+sinks, response caches, CLI commands, config sections, context providers) arrive through a ``register`` callback
 the kernel passes in: the kernel records which plugin registered what and
 refuses a name registered twice, naming both plugins.
 
@@ -145,6 +145,29 @@ def rlm_register_trajectory_sinks(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def rlm_register_caches(register: Callable[..., None]) -> None:
+    """Register response caches: stores that answer an LLM request seen before.
+
+    Called when the kernel opens the cache ``[rlm] cache`` names
+    (:func:`rlm.cache.open_cache`: when a run starts, and by ``rlm cache``)
+    and by ``rlm plugins``.  Caching is off unless ``[rlm] cache`` is set.
+
+    :param register: call ``register(name, factory, *, description="")``
+        (``description`` keyword-only) once per cache.  ``name`` is what users
+        give as ``[rlm] cache``.  ``factory`` is a callable or a ``"module:attr"``
+        string naming one; the kernel calls ``factory(config=RLMConfig)`` and
+        expects a :class:`rlm.cache.ResponseCache` (async ``get(key)`` and
+        ``put(key, response)``, ``stats()``, ``clear()``, ``close()``), keyed by
+        :func:`rlm.cache.request_key` and storing responses as
+        :func:`rlm.cache.response_to_json` writes them.  The factory must be
+        cheap: open files and connections on first use.  A cache that fails
+        later (``get``/``put`` raise) never fails an LLM call: the kernel logs
+        a ``cache_failed`` warning and calls the model uncached.
+    :return: nothing; results are ignored.
+    """
+
+
+@hookspec
 def rlm_register_commands(register: Callable[..., None]) -> None:
     """Contribute commands to the ``rlm`` CLI.
 
@@ -185,6 +208,37 @@ def rlm_register_doctor_checks(register: Callable[..., None]) -> None:
         fix).  ``warn`` is for optional pieces that are missing (exit 0),
         ``fail`` for real problems (exit 1).  A check that raises is reported
         as a failure.
+    :return: nothing.
+    """
+
+
+@hookspec
+def rlm_register_context_providers(register: Callable[..., None]) -> None:
+    """Register context providers: where automatic context comes from.
+
+    Called when the kernel looks for a context provider: once per run, the
+    first time one of its calls uses ``rlm_sub_complete(...,
+    context_query=...)``, and when an ``AgentRunner(auto_context=True)`` is
+    built (also by ``rlm plugins``).  Must be cheap: register strings,
+    import nothing heavy.
+
+    :param register: call ``register(name, factory, *, description="")``.
+        ``name`` is what users give as ``[rlm] context_provider``; with that
+        key unset the kernel uses the only installed provider, and none when
+        several are installed (see :mod:`rlm.context_providers`).
+        ``factory`` is a callable or a ``"module:attr"`` string naming one;
+        the kernel calls ``factory(config=RLMConfig)`` once per run (once
+        per ``AgentRunner``, whose runs share it) and expects an object with ``async def context(self, query:
+        str, *, max_tokens: int) -> str``: the text to inject for
+        ``query``, at most about ``max_tokens`` tokens by
+        :func:`rlm.tokens.estimate_tokens` (the kernel cuts what is longer),
+        and ``""`` when nothing is relevant.  A factory that cannot serve
+        this configuration (nothing to search, no key) raises
+        :class:`rlm.errors.ConfigError` naming the fix; ``context`` raises
+        :class:`rlm.errors.ToolError` for a failure the model may see
+        (service down, bad key); any other exception is reported the same
+        way, naming the provider.  Every use is recorded as a
+        ``context_injected`` trajectory event.
     :return: nothing.
     """
 

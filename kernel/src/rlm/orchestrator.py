@@ -37,8 +37,9 @@ from typing import Any
 from attrs import define, field
 
 from rlm import prompts
-from rlm.backend import Backend, BackendCapabilities, LLMRequest, LLMResponse, StreamEnd, TextDelta, ToolSchema
+from rlm.backend import SAMPLING_OPTIONS, Backend, BackendCapabilities, LLMRequest, LLMResponse, StreamEnd, TextDelta, ToolSchema
 from rlm.budget import LIMIT_MESSAGES, BudgetNode, Refusal, SpendRequest
+from rlm.cache import cached_call
 from rlm.config import ModelPricing, RLMConfig
 from rlm.context import ToolContext
 from rlm.environment import Environment, settings_from_config
@@ -198,6 +199,35 @@ class FatalRunError(Exception):
         self.error = error
 
 
+@define(frozen=True, kw_only=True)
+class Route:
+    """Where a call's model requests go: the backend, the model it is asked for, its price (None: unknown)
+    and what the backend said of it.  A run has one for its top-level call and, with ``sub_model``, one
+    for its sub-calls."""
+
+    backend: Backend
+    model: str
+    pricing: ModelPricing | None = None
+    capabilities: BackendCapabilities | None = None
+    #: the config's context_window, which wins over what the backend or litellm's map say
+    context_window: int | None = None
+    #: what decides an answer besides the request (the backend and its server): the response cache's scope
+    scope: str = ""
+
+    @property
+    def window(self) -> int:
+        """The model's context window in tokens (config, backend, litellm's map, else the default)."""
+        window = self.context_window
+        if window is None and self.capabilities is not None:
+            window = self.capabilities.context_window
+        if window is None:
+            from rlm.pricing import litellm_cost_map
+
+            entry = litellm_cost_map().get(self.model) or litellm_cost_map().get(self.model.split("/")[-1])
+            window = entry.get("max_input_tokens") if isinstance(entry, dict) else None
+        return int(window or DEFAULT_CONTEXT_WINDOW)
+
+
 @define(kw_only=True, eq=False)
 class CallNode:
     """One LLM conversation in the call tree."""
@@ -257,10 +287,19 @@ class Run:
         protocol: str,
         stream_queue: asyncio.Queue[Any] | None = None,
         capabilities: BackendCapabilities | None = None,
+        sub_route: Route | None = None,
+        main_scope: str = "",
+        cache: Any = None,
     ) -> None:
         self.config = config
         #: what the backend said of the model when the run was prepared (None: it could not say)
         self.capabilities = capabilities
+        #: the top-level call's route, and the sub-calls' (``sub_model``; None: the same)
+        self.main_route = Route(backend=backend, model=model, pricing=pricing, capabilities=capabilities,
+                                context_window=config.context_window, scope=main_scope)
+        #: the response cache (``[rlm] cache``; None: off), :func:`rlm.cache.cached_call`
+        self.cache = cache
+        self.sub_route = sub_route
         self.backend = backend
         self.model = model
         self.tools = dict(tools)
@@ -280,13 +319,14 @@ class Run:
         )
         if config.cost_limit is not None:
             self.budget.cost_limit_name = "cost_limit"
-        self.usage = Usage(input_tokens=0, output_tokens=0, cost_usd=0.0 if pricing else None)
+        priced = pricing is not None and (sub_route is None or sub_route.pricing is not None)
+        self.usage = Usage(input_tokens=0, output_tokens=0, cost_usd=0.0 if priced else None)
         self.llm_calls = 0
         self.tool_calls: list[ToolCall] = []
         self.limits_hit: list[str] = []
         self._environments: list[Environment] = []
         self.top: CallNode | None = None
-        self._context_window: int | None = None
+        self._windows: dict[int, int] = {}
         self._size_cache: dict[int, tuple[Message, int, int]] = {}
         #: True once run_end was written (by the run's end, or by :meth:`end_cancelled`)
         self.ended = False
@@ -295,6 +335,10 @@ class Run:
         self._tokens_per_byte: dict[str, float] = {}
         #: a run-ending error met inside REPL code (an ``llm_query``): raised once the code returns
         self.fatal: FatalRunError | None = None
+        #: the :class:`rlm.session.Session` this run continues (None: a run of its own)
+        self.session: Any = None
+        #: the plugin manager of the RLM that prepared the run (context providers are looked up in it)
+        self.plugin_manager: Any = None
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -327,6 +371,16 @@ class Run:
                   total_tool_calls=len(self.tool_calls))
         self.recorder.close()
 
+    def route(self, call: CallNode) -> Route:
+        """Where ``call``'s model requests go: sub-calls to the sub-model's route when there is one."""
+        return self.sub_route if call.parent is not None and self.sub_route is not None else self.main_route
+
+    def context_window(self, route: Route) -> int:
+        """``route``'s context window (looked up once per run)."""
+        if id(route) not in self._windows:
+            self._windows[id(route)] = route.window
+        return self._windows[id(route)]
+
     def remaining_time(self, *, soft: bool = True) -> float:
         return (self.soft_deadline if soft else self.deadline) - time.monotonic()
 
@@ -358,7 +412,8 @@ class Run:
         if input_tokens > reserved:
             log.warning("budget_reservation_exceeded", model=key, reserved=reserved, reported=input_tokens)
 
-    def room(self, call: CallNode, est_input: int, *, forced: bool) -> tuple[float, float]:
+    def room(self, call: CallNode, est_input: int, *, forced: bool,
+             pricing: ModelPricing | None = None) -> tuple[float, float]:
         """(tokens, USD) ``call`` may still reserve for a turn whose input is ``est_input`` tokens.
 
         An ordinary turn leaves what a forced last turn on the same conversation would need
@@ -368,7 +423,7 @@ class Run:
         if not forced:
             held_input = est_input + FORCED_PROMPT_TOKENS
             tokens -= held_input + FORCED_OUTPUT
-            cost -= cost_of(self.pricing, held_input, FORCED_OUTPUT) or 0.0
+            cost -= cost_of(pricing, held_input, FORCED_OUTPUT) or 0.0
         return tokens, cost
 
     def check(self, request: SpendRequest) -> Refusal | None:
@@ -388,7 +443,11 @@ class Run:
         )
 
     async def environment_for(self, call: CallNode) -> Environment:
-        """The REPL session of ``call``, started on first use."""
+        """The REPL session of ``call``, started on first use (the top call of a session's run: the
+        session's, which stays open after the run)."""
+        if call.environment is None and call is self.top and self.session is not None:
+            call.environment = await self.session.environment_for(
+                self.environment_factory, settings_from_config(self.config), _HostCallbacks(self, call))
         if call.environment is None:
             settings = settings_from_config(self.config)
             env = self.environment_factory(settings=settings, callbacks=_HostCallbacks(self, call))
@@ -429,57 +488,66 @@ class Run:
         as long as the provider counts no more than the reservation.  Ordinary turns leave room
         for a ``forced`` last turn (:meth:`room`), which is itself refused (the answer is then
         what the call said so far, without another LLM call) when even that does not fit."""
-        self.compact(call, messages)
+        route = self.route(call)
+        pricing = route.pricing
+        self.compact(call, messages, route)
         timeout = self.remaining_time(soft=not forced)
         if timeout <= 0:
             raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s"))
         _chars, size = prompt_size(messages, tools, self._size_cache)
-        est_input = self.input_reservation(call, size)
-        tokens_room, cost_room = self.room(call, est_input, forced=forced)
+        est_input = self.input_reservation(call, size, route.model)
+        tokens_room, cost_room = self.room(call, est_input, forced=forced, pricing=pricing)
         room = tokens_room - est_input
-        wanted = max_tokens or (FORCED_OUTPUT if forced else DEFAULT_MAX_OUTPUT)
+        wanted = max_tokens or (FORCED_OUTPUT if forced else self.config.max_output_tokens or DEFAULT_MAX_OUTPUT)
         output_cap = wanted if math.isinf(room) else int(min(wanted, room))
         if output_cap < MIN_OUTPUT:
             raise LimitReached(Refusal.of("token_budget", f"{max(0, int(room))} tokens left for the output of "
                                                           f"a turn whose prompt may count {est_input} tokens"))
-        per_output_token = cost_of(self.pricing, 0, 1) or 0.0
+        per_output_token = cost_of(pricing, 0, 1) or 0.0
         if per_output_token > 0 and not math.isinf(cost_room):  # ask for no more output than the money left buys
-            affordable = (cost_room - (cost_of(self.pricing, est_input, 0) or 0.0)) / per_output_token
+            affordable = (cost_room - (cost_of(pricing, est_input, 0) or 0.0)) / per_output_token
             output_cap = int(min(output_cap, max(0.0, affordable)))
         reserve_tokens = est_input + output_cap
-        reserve_cost = cost_of(self.pricing, est_input, output_cap) or 0.0
+        reserve_cost = cost_of(pricing, est_input, output_cap) or 0.0
         if output_cap < MIN_OUTPUT or reserve_cost > cost_room:
             limit = call.budget.binding_cost_limit()
-            needed = cost_of(self.pricing, est_input, MIN_OUTPUT) or 0.0
+            needed = cost_of(pricing, est_input, MIN_OUTPUT) or 0.0
             raise LimitReached(Refusal.of(limit, f"${max(0.0, cost_room):.4f} left, ${needed:.4f} needed"))
         refusal = self.check(SpendRequest(kind="llm_call", node=call.budget, depth=call.depth,
                                           tokens=reserve_tokens, cost_usd=reserve_cost))
         if refusal is not None:
             raise LimitReached(refusal)
+        limited = max_tokens or self.config.max_output_tokens or not math.isinf(room) or not math.isinf(cost_room)
         request = LLMRequest(
-            model=self.model,
+            model=route.model,
             messages=tuple(messages),
             tools=tuple(tools),
             tool_choice=tool_choice,
             response_format=response_format,
             # the reservation covers this output only: tell the provider (unless nothing limits the run)
-            max_tokens=output_cap if (max_tokens or not math.isinf(room) or not math.isinf(cost_room)) else None,
-            temperature=call.temperature,
-            seed=call.seed,
+            max_tokens=output_cap if limited else None,
+            **self.sampling(call, route),
             timeout=max(1.0, timeout),
         )
         reservation = call.budget.reserve(reserve_tokens, reserve_cost)
         started = time.monotonic()
         settled = False
         try:
-            response = await asyncio.wait_for(self._send(call, request), timeout=max(0.001, timeout))
+            response, hit = await asyncio.wait_for(
+                cached_call(self.cache, request, lambda r: self._send(call, r, route.backend), scope=route.scope),
+                timeout=max(0.001, timeout))
             usage = response.usage
-            cost = cost_of(self.pricing, usage.input_tokens, usage.output_tokens)
+            cost = cost_of(pricing, usage.input_tokens, usage.output_tokens)
             if cost is None:
                 cost = usage.cost_usd
+            if hit:  # answered by the cache: no provider call, nothing spent
+                usage, cost = Usage(input_tokens=0, output_tokens=0, cost_usd=0.0), 0.0
+                if self.stream_queue is not None and call.depth == 0 and response.message.text:
+                    await self.stream_queue.put(response.message.text)
             call.budget.settle(reservation, tokens=usage.total_tokens, cost=cost or 0.0)
             settled = True
-            self.calibrate(call, size, usage.input_tokens, est_input)
+            if not hit:
+                self.calibrate(call, size, usage.input_tokens, est_input, route.model)
         except asyncio.TimeoutError:
             raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s")) from None
         except BackendError as exc:
@@ -496,7 +564,7 @@ class Run:
         self.emit(
             call,
             "llm_call",
-            model=response.model or self.model,
+            model=response.model or route.model,
             prompt=[m for m in messages[-_new_messages(messages):]],
             response=response.message.text,
             tool_calls=response.message.tool_calls,
@@ -507,17 +575,19 @@ class Run:
             forced=forced,
             **({"temperature": request.temperature, "seed": request.seed} if request.temperature is not None
                else {}),
+            **({"cached": True} if hit else {}),
         )
         return response
 
-    def compact(self, call: CallNode, messages: list[Message]) -> None:
+    def compact(self, call: CallNode, messages: list[Message], route: Route | None = None) -> None:
         """Near the context window, cut older tool outputs (the newest two stay whole).
 
         The conversation keeps every turn; only the bodies of old tool results
         and REPL feedback shrink to a head and a note.  Recorded as a
         ``context_compacted`` event.
         """
-        limit = int(self.context_window * COMPACT_AT)
+        window = self.context_window(route or self.route(call))
+        limit = int(window * COMPACT_AT)
         if estimate_tokens(messages, cache=self._size_cache) <= limit:
             return
         candidates = [i for i, m in enumerate(messages)
@@ -534,28 +604,26 @@ class Run:
             if estimate_tokens(messages, cache=self._size_cache) <= limit:
                 break
         if saved:
-            self.emit(call, "context_compacted", removed_chars=saved, window=self.context_window,
+            self.emit(call, "context_compacted", removed_chars=saved, window=window,
                       estimated_tokens=estimate_tokens(messages))
 
-    @property
-    def context_window(self) -> int:
-        if self._context_window is None:
-            window = self.config.context_window
-            if window is None and self.capabilities is not None:
-                window = self.capabilities.context_window
-            if window is None:
-                from rlm.pricing import litellm_cost_map
+    def sampling(self, call: CallNode, route: Route) -> dict[str, Any]:
+        """The sampling options of ``call``'s next request: the user's (config), raised by repetition
+        control (:meth:`note_repetition`); a kernel-chosen one the backend does not send is left out
+        (a user's was refused before the run, :func:`rlm.core.check_sampling`)."""
+        chosen = {"temperature": self.config.temperature, "top_p": self.config.top_p, "seed": self.config.seed}
+        if call.temperature is not None:
+            chosen["temperature"] = max(call.temperature, self.config.temperature or 0.0)
+        if call.seed is not None:
+            chosen["seed"] = call.seed
+        supported = route.capabilities.sampling if route.capabilities is not None else frozenset(SAMPLING_OPTIONS)
+        return {k: v for k, v in chosen.items() if v is not None and k in supported}
 
-                entry = litellm_cost_map().get(self.model) or litellm_cost_map().get(self.model.split("/")[-1])
-                window = entry.get("max_input_tokens") if isinstance(entry, dict) else None
-            self._context_window = int(window or DEFAULT_CONTEXT_WINDOW)
-        return self._context_window
-
-    async def _send(self, call: CallNode, request: LLMRequest) -> LLMResponse:
+    async def _send(self, call: CallNode, request: LLMRequest, backend: Backend) -> LLMResponse:
         if self.stream_queue is None or call.depth != 0:
-            return await self.backend.complete(request)
+            return await backend.complete(request)
         final: LLMResponse | None = None
-        async for event in self.backend.stream(request):
+        async for event in backend.stream(request):
             if isinstance(event, TextDelta) and event.text:
                 await self.stream_queue.put(event.text)
             elif isinstance(event, StreamEnd):
@@ -730,7 +798,8 @@ class Run:
 
     # --- sub-calls --------------------------------------------------------------------------
 
-    def _admit_sub_calls(self, parent: CallNode, count: int) -> None:
+    def admit_sub_calls(self, parent: CallNode, count: int) -> None:
+        """Let ``parent`` start ``count`` sub-calls now, or raise BudgetExceeded (depth, sub-calls per turn)."""
         refusal = self.check(SpendRequest(kind="sub_call", node=parent.budget, depth=parent.depth + 1,
                                           subcalls_this_turn=parent.subcalls_this_turn, count=count))
         if refusal is not None:
@@ -751,7 +820,7 @@ class Run:
                            sub_call_type: str = "rlm_sub_complete") -> str:
         """A recursive call with tools at depth + 1 under an inherited budget."""
         if not admitted:
-            self._admit_sub_calls(parent, 1)
+            self.admit_sub_calls(parent, 1)
         node_budget = budget if budget is not None else self._child_budget(parent.budget, max_tokens)
         child = self.new_call(parent=parent, budget=node_budget, sub_call_type=sub_call_type)
         user = query if not context else f"{query}\n\nContext:\n{context}"
@@ -777,7 +846,7 @@ class Run:
                         admitted: bool = False) -> str:
         """A plain sub-LLM call (no tools) made from inside the REPL."""
         if not admitted:
-            self._admit_sub_calls(parent, 1)
+            self.admit_sub_calls(parent, 1)
         node_budget = budget if budget is not None else self._child_budget(parent.budget, None)
         child = self.new_call(parent=parent, budget=node_budget, sub_call_type="llm_query")
         messages = [Message.system(prompts.LLM_QUERY_SYSTEM), Message.user(prompt)]
@@ -802,7 +871,7 @@ class Run:
                      max_parallel: int | None) -> list[Any]:
         if not items:
             return []
-        self._admit_sub_calls(parent, len(items))
+        self.admit_sub_calls(parent, len(items))
         shared = self._child_budget(parent.budget, None)  # one budget for the whole batch ...
         # ... split evenly up front, so early calls cannot starve later ones
         per_call = None if shared.token_limit is None else max(1, shared.token_limit // len(items))

@@ -75,6 +75,9 @@ SUB_CALL_SYSTEM = (
 
 LLM_QUERY_SYSTEM = "Answer the request concisely and accurately."
 
+#: The system prompt of the direct path (an input under ``direct_below_tokens``: one plain call).
+DIRECT_SYSTEM = "Answer the request accurately, using the context given with it."
+
 
 def tool_lines(tools: Iterable[ToolSpec]) -> str:
     return "\n".join(f"- {t.name}: {t.description.splitlines()[0] if t.description else ''}" for t in tools)

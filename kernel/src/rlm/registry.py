@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 Kind = Literal[
-    "backend", "environment", "budget_policy", "trajectory_sink", "command", "config_section", "tool", "doctor_check"
+    "backend", "environment", "budget_policy", "trajectory_sink", "command", "config_section", "tool", "doctor_check",
+    "cache", "context_provider",
 ]
 
 _HOOKS: Mapping[Kind, str] = {
@@ -38,6 +39,8 @@ _HOOKS: Mapping[Kind, str] = {
     "config_section": "rlm_register_config_sections",
     "tool": "rlm_register_tools",
     "doctor_check": "rlm_register_doctor_checks",
+    "cache": "rlm_register_caches",
+    "context_provider": "rlm_register_context_providers",
 }
 
 

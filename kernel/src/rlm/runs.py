@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
+import time
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +69,64 @@ def find_trajectory(files: list[str], wanted: str) -> str | None:
         raise ConfigError(f"{escape_surrogates(wanted)!r} matches {len(matches)} trajectories",
                           fix="give more of the id")
     return matches[0] if matches else None
+
+
+# --- removing runs (``rlm logs rm`` and ``rlm logs prune``) -----------------------------------
+
+#: Seconds of each unit of a duration (``7d``, ``12h``, ``1w2d``).
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration such as ``90s``, ``30m``, ``12h``, ``7d``, ``2w`` or ``1d12h``;
+    :class:`ValueError` for anything else (a bare number has no unit, so it is refused too)."""
+    compact = text.strip().lower()
+    if not _DURATION.fullmatch(compact):
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(compact))
+
+
+def removable(directory: str, path: str) -> os.stat_result | None:
+    """The ``lstat`` of ``path`` when it is a trajectory that may be deleted: a regular ``*.jsonl``
+    file directly in ``directory``, not a symbolic link (whose target may lie anywhere) nor anything
+    else; None otherwise (also when it is gone)."""
+    if not os.path.basename(path).endswith(".jsonl"):
+        return None
+    if os.path.realpath(os.path.dirname(os.path.abspath(path))) != os.path.realpath(directory):
+        return None
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def old_trajectories(directory: str, older_than: float, *, now: float | None = None) -> list[tuple[str, int]]:
+    """The trajectories of ``directory`` last modified more than ``older_than`` seconds ago, oldest
+    first, with their sizes in bytes.  Age is the file's modification time: a run still being written
+    is never old.  Only what :func:`removable` allows is listed (no symbolic links, no other files)."""
+    cutoff = (time.time() if now is None else now) - older_than
+    found: list[tuple[float, str, int]] = []
+    for path in trajectory_files(directory):
+        info = removable(directory, path)
+        if info is not None and info.st_mtime < cutoff:
+            found.append((info.st_mtime, path, info.st_size))
+    return [(path, size) for _, path, size in sorted(found)]
+
+
+def delete_trajectory(directory: str, path: str) -> int:
+    """Delete one trajectory file and return its size in bytes.
+
+    A path :func:`removable` refuses raises :class:`ValueError`; a failed delete raises
+    :class:`OSError`.  ``os.unlink`` never follows a link, so even a file swapped for a symbolic link
+    after the check removes only that link, never what it points at."""
+    info = removable(directory, path)
+    if info is None:
+        raise ValueError(f"{escape_surrogates(path)} is not a trajectory file of {escape_surrogates(directory)}")
+    os.unlink(path)
+    return info.st_size
 
 
 def number(value: Any, default: float = 0.0) -> float:

@@ -205,7 +205,7 @@ def list_files(ctx, path: str = ".", pattern: str = "*", recursive: bool = False
 
 @tool
 async def rlm_sub_complete(query: str, ctx, system: str | None = None, max_tokens: int | None = None,
-                           context: str | None = None) -> str:
+                           context: str | None = None, context_query: str | None = None) -> str:
     """Delegate a focused sub-problem to a fresh sub-LLM call with its own context and part of your budget.
 
     Args:
@@ -213,8 +213,11 @@ async def rlm_sub_complete(query: str, ctx, system: str | None = None, max_token
         system: Optional system prompt for the sub-call.
         max_tokens: Token budget to ask for (you get at most half of what you have left).
         context: Text the sub-call needs (it sees nothing else).
+        context_query: Words to look up in the project's documentation; what is found is added to the
+            sub-call's context (needs a context provider, e.g. rlm-snipara).
     """
-    return await ctx.sub_complete(query, system=system, max_tokens=max_tokens, context=context)
+    return await ctx.sub_complete(query, system=system, max_tokens=max_tokens, context=context,
+                                  context_query=context_query)
 
 
 @tool

@@ -229,6 +229,8 @@ class CompletionResult:
     reply), ``final``/``final_var`` (the FINAL protocol), ``forced`` (the
     last turn after a limit) or ``error``.
     ``parsed`` holds the validated JSON value when ``response_format`` was given.
+    ``path`` is ``rlm`` (the recursive loop: REPL or tools) or ``direct`` (one plain model call,
+    for an input under ``direct_below_tokens``).
     """
 
     response: str
@@ -246,6 +248,7 @@ class CompletionResult:
     limit_hit: str | None = None
     answer_source: str = "text"
     parsed: Any = None
+    path: str = "rlm"
     events: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
 
     @property

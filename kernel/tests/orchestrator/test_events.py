@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from rlm import cli
+from rlm import cli, hookimpl
 from rlm.errors import BackendError
 from rlm.events import (
     COMMON_FIELDS,
@@ -104,7 +104,23 @@ def trajectories(make_rlm, tmp_path):
     # a backend error: an error event and a failed run_end
     rlm, _ = make_rlm([BackendError("provider down")])
     assert not rlm.completion_sync("x").success
+    # rlm_sub_complete(context_query=...) with a context provider: context_injected
+    rlm, _ = make_rlm([[tc("rlm_sub_complete", query="look it up", context_query="docs")], "sub answer", "done"])
+    rlm.pm.register(_DocsProvider(), name="docs-provider")
+    assert rlm.completion_sync("x").success
     return all_events(tmp_path)
+
+
+class _DocsProvider:
+    """A context provider plugin answering every query with one line."""
+
+    @hookimpl
+    def rlm_register_context_providers(self, register):
+        class Provider:
+            async def context(self, query, *, max_tokens):
+                return f"docs on {query}"
+
+        register("docs", lambda config: Provider())
 
 
 def test_every_event_written_matches_the_schema(trajectories):

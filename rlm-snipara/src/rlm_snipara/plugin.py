@@ -3,7 +3,9 @@
 Tools are registered only when configured (see
 :func:`rlm_snipara.config.choose_provider`); with nothing configured this
 plugin registers nothing and ``rlm doctor`` says why and how to enable it.
-The tool and provider modules are imported only when tools are collected.
+The tool and provider modules are imported only when tools are collected;
+the context provider (``rlm_sub_complete(context_query=...)``, auto-context)
+only when a run asks for context.
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ def rlm_register_tools(register, config):
     provider = build_provider(choice, config)
     for spec in build_tools(provider, default_tokens=settings_of(config).max_tokens, memory=config.memory_enabled):
         register(spec)
+
+
+@hookimpl
+def rlm_register_context_providers(register):
+    # the factory is imported only when a run asks for context (context_query, auto_context)
+    register("snipara", "rlm_snipara.context_provider:SniparaContextProvider",
+             description="sections of the offline docs index or the hosted Snipara project")
 
 
 @hookimpl

@@ -137,6 +137,11 @@ def step_view(s: Step) -> None:
     elif s.type == "repeated_code":
         st.warning(s.text("repeated"))
         st.code(s.text("code"), language="python")
+    elif s.type == "context_injected":
+        st.markdown(f"**context** · {s.text('context')}")
+        st.caption(f"query: {s.text('query')}")
+        if s.error:
+            st.warning(f"context provider failed: {s.error}")
     elif s.type in ("call_end", "run_end"):
         st.markdown(f"**answer** · {s.duration_ms:,.0f} ms")
         st.text(s.text("response"))

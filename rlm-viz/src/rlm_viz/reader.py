@@ -279,6 +279,11 @@ class TrajectoryLoader:
                                ("code", clip(event.get("code")))))
         elif kind == "context_compacted":
             step = Step(**common, texts=(("compacted", f"removed {event.get('removed_chars')} characters"),))
+        elif kind == "context_injected":
+            injected = (f"{event.get('provider')}: {event.get('tokens')} tokens "
+                        f"({event.get('chars')} characters) injected")
+            step = Step(**common, error=clip(event.get("error")) if event.get("error") else None,
+                        texts=(("context", injected), ("query", clip(event.get("query")))))
         else:
             step = Step(**common, texts=(("event", clip({k: v for k, v in event.items()
                                                          if k not in ("trajectory_id", "timestamp")}, 1000)),))

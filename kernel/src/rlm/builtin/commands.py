@@ -14,6 +14,8 @@ def rlm_register_commands(register):
     register("run", "rlm.commands.run:run", help="Run a prompt: code, tools and sub-LLM calls; answer on stdout.")
     register("agent", "rlm.commands.agent:agent", help="Run an autonomous agent until it calls FINAL.")
     register("logs", "rlm.commands.logs:logs", help="List trajectories, or show one as a tree.")
+    register("cache stats", "rlm.commands.cache:stats", help="Show the response cache: entries, size, location.")
+    register("cache clear", "rlm.commands.cache:clear", help="Remove every entry of the response cache.")
 
 
 @hookimpl

@@ -18,6 +18,8 @@ def agent(
     timeout: float | None = None,
     env: Annotated[str | None, Parameter(name=["--env", "-e"])] = None,
     model: str | None = None,
+    sub_model: str | None = None,
+    temperature: float | None = None,
     backend: str | None = None,
     max_depth: int | None = None,
     protocol: Literal["auto", "tools", "repl"] | None = None,
@@ -46,6 +48,10 @@ def agent(
         REPL environment: local, docker or wasm.
     model: str
         Model name.
+    sub_model: str
+        Model of the sub-calls (default: the model; RLM_SUB_MODEL).
+    temperature: float
+        Sampling temperature of every model call (default: the provider's).
     backend: str
         Backend plugin.
     max_depth: int
@@ -71,7 +77,8 @@ def agent(
     pm = plugin_manager()
     runner = AgentRunner(model=model, environment=env, backend=backend, max_iterations=max_iterations,
                          cost_limit=cost_limit, token_budget=token_budget, timeout=timeout, max_depth=max_depth,
-                         plugin_manager=pm, protocol=protocol, log_dir=log_dir)
+                         plugin_manager=pm, protocol=protocol, log_dir=log_dir, sub_model=sub_model,
+                         temperature=temperature)
     progress = ProgressPrinter(stream=sys.stderr, verbose=verbose, max_iterations=runner.max_iterations)
     pm.register(progress, name="rlm-cli-progress")
 

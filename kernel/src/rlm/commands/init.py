@@ -1,4 +1,4 @@
-"""``rlm init``: write a commented rlm.toml into the current directory."""
+"""``rlm init``: write a commented rlm.toml and a .env.example into the current directory."""
 
 from __future__ import annotations
 
@@ -6,22 +6,46 @@ import sys
 from pathlib import Path
 
 HEADER = """\
-# rlm configuration.  Precedence: command-line/keyword > RLM_* environment > this file > default.
+# rlm configuration.  Precedence: command-line/keyword > RLM_* environment > ./.env > this file > default.
 # Every key is optional: uncomment what you want to change.
-# Provider keys (OPENAI_API_KEY, ANTHROPIC_API_KEY) belong in the environment, not here.
+# Provider keys (OPENAI_API_KEY, ANTHROPIC_API_KEY) belong in the environment or ./.env (see .env.example),
+# not here.
 
+"""
+
+ENV_EXAMPLE_NAME = ".env.example"
+
+ENV_EXAMPLE = """\
+# Copy this file to .env and fill in what you use; keep .env out of version control.
+# rlm reads the .env of the directory it runs in (not of the folders above it) and puts its
+# variables into the environment; a variable the environment already has is never replaced.
+# Precedence: command-line option > environment variable > .env > rlm.toml > default.
+# RLM_DOTENV=0 in the environment skips .env.
+
+# Provider keys (other litellm providers' keys go by their usual names too)
+# OPENAI_API_KEY=sk-...
+# ANTHROPIC_API_KEY=sk-ant-...
+
+# Any [rlm] key of rlm.toml as RLM_<KEY>
+# RLM_MODEL=gpt-4o-mini
+# RLM_MAX_DEPTH=4
+# RLM_COST_LIMIT=0.50
+# RLM_LOG_DIR=logs
 """
 
 
 def init(*, force: bool = False, path: Path = Path("rlm.toml")) -> int:
-    """Write a commented rlm.toml listing every setting with its default.
+    """Write a commented rlm.toml listing every setting with its default, and a .env.example
+    (provider keys and RLM_* examples, all commented) beside it.
+
+    An existing rlm.toml is an error and an existing .env.example is left as it is, unless --force.
 
     Parameters
     ----------
     force: bool
-        Overwrite an existing file.
+        Overwrite existing files.
     path: Path
-        Where to write it.
+        Where to write rlm.toml (.env.example goes in the same folder).
     """
     from rlm.config import to_toml_comment_block
     from rlm.errors import ConfigError
@@ -34,6 +58,15 @@ def init(*, force: bool = False, path: Path = Path("rlm.toml")) -> int:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write: {exc.strerror}", fix="check the folder exists and is writable") from exc
     print(f"wrote {path}", file=sys.stderr)
+    example = path.parent / ENV_EXAMPLE_NAME
+    if example.exists() and not force:
+        print(f"kept {example} as it is (pass --force to overwrite it)", file=sys.stderr)
+        return 0
+    try:
+        example.write_text(ENV_EXAMPLE, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{example}: cannot write: {exc.strerror}", fix="check the folder is writable") from exc
+    print(f"wrote {example}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,9 @@
-"""``rlm logs``: list the trajectories in the log directory, or print one as a call tree.
+"""``rlm logs``: list the trajectories in the log directory, or print one as a call tree;
+``rlm logs rm`` deletes one, ``rlm logs prune`` those older than a duration.
 
-Listing, finding and summarising runs is :mod:`rlm.runs`, shared with the dashboard (rlm-viz).
+Listing, finding, summarising and deleting runs is :mod:`rlm.runs`, shared with the dashboard
+(rlm-viz).  ``logs`` is a cyclopts App whose default command lists and shows, so ``rlm logs``,
+``rlm logs last``, ``rlm logs ID`` and ``rlm logs --schema`` read as they always did.
 
 Events are read by their type and fields (:mod:`rlm.events`); the schema version ``v`` is not
 required, so trajectories written before it existed read the same."""
@@ -11,13 +14,16 @@ import json
 import sys
 from typing import Annotated, Any
 
-from cyclopts import Parameter
+from cyclopts import App, Parameter
 
 from rlm.runs import find_trajectory, number, summarize_file, trajectory_files
 from rlm.trajectory import escape_surrogates
 
+logs = App(name="logs")
 
-def logs(
+
+@logs.default
+def show(
     trajectory: str | None = None,
     *,
     log_dir: str | None = None,
@@ -45,10 +51,9 @@ def logs(
 
         print(json.dumps(json_schema(), indent=2))
         return 0
-    from rlm.config import load_config
     from rlm.errors import ConfigError
 
-    directory = log_dir or load_config(sections=_sections()).log_dir
+    directory = _directory(log_dir)
     files = trajectory_files(directory)
     shown = escape_surrogates(directory)
     if trajectory is None:
@@ -95,6 +100,103 @@ def logs(
     return 0
 
 
+@logs.command(name="rm")
+def rm(trajectory: str, /, *, log_dir: str | None = None) -> int:
+    """Delete one trajectory file.
+
+    Exit 1 when no trajectory has that id, 2 when a prefix matches several.
+
+    Parameters
+    ----------
+    trajectory: str
+        The trajectory id (or a unique prefix, or "last"), as `rlm logs` shows it.
+    log_dir: str
+        Directory of the JSONL trajectories (default from rlm.toml, else ./logs).
+    """
+    import os
+
+    from rlm.errors import RLMError
+    from rlm.runs import delete_trajectory, removable
+
+    directory = _directory(log_dir)
+    shown = escape_surrogates(directory)
+    path = find_trajectory(trajectory_files(directory), trajectory)
+    if path is None:
+        raise RLMError(f"no trajectory {escape_surrogates(trajectory)!r} in {shown}/", fix="run `rlm logs` to list them")
+    if removable(directory, path) is None:
+        what = "a symbolic link" if os.path.islink(path) else "not a regular file"
+        raise RLMError(f"{escape_surrogates(path)} is {what}: rlm logs rm deletes only trajectory files",
+                       fix="remove it yourself if you mean to")
+    try:
+        size = delete_trajectory(directory, path)
+    except (OSError, ValueError) as exc:
+        raise RLMError(f"cannot remove {escape_surrogates(path)}: {getattr(exc, 'strerror', None) or exc}",
+                       fix="check the folder's permissions") from None
+    print(f"removed {escape_surrogates(path)} ({size} bytes)")
+    return 0
+
+
+@logs.command(name="prune")
+def prune(*, older_than: str, dry_run: bool = False, log_dir: str | None = None) -> int:
+    """Delete the trajectories not modified for longer than a duration.
+
+    Only *.jsonl files of the log directory: never other files, never a symbolic link.
+
+    Parameters
+    ----------
+    older_than: str
+        Age of the oldest runs to keep: a number and a unit, s, m, h, d or w (7d, 12h, 1w2d).
+    dry_run: bool
+        List what would be deleted, delete nothing.
+    log_dir: str
+        Directory of the JSONL trajectories (default from rlm.toml, else ./logs).
+    """
+    from rlm.errors import ConfigError
+    from rlm.runs import delete_trajectory, old_trajectories, parse_duration
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError:
+        raise ConfigError(f"--older-than {escape_surrogates(older_than)!r}: not a duration",
+                          fix="give a number and a unit, s, m, h, d or w (e.g. 7d, 12h, 1w2d)") from None
+    directory = _directory(log_dir)
+    shown = escape_surrogates(directory)
+    old = old_trajectories(directory, seconds)
+    if not old:
+        print(f"no trajectories older than {escape_surrogates(older_than.strip())} in {shown}/")
+        return 0
+    removed = total = failed = 0
+    for path, size in old:
+        name = escape_surrogates(path)
+        if dry_run:
+            print(f"would remove {name} ({size} bytes)")
+        else:
+            try:
+                size = delete_trajectory(directory, path)
+            except (OSError, ValueError) as exc:
+                failed += 1
+                print(f"rlm: warning: cannot remove {name}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+                continue
+            print(f"removed {name} ({size} bytes)")
+        removed += 1
+        total += size
+    plural = "y" if removed == 1 else "ies"
+    if dry_run:
+        print(f"would remove {removed} trajector{plural}, {total} bytes (dry run: nothing deleted)")
+    else:
+        print(f"removed {removed} trajector{plural}, {total} bytes")
+    return 1 if failed else 0
+
+
+def _directory(log_dir: str | None) -> str:
+    """The log directory: ``--log-dir``, else the configuration's ``log_dir``."""
+    if log_dir:
+        return log_dir
+    from rlm.config import load_config
+
+    return load_config(sections=_sections()).log_dir
+
+
 def _sections() -> dict[str, Any]:
     from rlm.cli import plugin_manager
     from rlm.registry import collect
@@ -122,8 +224,9 @@ def render_tree(events: list[dict[str, Any]]) -> str:
     lines: list[str] = []
     start = next((e for e in events if e["type"] == "run_start"), None)
     if start:
-        lines.append(f"run {start.get('trajectory_id')}  model={start.get('model')}  env={start.get('environment')}  "
-                     f"protocol={start.get('protocol')}")
+        sub = f"  sub_model={start['sub_model']}" if start.get("sub_model") else ""
+        lines.append(f"run {start.get('trajectory_id')}  model={start.get('model')}{sub}  "
+                     f"env={start.get('environment')}  protocol={start.get('protocol')}")
         lines.append(f"  prompt: {_short(start.get('prompt'))}")
         isolation = start.get("isolation")
         if isinstance(isolation, dict) and isolation:
@@ -149,8 +252,12 @@ def _event_lines(e: dict[str, Any], pad: str) -> list[str]:
         usage = e.get("token_usage") or {}
         cost = "?" if e.get("cost") is None else f"${e['cost']:.5f}"
         calls = ", ".join(c["name"] for c in e.get("tool_calls") or []) or _short(e.get("response"))
-        lines.append(f"{pad}llm {usage.get('input', 0)}+{usage.get('output', 0)} tok {cost} "
+        cost = "cached" if e.get("cached") else cost
+        lines.append(f"{pad}llm {e.get('model') or '?'} {usage.get('input', 0)}+{usage.get('output', 0)} tok {cost} "
                      f"{e.get('duration_ms', 0):.0f}ms -> {calls}")
+    elif kind == "context_injected":
+        lines.append(f"{pad}context from {e.get('provider')} for {_short(e.get('query'))}: "
+                     f"{e.get('tokens', 0)} tokens" + (f" (error: {_short(e['error'])})" if e.get("error") else ""))
     elif kind == "repl_execution":
         status = "error" if e.get("error") else "ok"
         lines.append(f"{pad}repl ({status}, {e.get('execution_time_ms') or 0:.1f}ms): {_short(e.get('code'))}")

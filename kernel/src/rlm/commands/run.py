@@ -14,6 +14,8 @@ def run(
     prompt: str,
     *,
     model: str | None = None,
+    sub_model: str | None = None,
+    temperature: float | None = None,
     env: Annotated[str | None, Parameter(name=["--env", "-e"])] = None,
     backend: str | None = None,
     max_depth: int | None = None,
@@ -45,6 +47,10 @@ def run(
         The task.
     model: str
         Model name (default from rlm.toml / RLM_MODEL).
+    sub_model: str
+        Model of the sub-calls (default: the model; RLM_SUB_MODEL).
+    temperature: float
+        Sampling temperature of every model call (default: the provider's).
     env: str
         REPL environment: local, docker or wasm.
     backend: str
@@ -86,7 +92,7 @@ def run(
     rlm = RLM(model=model, environment=env, backend=backend, max_depth=max_depth, plugin_manager=pm,
               sub_calls=sub_calls, max_subcalls=max_sub_calls, max_turns=max_turns, token_budget=token_budget,
               cost_limit=cost_limit, timeout=timeout, protocol=protocol, log_dir=log_dir,
-              verbose=verbose or None)
+              verbose=verbose or None, sub_model=sub_model, temperature=temperature)
     progress = ProgressPrinter(stream=sys.stderr, verbose=verbose or rlm.config.verbose)
     pm.register(progress, name="rlm-cli-progress")
     stop: list[Any] = []

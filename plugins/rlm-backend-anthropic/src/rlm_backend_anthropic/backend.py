@@ -81,6 +81,7 @@ class AnthropicBackend(SDKBackend):
             vision=True,
             audio=False,
             preferred_protocol="tools",
+            sampling=frozenset({"temperature", "top_p"}),  # the Messages API has no seed
         )
 
     def prepare(self, request: LLMRequest, *, stream: bool) -> SDKCall:

@@ -197,9 +197,11 @@ def request_params(
     params: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
     if system:
         params["system"] = system
-    if request.temperature is not None:
-        # The anthropic SDK (2.x) has no ``temperature`` argument; the API still takes the field.
-        params["extra_body"] = {"temperature": request.temperature}
+    sampling = {k: v for k, v in (("temperature", request.temperature), ("top_p", request.top_p)) if v is not None}
+    if sampling:
+        # The anthropic SDK (2.x) has no ``temperature``/``top_p`` arguments; the API still takes the fields.
+        # A seed it does not take: the backend does not list it (BackendCapabilities.sampling).
+        params["extra_body"] = sampling
     tools = to_anthropic_tools(request.tools)
     choice = to_anthropic_tool_choice(request.tool_choice) if request.tools else None
     output_tool: str | None = None

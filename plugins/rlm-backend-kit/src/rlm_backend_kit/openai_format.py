@@ -148,8 +148,10 @@ def request_params(request: LLMRequest, *, max_tokens_param: str = "max_completi
         params["response_format"] = to_openai_response_format(request.response_format)
     if request.max_tokens is not None:
         params[max_tokens_param] = request.max_tokens
-    if request.temperature is not None:
-        params["temperature"] = request.temperature
+    for option in ("temperature", "top_p", "seed"):  # the sampling options, when set
+        value = getattr(request, option)
+        if value is not None:
+            params[option] = value
     return params
 
 

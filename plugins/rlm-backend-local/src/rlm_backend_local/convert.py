@@ -126,6 +126,8 @@ def request_body(request: LLMRequest, *, model: str, max_tokens: int, temperatur
     }
     if request.seed is not None:
         body["seed"] = request.seed  # a new seed per retry of repeated code (llama.cpp samples with it)
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
     if request.response_format:
         body["response_format"] = to_response_format(request.response_format)
     if request.tools and request.tool_choice != "none":
