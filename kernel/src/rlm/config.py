@@ -71,7 +71,7 @@ class RLMConfig:
         "output tokens one model call may write (unset: 4096, less when a budget leaves less)"))
     direct_below_tokens: int = field(default=0, metadata=_help(
         "answer an input shorter than this many tokens with one plain model call, no REPL or tools "
-        "(0: never; see README)"))
+        "(0: never, as short prompts often need tools to read files; see README)"))
     environment: str = field(default="local", metadata=_help('REPL environment: "local", "docker" or "wasm"'))
     protocol: Protocol = field(default="auto", metadata=_help(
         '"tools" (native tool calls), "repl" (code blocks + FINAL, any model) or "auto" (ask the backend)'))
