@@ -240,7 +240,8 @@ def test_only_execute_python_starts_sessions(connect):
     assert out["started"].structured_content["success"] and out["started"].structured_content["session_id"] == "typo"
     assert not out["set"].is_error and not out["get"].is_error
     assert set(out["get"].structured_content["variables"]) == {"n", "k"}
-    assert out["close"].structured_content == {"session_id": "typo", "closed": True}
+    assert out["close"].structured_content == {"session_id": "typo", "closed": True, "repl_session_closed": True,
+                                               "rlm_session_closed": False}
     assert out["closed_again"].is_error
     assert out["listed_after"].structured_content["sessions"] == []
 

@@ -54,7 +54,7 @@ def test_streamable_http_on_loopback(project, make_env, port):
                 return tools, first, second
 
         tools, first, second = asyncio.run(main())
-        assert len(tools.tools) == 9
+        assert len(tools.tools) == 10
         assert first.structured_content["output"] == "over http\n"
         assert second.structured_content["value"] == "21"
         address = other_address()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 EXPECTED = {"execute_python", "get_repl_context", "set_repl_context", "clear_repl_context", "rlm_agent_run",
-            "rlm_agent_status", "rlm_agent_cancel", "list_sessions", "close_session"}
+            "rlm_agent_status", "rlm_agent_cancel", "list_sessions", "close_session", "rlm_complete"}
 
 
 PROBE = "try:\n    {name}\n    r = 'present'\nexcept NameError:\n    r = 'missing'\nr"

@@ -86,6 +86,7 @@ def serve(
     from rlm.registry import collect
 
     require_mcp()
+    from rlm_mcp.completions import RLMSessionManager
     from rlm_mcp.config import SECTION, MCPConfig
     from rlm_mcp.runs import RunManager
     from rlm_mcp.server import serve_http, serve_stdio
@@ -119,11 +120,18 @@ def serve(
     def make_runner(**limits: object) -> object:  # called in the run's own thread (rlm_mcp.runs)
         return AgentRunner(config=config, plugin_manager=pm, **limits)
 
+    from rlm import RLM
+
+    def make_rlm() -> object:  # called on an RLM session's own worker thread (rlm_mcp.completions)
+        return RLM(config=config, plugin_manager=pm)
+
+    rlm_sessions = RLMSessionManager(make_rlm, idle_timeout=options.idle_timeout,
+                                     max_sessions=options.max_rlm_sessions)
     sessions = SessionManager(factory, environment_settings(config, env_name), environment=env_name,
                               idle_timeout=options.idle_timeout, max_sessions=options.max_sessions)
     runs = RunManager(make_runner, max_runs=options.max_runs, keep_runs=options.keep_runs)
     service = RLMService(sessions=sessions, runs=runs, options=options, default_timeout=config.env_timeout,
-                         model=config.model)
+                         model=config.model, rlm_sessions=rlm_sessions)
     log.info("mcp_config", transport=options.transport, environment=env_name, model=config.model)
     if options.transport == "http":
         if options.host not in ("127.0.0.1", "localhost", "::1"):

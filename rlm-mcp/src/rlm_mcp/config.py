@@ -44,6 +44,9 @@ class MCPConfig:
         "help": "seconds a REPL session may stay unused before it is closed (its variables are lost)"})
     max_sessions: int = field(default=16, validator=validators.ge(1), metadata={
         "help": "REPL sessions open at once; more is refused until one is closed or expires"})
+    max_rlm_sessions: int = field(default=4, validator=validators.ge(1), metadata={
+        "help": "RLM sessions of rlm_complete open at once (each holds a REPL, a worker thread and backend "
+                "connections); more is refused until one is closed or expires"})
     max_execute_timeout: float = field(default=300.0, validator=validators.gt(0), metadata={
         "help": "cap of the timeout argument of execute_python, seconds"})
     max_runs: int = field(default=4, validator=validators.ge(1), metadata={

@@ -40,7 +40,9 @@ log = get_logger(__name__)
 
 INSTRUCTIONS = (
     "rlm gives you a sandboxed, persistent Python REPL (execute_python; variables persist per session_id) "
-    "and autonomous rlm agent runs (rlm_agent_run starts one in the background; poll rlm_agent_status)."
+    "rlm completions (rlm_complete answers at once; with a session_id it continues an RLM session whose REPL "
+    "and conversation persist) and autonomous rlm agent runs (rlm_agent_run starts one in the background; poll "
+    "rlm_agent_status)."
 )
 
 

@@ -21,9 +21,10 @@ import jsonschema
 from rlm.errors import RLMError
 from rlm.logging import get_logger
 
+from rlm_mcp.completions import RLMSessionManager
 from rlm_mcp.config import MCPConfig
 from rlm_mcp.runs import RunManager
-from rlm_mcp.sessions import SessionManager
+from rlm_mcp.sessions import SessionError, SessionManager, check_session_id
 from rlm_mcp.tools import TOOLS_BY_NAME
 
 log = get_logger(__name__)
@@ -50,12 +51,14 @@ def check_arguments(name: str, arguments: Mapping[str, Any]) -> None:
 
 
 class RLMService:
-    """The state behind the tools: REPL sessions, agent runs and the idle-session reaper."""
+    """The state behind the tools: REPL sessions, RLM sessions, agent runs and the idle-session reaper."""
 
     def __init__(self, *, sessions: SessionManager, runs: RunManager, options: MCPConfig,
-                 default_timeout: float, model: str) -> None:
+                 default_timeout: float, model: str, rlm_sessions: RLMSessionManager | None = None) -> None:
         self.sessions = sessions
         self.runs = runs
+        #: rlm_complete's sessions (None: rlm_complete refuses, e.g. a service built without a model)
+        self.rlm_sessions = rlm_sessions
         self.options = options
         self.default_timeout = default_timeout
         self.model = model
@@ -71,6 +74,8 @@ class RLMService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         await self.runs.cancel_all()  # every run ends with run_end in its trajectory
+        if self.rlm_sessions is not None:
+            await self.rlm_sessions.close_all()
         await self.sessions.close_all()
 
     def begin_shutdown(self) -> int:
@@ -83,6 +88,8 @@ class RLMService:
             await asyncio.sleep(period)
             try:
                 await self.sessions.reap()
+                if self.rlm_sessions is not None:
+                    await self.rlm_sessions.reap()
             except Exception:
                 log.exception("session_reap_failed")
 
@@ -152,10 +159,34 @@ class RLMService:
     async def tool_list_sessions(self) -> dict[str, Any]:
         return {"environment": self.sessions.environment, "idle_timeout_s": self.sessions.idle_timeout,
                 "sessions": [{"session_id": i.session_id, "executions": i.executions, "idle_s": i.idle_s,
-                              "age_s": i.age_s} for i in self.sessions.infos()]}
+                              "age_s": i.age_s} for i in self.sessions.infos()],
+                "rlm_sessions": self.rlm_sessions.infos() if self.rlm_sessions is not None else []}
 
     async def tool_close_session(self, session_id: str | None = None) -> dict[str, Any]:
-        return {"session_id": await self.sessions.close(session_id), "closed": True}
+        """Close the REPL session and the RLM session of this id (either or both may be open)."""
+        sid = check_session_id(session_id)
+        rlm_closed = self.rlm_sessions is not None and await self.rlm_sessions.close(sid)
+        repl_closed = True
+        try:
+            await self.sessions.close(sid)
+        except SessionError as exc:  # no REPL session of this id: an error only when no RLM session was either
+            if not rlm_closed:
+                raise SessionError(f"no REPL session and no RLM session named {sid!r} is open",
+                                   fix="list_sessions shows the open ones (execute_python and rlm_complete "
+                                       "start them; idle ones are closed)") from exc
+            repl_closed = False
+        return {"session_id": sid, "closed": True, "repl_session_closed": repl_closed,
+                "rlm_session_closed": bool(rlm_closed)}
+
+    # --- RLM completions --------------------------------------------------------------------
+
+    async def tool_rlm_complete(self, prompt: str, session_id: str | None = None, max_turns: int | None = None,
+                                token_budget: int | None = None, cost_limit: float | None = None) -> dict[str, Any]:
+        if self.rlm_sessions is None:
+            raise RLMError("rlm_complete is not available in this server",
+                           fix="start the server with rlm mcp-serve")
+        return await self.rlm_sessions.complete(prompt, session_id=session_id, max_turns=max_turns,
+                                                token_budget=token_budget, cost_limit=cost_limit)
 
     # --- agent tools ------------------------------------------------------------------------
 

@@ -98,17 +98,52 @@ TOOLS: tuple[ToolDef, ...] = (
     ToolDef(
         name="list_sessions",
         title="List REPL sessions",
-        description="List the open REPL sessions with how long each has been idle. Idle sessions expire.",
+        description=("List the open REPL sessions (sessions) and the open RLM sessions of rlm_complete "
+                     "(rlm_sessions), with how long each has been idle. Idle sessions expire."),
         input_schema=_schema({}),
         annotations={"read_only_hint": True, "idempotent_hint": True, "open_world_hint": False},
     ),
     ToolDef(
         name="close_session",
-        title="Close a REPL session",
-        description="Close an open REPL session and free its sandbox; its variables are lost.",
+        title="Close a session",
+        description=("Close the open REPL session and/or the RLM session (rlm_complete) of this id and free "
+                     "their sandboxes; their variables and conversation are lost. The two kinds have separate "
+                     "namespaces, so one id may name both: both are closed. An id that names neither is an "
+                     "error. A later rlm_complete with a closed id starts a fresh RLM session."),
         input_schema=_schema({"session_id": _SESSION}),
         annotations={"read_only_hint": False, "destructive_hint": True, "idempotent_hint": True,
                      "open_world_hint": False},
+    ),
+    ToolDef(
+        name="rlm_complete",
+        title="Ask rlm (one completion, or continue an RLM session)",
+        description=(
+            "Answer a prompt with the recursive language model configured for the server (it may run code "
+            "in its own sandbox and delegate to sub-LLM calls); waits for the answer. Without session_id "
+            "the call is a one-shot completion that shares nothing with any other call. With a session_id "
+            "it continues that RLM session (started on first use): its REPL variables and its "
+            "conversation persist between calls, and in the repl protocol earlier inputs and answers are "
+            "the REPL variables context_0, context_1... and answer_0, answer_1... RLM sessions are "
+            "separate from execute_python's REPL sessions even under the same id; close_session closes "
+            "both, idle ones expire, and the server allows a limited number at once. Returns answer, "
+            "trajectory_id, total_tokens, total_cost_usd and, in a session, its completions so far. "
+            "A failed completion is a tool error with the cause and fix. It spends money: set "
+            "cost_limit or token_budget to bound one call."),
+        input_schema=_schema({
+            "prompt": {"type": "string", "minLength": 1, "description": "The question or task."},
+            "session_id": {**_SESSION, "description": (
+                "Name of the RLM session to continue or start (1-64 letters, digits, _ - . :); leave it out "
+                "for a one-shot completion. Separate from execute_python's REPL sessions.")},
+            "max_turns": {"type": "integer", "minimum": 1, "maximum": 50,
+                          "description": "Model turns of this completion (default 10, at most 50)."},
+            "cost_limit": {"type": "number", "exclusiveMinimum": 0, "maximum": 10,
+                           "description": "US dollars this completion may spend (default: the configured "
+                                          "cost_limit, else 2.0 when the model's price is known; at most 10)."},
+            "token_budget": {"type": "integer", "minimum": 1,
+                             "description": "Tokens this completion may spend (default 50000)."},
+        }, ("prompt",)),
+        annotations={"read_only_hint": False, "destructive_hint": False, "idempotent_hint": False,
+                     "open_world_hint": True},
     ),
     ToolDef(
         name="rlm_agent_run",
