@@ -64,6 +64,14 @@ _USERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakSet[Lit
 )
 
 
+#: litellm raises UnsupportedParamsError for a ``seed`` the provider has no field for (Anthropic, Gemini...):
+#: only these providers' models list it among the sampling options the backend sends.
+SEED_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai", "mistral", "groq", "deepseek",
+                            "together_ai", "fireworks_ai"})
+SEEDED = frozenset({"temperature", "top_p", "seed"})
+UNSEEDED = frozenset({"temperature", "top_p"})
+
+
 class LiteLLMBackend(RetryingBackend):
     """:class:`rlm.backend.Backend` over ``litellm.acompletion``.
 
@@ -142,8 +150,14 @@ class LiteLLMBackend(RetryingBackend):
     def capabilities(self, model: str) -> BackendCapabilities:
         """From litellm's bundled model map (read from disk; litellm is not imported)."""
         entry = model_info(model, self.options.custom_llm_provider)
+        # the provider decides whether a seed can be sent: the map's, the configured one, the model's prefix;
+        # a bare unknown name is spoken to as OpenAI-compatible (api_base), which takes every option
+        provider = ((entry or {}).get("litellm_provider") or self.options.custom_llm_provider
+                    or (model.split("/", 1)[0] if "/" in model else "openai"))
+        sampling = SEEDED if str(provider) in SEED_PROVIDERS else UNSEEDED
         if entry is None:
-            return BackendCapabilities(native_tools=True, json_schema=True, preferred_protocol="tools")
+            return BackendCapabilities(native_tools=True, json_schema=True, preferred_protocol="tools",
+                                       sampling=sampling)
         window = entry.get("max_input_tokens") or entry.get("max_tokens")
         return BackendCapabilities(
             native_tools=bool(entry.get("supports_function_calling", True)),
@@ -152,6 +166,7 @@ class LiteLLMBackend(RetryingBackend):
             audio=bool(entry.get("supports_audio_input", False)),
             preferred_protocol="tools",
             context_window=int(window) if isinstance(window, (int, float)) and window > 0 else None,
+            sampling=sampling,
         )
 
     def _params(self, request: LLMRequest) -> dict[str, Any]:
