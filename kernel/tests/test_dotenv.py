@@ -263,3 +263,15 @@ def test_a_nul_character_is_an_error_and_nothing_is_applied(here):
         load_config()
     assert "secret" not in str(caught.value)
     assert "RLM_TEST_ONLY" not in os.environ and "OPENAI_API_KEY" not in os.environ
+
+
+def test_a_huge_env_file_is_refused_unread(tmp_path, monkeypatch):
+    """Bounded: a .env larger than DOTENV_MAX_BYTES is an error naming the file, and nothing is applied."""
+    from rlm.config import DOTENV_MAX_BYTES, DotenvError, load_dotenv
+
+    monkeypatch.delenv("RLM_DOTENV", raising=False)
+    monkeypatch.delenv("RLM_HUGE_TEST", raising=False)
+    (tmp_path / ".env").write_text("RLM_HUGE_TEST=1\n" + "# padding\n" * (DOTENV_MAX_BYTES // 10 + 1))
+    with pytest.raises(DotenvError, match="larger than"):
+        load_dotenv(tmp_path)
+    assert "RLM_HUGE_TEST" not in os.environ

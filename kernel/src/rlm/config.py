@@ -363,6 +363,8 @@ def _norm(section: str) -> str:
 # --- ./.env ---------------------------------------------------------------------------------
 
 DOTENV_FILENAME = ".env"
+#: A .env longer than this is refused unread (a file of settings is a few lines).
+DOTENV_MAX_BYTES = 1024 * 1024
 #: ``RLM_DOTENV=0`` (false, no, off) in the real environment: never read ./.env.
 DOTENV_SWITCH = "RLM_DOTENV"
 _DOTENV_FIX = f"write NAME=value lines (quote a value with spaces or #), or set {DOTENV_SWITCH}=0 to skip .env"
@@ -455,10 +457,14 @@ def load_dotenv(directory: str | os.PathLike[str] | None = None) -> DotenvLoad |
 def _read_dotenv(path: Path) -> tuple[dict[str, str | None], dict[str, int]]:
     """The variables of a .env (python-dotenv's parser, ``${VAR}`` expanded) and each one's line."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read(DOTENV_MAX_BYTES + 1)
     except OSError as exc:
         raise DotenvError(path, f"cannot read: {exc.strerror}",
                           fix=f"make it readable, or set {DOTENV_SWITCH}=0 to skip it") from None
+    if len(raw) > DOTENV_MAX_BYTES:
+        raise DotenvError(path, f"is larger than {DOTENV_MAX_BYTES // 1024} KiB: not a file of settings",
+                          fix=f"keep only NAME=value lines in it, or set {DOTENV_SWITCH}=0 to skip it")
     raw = raw.removeprefix(codecs.BOM_UTF8)
     try:
         text = raw.decode("utf-8")
