@@ -495,6 +495,8 @@ class RLM:
         started = time.monotonic()
         trajectory_id, recorder, backend, tools, protocol = (run.trajectory_id, run.recorder, run.backend,
                                                               run.tools, run.protocol)
+        if run.session is not None:  # before anything is written: a refused switch leaves no trajectory
+            run.session.check_protocol(protocol)
         user_text = prompt if isinstance(prompt, str) else Message.user(list(prompt)).text
         fmt = None
         if response_format is not None:
@@ -519,8 +521,6 @@ class RLM:
         outcome = CallOutcome(text="")
         parsed: Any = None
         messages: list[Message] | None = None
-        if run.session is not None:
-            run.session.check_protocol(protocol)
         try:
             if path == "direct":
                 messages = self._direct_messages(prompt, system, context, system_prompt)
