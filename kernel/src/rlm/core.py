@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -380,6 +381,15 @@ class RLM:
                 cache.close()
             except Exception as exc:  # noqa: BLE001 - closing a memo must not fail the caller
                 log.warning("cache_close_failed", error=str(exc))
+
+    async def batch(self, input: str | os.PathLike[str], output: str | os.PathLike[str], *,
+                    concurrency: int = 4) -> Any:
+        """Answer every prompt of the JSONL file ``input``, appending each result to ``output`` as it ends
+        (ids already answered there are skipped); returns a :class:`rlm.batch.BatchSummary`.  A cost cap
+        across the whole batch is ``session_cost_cap``."""
+        from rlm.batch import read_items, run_batch
+
+        return await run_batch(self, read_items(input), output, concurrency=concurrency)
 
     def session(self) -> Session:
         """Completions that share one REPL and one conversation: ``async with rlm.session() as s:

@@ -13,6 +13,7 @@ def rlm_register_commands(register):
     register("version", "rlm.commands.version:version", help="Show the versions of rlm and its plugins.")
     register("run", "rlm.commands.run:run", help="Run a prompt: code, tools and sub-LLM calls; answer on stdout.")
     register("agent", "rlm.commands.agent:agent", help="Run an autonomous agent until it calls FINAL.")
+    register("batch", "rlm.commands.batch:batch", help="Answer every prompt of a JSONL file; results to a JSONL file.")
     register("logs", "rlm.commands.logs:logs", help="List trajectories, or show one as a tree.")
     register("cache stats", "rlm.commands.cache:stats", help="Show the response cache: entries, size, location.")
     register("cache clear", "rlm.commands.cache:clear", help="Remove every entry of the response cache.")
