@@ -26,6 +26,7 @@ from typing import Any
 from attrs import define, field
 
 from rlm.errors import InputError, RLMError
+from rlm.types import CompletionResult
 
 #: Per-item limits an input line may set (they override the batch's configuration for that item).
 ITEM_LIMITS = ("token_budget", "cost_limit", "max_turns", "timeout")
@@ -130,7 +131,7 @@ def result_line(item: BatchItem, result: Any) -> dict[str, Any]:
             "response": result.response, "parsed": result.parsed, "error": result.error,
             "error_type": result.error_type, "limit_hit": result.limit_hit, "total_tokens": result.total_tokens,
             "total_cost_usd": result.total_cost_usd, "duration_ms": result.duration_ms,
-            "trajectory_id": result.trajectory_id}
+            "trajectory_id": result.trajectory_id or None}
 
 
 async def run_batch(rlm: Any, items: Sequence[BatchItem], output: str | os.PathLike[str], *,
@@ -153,13 +154,12 @@ async def run_batch(rlm: Any, items: Sequence[BatchItem], output: str | os.PathL
                 started = time.monotonic()
                 try:
                     result = await rlm._complete(item.prompt, system=item.system,
-                                                 response_format=item.response_format, sampling=item.limits)
-                    line = result_line(item, result)
-                except RLMError as exc:  # a bad per-item limit, a schema error: this item fails alone
-                    line = {"id": item.id, "index": item.index, "status": "failed", "response": "",
-                            "error": str(exc), "error_type": type(exc).__name__, "limit_hit": None,
-                            "total_tokens": 0, "total_cost_usd": 0.0,
-                            "duration_ms": round((time.monotonic() - started) * 1000, 3), "trajectory_id": None}
+                                                 response_format=item.response_format, overrides=item.limits)
+                except RLMError as exc:  # a bad per-item limit, a schema error: this item fails alone, unrun
+                    result = CompletionResult(response="", trajectory_id="", error=str(exc),
+                                              error_type=type(exc).__name__, answer_source="error",
+                                              duration_ms=round((time.monotonic() - started) * 1000, 3))
+                line = result_line(item, result)
             counts[line["status"]] += 1
             item_cost = line["total_cost_usd"]
             cost[0] = None if cost[0] is None or item_cost is None else cost[0] + item_cost

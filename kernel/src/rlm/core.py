@@ -147,15 +147,14 @@ class RLM:
         self._backends = collect(self.pm, "backend")
         self.pricing: ModelPricing | None = price_for(self.config.model, self.config)
         if self.pricing is None and self._cost_limited() and not self._backends:
-            self._check_pricing(None)
+            self._check_pricing(None)  # no backend can declare a price: say so now
 
     def _cost_limited(self) -> bool:
         return self.config.cost_limit is not None or self.config.session_cost_cap is not None
 
-    def _check_pricing(self, backend: Backend | None) -> None:
-        """Price the model (:func:`rlm.pricing.price_for`: rlm.toml, the backend, litellm's map); a cost
-        limit needs a price."""
-        caps = _capabilities(backend, self.config.model) if backend is not None else None
+    def _check_pricing(self, caps: BackendCapabilities | None) -> None:
+        """Price the model (:func:`rlm.pricing.price_for`: rlm.toml, the price ``caps`` declare, litellm's
+        map); a cost limit needs a price."""
         if caps is not None and caps.pricing_per_mtok is not None:
             self.pricing = price_for(self.config.model, self.config, declared=caps.pricing_per_mtok)
         if self.pricing is None and self._cost_limited():
@@ -209,15 +208,16 @@ class RLM:
         if config.sub_model is None and config.sub_backend is None:
             return None
         model = config.sub_model or config.model
-        backend = self._get_backend(self.backend_name(model, config.sub_backend))
+        name = self.backend_name(model, config.sub_backend)
+        backend = self._get_backend(name)
         caps = _capabilities(backend, model)
+        check_sampling(config, name, caps)
         declared = caps.pricing_per_mtok if caps is not None else None
         pricing = price_for(model, config, declared=declared)
         if pricing is None and self._cost_limited():
             raise ConfigError(f"a cost limit is set but the price of the sub-model {model!r} is unknown",
                               fix=f'add [pricing."{model}"] input_per_mtok/output_per_mtok to rlm.toml, '
                                   "or remove cost_limit")
-        name = self.backend_name(model, config.sub_backend)
         return Route(backend=backend, model=model, pricing=pricing, capabilities=caps,
                      context_window=None, scope=_scope(name, config, caps))
 
@@ -310,9 +310,8 @@ class RLM:
         :param max_output_tokens: output tokens one model call may write (default: the config's).
         """
         return await self._complete(prompt, system=system, context=context, response_format=response_format,
-                                    protocol=protocol, max_turns=max_turns,
-                                    sampling={"temperature": temperature, "top_p": top_p, "seed": seed,
-                                              "max_output_tokens": max_output_tokens})
+                                    protocol=protocol, max_turns=max_turns, temperature=temperature, top_p=top_p,
+                                    seed=seed, max_output_tokens=max_output_tokens)
 
     async def stream(self, prompt: str | Sequence[ContentPart], *, system: str | None = None,
                      protocol: str | None = None) -> AsyncIterator[str]:
@@ -416,44 +415,45 @@ class RLM:
         protocol: str | None = None,
         max_turns: int | None = None,
         stream_queue: asyncio.Queue[Any] | None = None,
-        sampling: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
         session: Session | None = None,
+        **sampling: Any,
     ) -> CompletionResult:
+        """:meth:`completion`'s work; ``overrides`` (any ``[rlm]`` keys: a batch item's limits) and the
+        sampling options (``temperature``, ``top_p``, ``seed``, ``max_output_tokens``) apply to this run."""
         check_input_text(prompt, system=system)
         check_response_format(response_format)
-        run = self.prepare_run(protocol=protocol, stream_queue=stream_queue, sampling=sampling)
+        run = self.prepare_run(protocol=protocol, stream_queue=stream_queue,
+                               overrides={**(overrides or {}), **sampling})
         run.session = session
         return await self.execute_run(run, prompt, system=system, context=context,
                                       response_format=response_format, max_turns=max_turns)
 
     def prepare_run(self, *, protocol: str | None = None, stream_queue: asyncio.Queue[Any] | None = None,
                     extra_tools: Sequence[ToolSpec] = (), default_cost_limit: float | None = None,
-                    sampling: Mapping[str, Any] | None = None) -> Run:
+                    overrides: Mapping[str, Any] | None = None) -> Run:
         """Resolve plugins and budgets for one run (nothing is sent yet).
 
         ``default_cost_limit`` applies when no cost limit was configured and
         the model's price is known; with an unknown price it cannot be
         enforced, which is logged as a warning (an explicit limit is an error).
-        ``sampling`` (``temperature``, ``top_p``, ``seed``, ``max_output_tokens``) overrides the
-        config's for this run.
+        ``overrides`` (``[rlm]`` keys: ``temperature``, ``max_turns``...) replace the config's for this run.
         """
-        backend = self._get_backend()
-        self._check_pricing(backend)
+        name = self.backend_name()
+        backend = self._get_backend(name)
+        caps = _capabilities(backend, self.config.model)
+        self._check_pricing(caps)
         config = self.config
-        overrides = {k: v for k, v in (sampling or {}).items() if v is not None}
         if overrides:
-            config = _override(config, overrides)
+            config = _override(config, overrides)  # None values are "not given"
         if config.cost_limit is None and default_cost_limit is not None:
             if self.pricing is not None:
                 config = attrs.evolve(config, cost_limit=default_cost_limit)
             else:
                 log.warning("cost_limit_not_enforced", model=config.model, default_cost_limit=default_cost_limit,
                             fix=f'add [pricing."{config.model}"] to rlm.toml to enforce it')
-        caps = _capabilities(backend, config.model)
         sub_route = self._sub_route(config)
-        check_sampling(config, self.backend_name(), caps)
-        if sub_route is not None:
-            check_sampling(config, self.backend_name(sub_route.model, config.sub_backend), sub_route.capabilities)
+        check_sampling(config, name, caps)
         protocol = self._protocol(protocol, caps)
         if caps is not None and caps.suggested_sub_calls is False and config.sub_calls \
                 and "sub_calls" not in config.explicit:
@@ -481,7 +481,7 @@ class RLM:
             stream_queue=stream_queue,
             capabilities=caps,
             sub_route=sub_route,
-            main_scope=_scope(self.backend_name(), config, caps),
+            main_scope=_scope(name, config, caps),
             cache=self._response_cache(),
         )
         run.plugin_manager = self.pm
@@ -503,8 +503,8 @@ class RLM:
         ``system_prompt`` replaces the default system prompt for this run.
         """
         started = time.monotonic()
-        trajectory_id, recorder, backend, tools, protocol = (run.trajectory_id, run.recorder, run.backend,
-                                                              run.tools, run.protocol)
+        trajectory_id, recorder, tools, protocol = run.trajectory_id, run.recorder, run.tools, run.protocol
+        backend, caps = run.main_route.backend, run.main_route.capabilities
         if run.session is not None:  # before anything is written: a refused switch leaves no trajectory
             run.session.check_protocol(protocol)
         user_text = prompt if isinstance(prompt, str) else Message.user(list(prompt)).text
@@ -516,7 +516,6 @@ class RLM:
         isolation = self.environment_isolation(run.config) if run.environment_factory is not None else None
         top = run.top = run.new_call(parent=None, budget=run.budget, sub_call_type=None)
         path = "direct" if self._direct(run, user_text, context) else "rlm"
-        caps = run.capabilities
         served = caps.served_model if caps is not None and caps.served_model else self.config.model
         if max_turns is None and "max_turns" not in self.config.explicit and caps is not None \
                 and caps.suggested_max_turns:

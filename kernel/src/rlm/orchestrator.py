@@ -292,21 +292,17 @@ class Run:
         cache: Any = None,
     ) -> None:
         self.config = config
-        #: what the backend said of the model when the run was prepared (None: it could not say)
-        self.capabilities = capabilities
-        #: the top-level call's route, and the sub-calls' (``sub_model``; None: the same)
+        #: the top-level call's route (``capabilities``: what the backend said of the model when the run was
+        #: prepared, None when it could not say), and the sub-calls' (``sub_model``; None: the same)
         self.main_route = Route(backend=backend, model=model, pricing=pricing, capabilities=capabilities,
                                 context_window=config.context_window, scope=main_scope)
         #: the response cache (``[rlm] cache``; None: off), :func:`rlm.cache.cached_call`
         self.cache = cache
         self.sub_route = sub_route
-        self.backend = backend
-        self.model = model
         self.tools = dict(tools)
         self.environment_factory = environment_factory
         self.policies = list(policies)
         self.recorder = recorder
-        self.pricing = pricing
         self.protocol = protocol
         self.stream_queue = stream_queue
         self.trajectory_id = recorder.trajectory_id
@@ -384,7 +380,7 @@ class Run:
     def remaining_time(self, *, soft: bool = True) -> float:
         return (self.soft_deadline if soft else self.deadline) - time.monotonic()
 
-    def input_reservation(self, call: CallNode, size: int, model: str | None = None) -> int:
+    def input_reservation(self, call: CallNode, size: int, model: str) -> int:
         """The input tokens to reserve for ``call``'s next prompt of ``size`` UTF-8 bytes.
 
         Never more than one token per byte (which no tokenizer exceeds).  When the conversation
@@ -396,21 +392,20 @@ class Run:
         seen = call.seen_input
         if seen is not None and size >= seen[0]:
             return min(bound, seen[1] + (size - seen[0]) + CALIBRATION_SLACK)
-        ratio = self._tokens_per_byte.get(model or self.model)
+        ratio = self._tokens_per_byte.get(model)
         if ratio is None:
             return bound
         return min(bound, math.ceil(size * ratio * CALIBRATION_MARGIN) + CALIBRATION_SLACK)
 
     def calibrate(self, call: CallNode, size: int, input_tokens: int, reserved: int,
-                  model: str | None = None) -> None:
+                  model: str) -> None:
         """Learn from a provider's reported input usage (the next reservations follow it)."""
         if size <= 0 or input_tokens <= 0:
             return
         call.seen_input = (size, input_tokens)
-        key = model or self.model
-        self._tokens_per_byte[key] = max(self._tokens_per_byte.get(key, 0.0), input_tokens / size)
+        self._tokens_per_byte[model] = max(self._tokens_per_byte.get(model, 0.0), input_tokens / size)
         if input_tokens > reserved:
-            log.warning("budget_reservation_exceeded", model=key, reserved=reserved, reported=input_tokens)
+            log.warning("budget_reservation_exceeded", model=model, reserved=reserved, reported=input_tokens)
 
     def room(self, call: CallNode, est_input: int, *, forced: bool,
              pricing: ModelPricing | None = None) -> tuple[float, float]:

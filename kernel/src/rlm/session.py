@@ -60,7 +60,7 @@ class Session:
         """:meth:`rlm.RLM.completion`, continuing this session (same keyword arguments)."""
         if self.closed:
             raise ConfigError("this session is closed", fix="start a new one with rlm.session()")
-        return await self.rlm._complete(prompt, session=self, **_sampling(kwargs))
+        return await self.rlm._complete(prompt, session=self, **kwargs)
 
     def check_protocol(self, protocol: str) -> None:
         """A session keeps the protocol of its first completion."""
@@ -117,8 +117,3 @@ class SyncSession:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-
-def _sampling(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``completion``'s keyword arguments as ``_complete`` takes them (the sampling options grouped)."""
-    options = {k: kwargs.pop(k) for k in ("temperature", "top_p", "seed", "max_output_tokens") if k in kwargs}
-    return {**kwargs, **({"sampling": options} if options else {})}
