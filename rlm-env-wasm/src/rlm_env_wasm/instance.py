@@ -42,6 +42,7 @@ from rlm_env_wasm.streams import FifoWriter, GuestOutput
 log = get_logger(__name__)
 
 STDERR_TAIL_BYTES = 4096
+EXIT_RELEASE_S = 10.0  # at interpreter exit, for all live guests together
 READ_CHUNK = 1 << 16
 
 _live: weakref.WeakSet[GuestInstance] = weakref.WeakSet()
@@ -294,7 +295,17 @@ class GuestInstance:
 
 @atexit.register
 def release_all() -> None:
-    """Stop every live guest (its thread then drops its Store) before the interpreter exits."""
-    for instance in list(_live):
+    """Stop every live guest (its thread then drops its Store) before the interpreter exits.
+
+    Every guest is told to stop first, then each is waited for under one shared deadline:
+    on a loaded machine a trapped guest can take over a second to unwind, and a Store still
+    alive when the interpreter finalizes makes wasmtime's runtime panic.
+    """
+    instances = list(_live)
+    for instance in instances:
         with contextlib.suppress(Exception):
-            instance.release(timeout=1.0)
+            instance.kill(instance.kill_reason or "released")
+    deadline = time.monotonic() + EXIT_RELEASE_S
+    for instance in instances:
+        with contextlib.suppress(Exception):
+            instance.release(timeout=max(0.1, deadline - time.monotonic()))
