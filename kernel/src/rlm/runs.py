@@ -8,6 +8,9 @@ the same files in the same order and find a run by the same id rules.  Two ways 
 * :func:`first_event` and :func:`last_run_end` read only the file's first line and its tail, so
   listing a directory of large trajectories stays fast - the dashboard's run picker.
 
+A run of ``rlm batch`` names its batch in ``run_start`` (``batch_id``); :func:`batch_id` is the one rule
+for reading it, so ``rlm logs --batch`` and the dashboard group the same runs.
+
 Nothing here raises for the content of a file (torn, not UTF-8, foreign events); reading a file
 that vanished or is unreadable raises :class:`OSError`.
 """
@@ -134,9 +137,23 @@ def number(value: Any, default: float = 0.0) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
+#: The longest batch id read from a trajectory; a longer one is ignored.
+BATCH_ID_CAP = 64
+
+
+def batch_id(start: dict[str, Any]) -> str | None:
+    """The ``batch_id`` of a ``run_start`` event: a non-empty printable str of at most
+    :data:`BATCH_ID_CAP` characters; None when absent or anything else (a foreign or hand-edited file)."""
+    value = start.get("batch_id")
+    if isinstance(value, str) and 0 < len(value) <= BATCH_ID_CAP and value.isprintable():
+        return value
+    return None
+
+
 def summarize_file(path: str) -> dict[str, Any]:
-    """One row of ``rlm logs``: id, start, status (``ok``/``failed``/``running``), model, tokens,
-    cost (None when a call's cost is unknown), duration, prompt, error and ``skipped_lines``."""
+    """One row of ``rlm logs``: id, start, status (``ok``/``failed``/``running``), model, batch id
+    (None outside a batch), tokens, cost (None when a call's cost is unknown), duration, prompt,
+    error and ``skipped_lines``."""
     from rlm.trajectory import read_trajectory_file
 
     read = read_trajectory_file(path)
@@ -162,6 +179,7 @@ def summarize_file(path: str) -> dict[str, Any]:
         "started": started,
         "status": status,
         "model": start.get("model"),
+        "batch_id": batch_id(start),
         "tokens": tokens,
         "cost": None if any(not isinstance(c, (int, float)) for c in costs) else sum(costs),
         "duration_s": round(last_ts - first_ts, 3),

@@ -1,6 +1,7 @@
 """The Streamlit script of ``rlm visualize`` (run by ``streamlit run``; all data work is in the data layer).
 
-Sections: the run picker (sidebar, newest first, searchable), the run header
+Sections: the run picker (sidebar, newest first, searchable; a Batch box narrows it to one
+``rlm batch`` when any listed run belongs to one), the run header
 with errors highlighted, the execution tree (one expander per call, indented
 by depth), and charts (Altair) of tokens per call, where time went, tool use
 and cost by model and depth.  A run with no ``run_end`` yet is re-read from
@@ -21,7 +22,7 @@ import streamlit as st
 from rlm_viz import stats
 from rlm_viz.model import Call, RunSummary, Step, Trajectory
 from rlm_viz.reader import CHUNK, TrajectoryLoader
-from rlm_viz.runs import list_runs
+from rlm_viz.runs import batch_groups, list_runs
 
 REFRESH_S = 2.0
 MAX_NODES = 150
@@ -71,6 +72,7 @@ def picker(directory: str) -> RunSummary | None:
     if not rows:
         st.sidebar.info("no runs match" if query else "no trajectories here yet")
         return None
+    rows = batch_filter(rows)
     labels = {r.trajectory_id: r for r in rows}
     chosen = st.sidebar.selectbox(
         "Run", list(labels), key="run",
@@ -78,16 +80,29 @@ def picker(directory: str) -> RunSummary | None:
     st.sidebar.dataframe(
         [{"task": r.task[:80], "status": r.status, "model": r.model,
           "started": dt.datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M:%S"),
-          "cost": fmt_cost(r.cost), "tokens": r.tokens, "duration_s": r.duration_s, "id": r.trajectory_id}
+          "cost": fmt_cost(r.cost), "tokens": r.tokens, "duration_s": r.duration_s, "id": r.trajectory_id,
+          **({"batch": r.batch_id} if any(x.batch_id for x in rows) else {})}
          for r in rows], hide_index=True)
     return labels.get(chosen) if chosen else None
+
+
+def batch_filter(rows: list[RunSummary]) -> list[RunSummary]:
+    """The "Batch" box (only when a listed run belongs to a batch): the rows of the chosen batch,
+    or all of them ("all runs", the option ``""``; a batch id is never empty)."""
+    groups = {g.batch_id: g for g in batch_groups(rows)}
+    if not groups:
+        return rows
+    chosen = st.sidebar.selectbox("Batch", ["", *groups], key="batch",
+                                  format_func=lambda b: groups[b].label if b in groups else "all runs")
+    return [r for r in rows if r.batch_id == chosen] if chosen in groups else rows
 
 
 def header(t: Trajectory, summary: RunSummary) -> None:
     st.header(summary.task[:200] or t.trajectory_id)
     total = stats.totals(t)
     st.caption(f"`{t.trajectory_id}` · model `{t.start.get('model', '?')}` · environment "
-               f"`{t.start.get('environment', '?')}` · protocol `{t.start.get('protocol', '?')}`")
+               f"`{t.start.get('environment', '?')}` · protocol `{t.start.get('protocol', '?')}`"
+               + (f" · batch `{summary.batch_id}`" if summary.batch_id else ""))
     cols = st.columns(5)
     cols[0].metric("Status", "running" if t.live else summary.status)
     cols[1].metric("Tokens", f"{total['tokens']:,}", help=f"in {total['input_tokens']:,} / out {total['output_tokens']:,}")

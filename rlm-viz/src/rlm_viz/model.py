@@ -1,4 +1,5 @@
-"""Frozen value types of the dashboard's data layer: steps, calls, a trajectory snapshot, a run summary.
+"""Frozen value types of the dashboard's data layer: steps, calls, a trajectory snapshot, a run summary,
+the runs of one batch.
 
 Long texts (prompts, responses, code, outputs) are cut to :data:`TEXT_CAP`
 characters when an event is parsed, so a 100 MB trajectory stays small in
@@ -133,7 +134,8 @@ class Trajectory:
 
 @attrs.frozen
 class RunSummary:
-    """One row of the run picker, read from a trajectory's first and last lines."""
+    """One row of the run picker, read from a trajectory's first and last lines; ``batch_id`` names
+    the ``rlm batch`` the run belongs to (None outside a batch)."""
 
     trajectory_id: str
     path: str
@@ -146,10 +148,27 @@ class RunSummary:
     duration_s: float | None
     size_bytes: int
     error: str | None = None
+    batch_id: str | None = None
 
     def matches(self, query: str) -> bool:
+        """True when every word of ``query`` is in the id, task, model, status, error or batch id."""
         q = query.strip().lower()
         if not q:
             return True
-        hay = " ".join([self.trajectory_id, self.task, self.model, self.status, self.error or ""]).lower()
+        hay = " ".join([self.trajectory_id, self.task, self.model, self.status, self.error or "",
+                        self.batch_id or ""]).lower()
         return all(word in hay for word in q.split())
+
+
+@attrs.frozen(slots=True)
+class BatchGroup:
+    """The listed runs of one ``rlm batch``: how many, how many ended ``ok`` and how many in ``error``."""
+
+    batch_id: str
+    runs: int
+    ok: int
+    failed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.batch_id} · {self.runs} run{'s' if self.runs != 1 else ''} · {self.ok} ok · {self.failed} failed"

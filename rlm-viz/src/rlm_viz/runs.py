@@ -2,7 +2,8 @@
 
 Listing and reading are the kernel's :mod:`rlm.runs` (shared with ``rlm logs``): a summary reads
 only the file's first line (``run_start``) and its tail (``run_end``), so listing a directory of
-large trajectories stays fast.
+large trajectories stays fast.  The batch id of a run of ``rlm batch`` is read by the kernel's rule
+(:func:`rlm.runs.batch_id`), so the dashboard groups the same runs as ``rlm logs --batch``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import os
 import time
 
 from rlm.errors import ConfigError
-from rlm.runs import first_event, last_run_end, trajectory_files, trajectory_id
+from rlm.runs import batch_id, first_event, last_run_end, trajectory_files, trajectory_id
 
-from rlm_viz.model import RunSummary, clip
+from rlm_viz.model import BatchGroup, RunSummary, clip
 
 #: a run with no ``run_end`` whose file changed this recently counts as running
 LIVE_SECONDS = 300.0
@@ -47,7 +48,7 @@ def summarize(path: str, *, now: float | None = None) -> RunSummary:
     return RunSummary(trajectory_id=tid, path=path, started=float(first.get("timestamp") or stat.st_mtime),
                       task=prompt or "(no run_start)", model=str(first.get("model") or "?"), status=status,
                       cost=cost, tokens=tokens if isinstance(tokens, int) else None, duration_s=duration,
-                      size_bytes=stat.st_size, error=str(error) if error else None)
+                      size_bytes=stat.st_size, error=str(error) if error else None, batch_id=batch_id(first))
 
 
 def list_runs(directory: str, *, query: str = "", limit: int | None = None) -> list[RunSummary]:
@@ -63,3 +64,15 @@ def list_runs(directory: str, *, query: str = "", limit: int | None = None) -> l
             out.append(summary)
     out.sort(key=lambda s: s.started, reverse=True)
     return out[:limit] if limit else out
+
+
+def batch_groups(rows: list[RunSummary]) -> list[BatchGroup]:
+    """One group per batch id of ``rows``, in the order of its first run there (newest first for
+    :func:`list_runs`); [] when no run belongs to a batch."""
+    ids = list(dict.fromkeys(r.batch_id for r in rows if r.batch_id))
+    return [_group(b, [r for r in rows if r.batch_id == b]) for b in ids]
+
+
+def _group(batch: str, rows: list[RunSummary]) -> BatchGroup:
+    return BatchGroup(batch_id=batch, runs=len(rows), ok=sum(r.status == "ok" for r in rows),
+                      failed=sum(r.status == "error" for r in rows))

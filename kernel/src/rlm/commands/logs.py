@@ -1,5 +1,6 @@
-"""``rlm logs``: list the trajectories in the log directory, or print one as a call tree;
-``rlm logs rm`` deletes one, ``rlm logs prune`` those older than a duration.
+"""``rlm logs``: list the trajectories in the log directory (``--batch ID``: only the runs of one
+``rlm batch``), or print one as a call tree; ``rlm logs rm`` deletes one, ``rlm logs prune`` those
+older than a duration.
 
 Listing, finding, summarising and deleting runs is :mod:`rlm.runs`, shared with the dashboard
 (rlm-viz).  ``logs`` is a cyclopts App whose default command lists and shows, so ``rlm logs``,
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
 from cyclopts import App, Parameter
 
-from rlm.runs import find_trajectory, number, summarize_file, trajectory_files
+from rlm.runs import batch_id, find_trajectory, first_event, number, summarize_file, trajectory_files
 from rlm.trajectory import escape_surrogates
 
 logs = App(name="logs")
@@ -28,6 +30,7 @@ def show(
     *,
     log_dir: str | None = None,
     limit: int = 20,
+    batch: str | None = None,
     json_output: Annotated[bool, Parameter(name=["--json"])] = False,
     schema: bool = False,
 ) -> int:
@@ -41,6 +44,8 @@ def show(
         Directory of the JSONL trajectories (default from rlm.toml, else ./logs).
     limit: int
         How many runs to list.
+    batch: str
+        List only the runs of this `rlm batch` (its id, as the listing's batch column shows it).
     json_output: bool
         Print JSON instead of text.
     schema: bool
@@ -57,29 +62,10 @@ def show(
     files = trajectory_files(directory)
     shown = escape_surrogates(directory)
     if trajectory is None:
-        rows: list[dict[str, Any]] = []
-        skipped = unreadable = torn_files = 0
-        for path in files[:limit]:
-            try:
-                row = summarize_file(path)
-            except OSError:  # deleted or unreadable since it was listed
-                unreadable += 1
-                continue
-            lines = row.pop("skipped_lines")
-            skipped += lines
-            torn_files += lines > 0
-            rows.append(row)
-        _warn_skipped(skipped, files=torn_files, unreadable=unreadable)
-        if json_output:
-            print(json.dumps(rows, indent=2, ensure_ascii=False))
-        elif not rows:
-            print(f"no trajectories in {shown}/ yet: run `rlm run \"...\"` first")
-        else:
-            for r in rows:
-                cost = "?" if r["cost"] is None else f"${r['cost']:.4f}"
-                print(f"{r['trajectory_id']}  {r['started']}  {r['status']:<9} {r['tokens']:>7} tok  {cost:>9}  "
-                      f"{r['duration_s']:>6.1f}s  {r['model']}  {r['prompt']}")
-        return 0
+        return _list(files, shown, limit=limit, batch=batch, json_output=json_output)
+    if batch is not None:
+        raise ConfigError("--batch filters the listing, not one run",
+                          fix=f"drop --batch, or drop {escape_surrogates(trajectory)!r} to list the batch")
     path = find_trajectory(files, trajectory)
     if path is None:
         raise ConfigError(f"no trajectory {escape_surrogates(trajectory)!r} in {shown}/",
@@ -186,6 +172,86 @@ def prune(*, older_than: str, dry_run: bool = False, log_dir: str | None = None)
     else:
         print(f"removed {removed} trajector{plural}, {total} bytes")
     return 1 if failed else 0
+
+
+def _list(files: list[str], shown: str, *, limit: int, batch: str | None, json_output: bool) -> int:
+    """Print the listing of ``files`` (newest first, at most ``limit`` rows; only ``batch``'s runs
+    when given) as text or JSON."""
+    if batch is not None and batch_id({"batch_id": batch}) is None:
+        from rlm.errors import ConfigError
+
+        raise ConfigError(f"--batch {escape_surrogates(batch)!r}: not a batch id",
+                          fix="give the id from the batch column of `rlm logs` (e.g. b-1a2b3c4d5e6f)")
+    if batch is None:
+        rows, more = _rows(iter(files[:limit]), None, None), False
+    else:
+        candidates = _in_batch(files, batch)
+        rows = _rows(candidates, limit, batch)
+        more = len(rows) == limit and next(candidates, None) is not None
+    if json_output:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif not rows:
+        print(f"no runs of batch {batch!r} in {shown}/: run `rlm logs` to see the batch ids" if batch
+              else f"no trajectories in {shown}/ yet: run `rlm run \"...\"` first")
+    else:
+        if batch is not None:
+            print(_batch_line(batch, rows, more=more))
+        width = 0 if batch is not None else max(len(r["batch_id"] or "") for r in rows)
+        for r in rows:
+            print(_row_line(r, width))
+    return 0
+
+
+def _in_batch(files: Iterable[str], batch: str) -> Iterator[str]:
+    """The files whose first line names ``batch`` (read from that line only); a file that cannot be
+    read is passed on, for the listing to count as unreadable."""
+    for path in files:
+        try:
+            if batch_id(first_event(path)) != batch:
+                continue
+        except OSError:
+            pass
+        yield path
+
+
+def _rows(paths: Iterator[str], limit: int | None, batch: str | None) -> list[dict[str, Any]]:
+    """Rows of :func:`summarize_file` (of ``batch`` only, when given), at most ``limit`` (None: no
+    cap; no path is read past it), with one warning on stderr for what could not be read."""
+    rows: list[dict[str, Any]] = []
+    skipped = unreadable = torn_files = 0
+    for path in paths if limit is None or limit > 0 else ():
+        try:
+            row = summarize_file(path)
+        except OSError:  # deleted or unreadable since it was listed
+            unreadable += 1
+            continue
+        if batch is not None and row["batch_id"] != batch:
+            continue
+        lines = row.pop("skipped_lines")
+        skipped += lines
+        torn_files += lines > 0
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
+    _warn_skipped(skipped, files=torn_files, unreadable=unreadable)
+    return rows
+
+
+def _batch_line(batch: str, rows: list[dict[str, Any]], *, more: bool) -> str:
+    """The heading of a ``--batch`` listing: the batch id and how its listed runs ended."""
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "failed", "running")}
+    ended = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    runs = f"{len(rows)} run{'s' if len(rows) != 1 else ''}"
+    tail = " (the newest; --limit lists more)" if more else ""
+    return f"batch {batch}: {runs} ({ended}){tail}"
+
+
+def _row_line(r: dict[str, Any], batch_width: int) -> str:
+    """One line of the text listing; a batch column ``batch_width`` wide when it is not 0."""
+    cost = "?" if r["cost"] is None else f"${r['cost']:.4f}"
+    batch = f"{r['batch_id'] or '-':<{batch_width}}  " if batch_width else ""
+    return (f"{r['trajectory_id']}  {r['started']}  {r['status']:<9} {r['tokens']:>7} tok  {cost:>9}  "
+            f"{r['duration_s']:>6.1f}s  {batch}{r['model']}  {r['prompt']}")
 
 
 def _directory(log_dir: str | None) -> str:
