@@ -4,13 +4,16 @@ Input: one JSON object per line: ``prompt`` (required), optional ``id`` (default
 ``system``, ``response_format`` and per-item limits (:data:`ITEM_LIMITS`: ``token_budget``,
 ``cost_limit``, ``max_turns``, ``timeout``).  Output: one JSON object per finished item, appended
 and flushed as it ends (so a killed batch keeps what it finished), keyed by ``id`` with the input's
-``index``, ``status`` (``ok`` or ``failed``), the answer, usage, cost, limit hit, error and trajectory
-id.  Re-running with the same output file skips the ids already ``ok`` there (resumption); a
+``index``, ``status`` (``ok`` or ``failed``), the answer, usage, cost, limit hit, error, trajectory
+id and batch id.  Re-running with the same output file skips the ids already ``ok`` there (resumption); a
 failed item is tried again and its new line follows the old one (readers take an id's last line).
 
 The batch's ``cost_limit`` is one cap across all items: it is the RLM's ``session_cost_cap``, which
 every run's reservations draw from (:mod:`rlm.budget`), so concurrent items cannot overspend it
-together.  An item that fails (a rejected request, no answer, a limit) fails alone.
+together (a remote executor leases it out: :class:`rlm.executors.CostLeases`).  An item that fails
+(a rejected request, no answer, a limit) fails alone.  Where the items run is the executor's business
+(:mod:`rlm.executors`: ``local``, or ``ray`` from rlm-executor-ray); every run of a batch has its
+``batch_id`` in ``run_start``.
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from attrs import define, field
 
-from rlm.errors import InputError, RLMError
+from rlm.errors import InputError
+from rlm.trajectory import new_id
 from rlm.types import CompletionResult
 
 #: Per-item limits an input line may set (they override the batch's configuration for that item).
@@ -34,6 +38,8 @@ ITEM_LIMITS = ("token_budget", "cost_limit", "max_turns", "timeout")
 MAX_LINE_BYTES = 8 * 1024 * 1024
 #: Input lines at most.
 MAX_ITEMS = 1_000_000
+#: What a batch id looks like (``b-`` and 12 hex digits); another value in an output file is ignored.
+BATCH_ID = re.compile(r"b-[0-9a-f]{12}")
 
 
 @define(frozen=True, kw_only=True)
@@ -58,6 +64,7 @@ class BatchSummary:
     skipped: int = 0
     cost_usd: float | None = 0.0
     interrupted: bool = False
+    batch_id: str | None = None
 
 
 def read_items(path: str | os.PathLike[str]) -> list[BatchItem]:
@@ -106,9 +113,11 @@ def read_items(path: str | os.PathLike[str]) -> list[BatchItem]:
     return items
 
 
-def done_ids(path: str | os.PathLike[str]) -> set[str]:
-    """The ids whose last line in an existing output file says ``ok`` (a torn last line is ignored)."""
+def read_output(path: str | os.PathLike[str]) -> tuple[set[str], str | None]:
+    """What an existing output file says: the ids whose last line says ``ok``, and the batch id of its
+    lines (None for a new file).  A torn line (a kill mid-write) or a foreign one is ignored."""
     last: dict[str, str] = {}
+    batch_id: str | None = None
     try:
         with open(path, "rb") as fh:
             for raw in iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""):
@@ -118,48 +127,53 @@ def done_ids(path: str | os.PathLike[str]) -> set[str]:
                     continue  # a line cut by a kill, or not ours
                 if isinstance(data, dict) and "id" in data:
                     last[str(data["id"])] = str(data.get("status"))
+                    found = data.get("batch_id")
+                    if batch_id is None and isinstance(found, str) and BATCH_ID.fullmatch(found):
+                        batch_id = found
     except FileNotFoundError:
-        return set()
+        return set(), None
     except OSError as exc:
         raise InputError(f"cannot read the batch output {str(path)!r}: {exc.strerror}") from None
-    return {item_id for item_id, status in last.items() if status == "ok"}
+    return {item_id for item_id, status in last.items() if status == "ok"}, batch_id
 
 
-def result_line(item: BatchItem, result: Any) -> dict[str, Any]:
+def done_ids(path: str | os.PathLike[str]) -> set[str]:
+    """The ids whose last line in an existing output file says ``ok``."""
+    return read_output(path)[0]
+
+
+def result_line(item: BatchItem, result: Any, *, batch_id: str | None = None) -> dict[str, Any]:
     """The output object of an item from its CompletionResult."""
     return {"id": item.id, "index": item.index, "status": "ok" if result.success else "failed",
             "response": result.response, "parsed": result.parsed, "error": result.error,
             "error_type": result.error_type, "limit_hit": result.limit_hit, "total_tokens": result.total_tokens,
             "total_cost_usd": result.total_cost_usd, "duration_ms": result.duration_ms,
-            "trajectory_id": result.trajectory_id or None}
+            "trajectory_id": result.trajectory_id or None, "batch_id": batch_id}
 
 
 async def run_batch(rlm: Any, items: Sequence[BatchItem], output: str | os.PathLike[str], *,
-                    concurrency: int = 4, on_result: Callable[[dict[str, Any]], None] | None = None) -> BatchSummary:
-    """Answer ``items`` with ``rlm`` (at most ``concurrency`` at once), appending each result to ``output``
-    as it ends; ids already ok there are skipped.  Cancelled (Ctrl-C): what finished stays written and the
-    summary says ``interrupted``."""
-    if concurrency < 1:
-        raise InputError(f"--concurrency {concurrency}: must be at least 1")
-    done = done_ids(output)
+                    concurrency: int = 4, executor: str | None = None, address: str | None = None,
+                    on_result: Callable[[dict[str, Any]], None] | None = None) -> BatchSummary:
+    """Answer ``items`` with ``rlm`` on the executor ``executor`` (default: ``[rlm] executor``, ``local``;
+    :mod:`rlm.executors`), at most ``concurrency`` at once, appending each result to ``output`` as it ends;
+    ids already ok there are skipped, and a resumed batch keeps its batch id.  Cancelled (Ctrl-C): what
+    finished stays written and the summary says ``interrupted``."""
+    from rlm.executors import BatchJob, check_address, open_executor
+
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InputError(f"--concurrency {concurrency!r}: must be a whole number of at least 1")
+    check_address(address)
+    done, batch_id = read_output(output)
+    batch_id = batch_id or new_id("b-")
     todo = [item for item in items if item.id not in done]
     counts = {"ok": 0, "failed": 0}
     cost: list[float | None] = [0.0]
-    semaphore = asyncio.Semaphore(concurrency)
+    runner = open_executor(rlm.pm, executor or rlm.config.executor, rlm.config, address=address)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "a", encoding="utf-8") as sink:
 
-        async def one(item: BatchItem) -> None:
-            async with semaphore:
-                started = time.monotonic()
-                try:
-                    result = await rlm._complete(item.prompt, system=item.system,
-                                                 response_format=item.response_format, overrides=item.limits)
-                except RLMError as exc:  # a bad per-item limit, a schema error: this item fails alone, unrun
-                    result = CompletionResult(response="", trajectory_id="", error=str(exc),
-                                              error_type=type(exc).__name__, answer_source="error",
-                                              duration_ms=round((time.monotonic() - started) * 1000, 3))
-                line = result_line(item, result)
+        def finished(item: BatchItem, result: CompletionResult) -> None:
+            line = result_line(item, result, batch_id=batch_id)
             counts[line["status"]] += 1
             item_cost = line["total_cost_usd"]
             cost[0] = None if cost[0] is None or item_cost is None else cost[0] + item_cost
@@ -168,13 +182,13 @@ async def run_batch(rlm: Any, items: Sequence[BatchItem], output: str | os.PathL
             if on_result is not None:
                 on_result(line)
 
-        tasks = [asyncio.ensure_future(one(item)) for item in todo]
+        job = BatchJob(rlm=rlm, items=todo, concurrency=concurrency, batch_id=batch_id, on_result=finished)
+        interrupted = False
         try:
-            await asyncio.gather(*tasks)
+            await runner.run(job)
         except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            return BatchSummary(ok=counts["ok"], failed=counts["failed"], skipped=len(items) - len(todo),
-                                cost_usd=cost[0], interrupted=True)
-    return BatchSummary(ok=counts["ok"], failed=counts["failed"], skipped=len(items) - len(todo), cost_usd=cost[0])
+            interrupted = True
+        finally:
+            await runner.aclose()
+    return BatchSummary(ok=counts["ok"], failed=counts["failed"], skipped=len(items) - len(todo), cost_usd=cost[0],
+                        interrupted=interrupted, batch_id=batch_id)

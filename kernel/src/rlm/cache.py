@@ -407,7 +407,7 @@ def open_cache(pm: RLMPluginManager, config: RLMConfig) -> ResponseCache | None:
     :class:`rlm.errors.RLMError` of its own) or returns something that is not
     a :class:`ResponseCache` is a :class:`rlm.errors.PluginError` naming the plugin.
     """
-    from rlm.errors import ConfigError, PluginError, RLMError
+    from rlm.errors import ConfigError, PluginError
     from rlm.registry import collect
 
     name = configured_name(config)
@@ -420,14 +420,7 @@ def open_cache(pm: RLMPluginManager, config: RLMConfig) -> ResponseCache | None:
         raise ConfigError(f"[rlm] cache {name!r}: no installed plugin registers this cache (installed: {installed})",
                           fix="install one (pip install rlm-cache-sqlite for \"sqlite\"), "
                               "or leave [rlm] cache unset for no caching")
-    factory = reg.load()
-    try:
-        cache = factory(config=config)
-    except RLMError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"cache {name!r} from plugin {reg.plugin!r} failed to start: {type(exc).__name__}: {exc}",
-                          fix="check its [plugins.*] settings, or leave [rlm] cache unset") from exc
+    cache = reg.make(config=config, fix="check its [plugins.*] settings, or leave [rlm] cache unset")
     if not isinstance(cache, ResponseCache):
         raise PluginError(f"cache {name!r} from plugin {reg.plugin!r} made a {type(cache).__name__}, "
                           "not a ResponseCache (get, put, stats, clear, close)",

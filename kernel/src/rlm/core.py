@@ -133,8 +133,8 @@ class RLM:
             validate(config, where="RLM(config=...):")  # a config built in Python was never checked
         self.config = clamp_to_caps(config)
         self.system_prompt = system_prompt
-        self._extra_tools = list(tools or ())
-        for spec in self._extra_tools:
+        self.extra_tools = list(tools or ())
+        for spec in self.extra_tools:
             if not isinstance(spec, ToolSpec):
                 raise ConfigError(f"tools=[...] holds {spec!r}, which is not a tool",
                                   fix="decorate the function with @rlm.tool")
@@ -148,6 +148,11 @@ class RLM:
         self.pricing: ModelPricing | None = price_for(self.config.model, self.config)
         if self.pricing is None and self._cost_limited() and not self._backends:
             self._check_pricing(None)  # no backend can declare a price: say so now
+
+    @property
+    def session_budget(self) -> BudgetNode:
+        """The budget node every run of this RLM draws from (``session_cost_cap`` is its limit)."""
+        return self._session_budget
 
     def _cost_limited(self) -> bool:
         return self.config.cost_limit is not None or self.config.session_cost_cap is not None
@@ -247,7 +252,7 @@ class RLM:
 
     def _tools(self) -> dict[str, ToolSpec]:
         found = collect(self.pm, "tool", config=self.config)
-        found = add_tools(found, self._extra_tools, source="RLM(tools=...)")
+        found = add_tools(found, self.extra_tools, source="RLM(tools=...)")
         return {name: reg.target for name, reg in found.items()}
 
     def _policies(self, config: RLMConfig | None = None) -> list[Any]:
@@ -261,7 +266,8 @@ class RLM:
             out.append(regs[name].load()(config=config))
         return out
 
-    def _sinks(self) -> list[Any]:
+    def trajectory_sinks(self) -> list[Any]:
+        """New instances of the sinks ``[rlm] trajectory_sinks`` names (one set per top-level run)."""
         regs = collect(self.pm, "trajectory_sink")
         out = []
         for name in self.config.trajectory_sinks:
@@ -382,13 +388,15 @@ class RLM:
                 log.warning("cache_close_failed", error=str(exc))
 
     async def batch(self, input: str | os.PathLike[str], output: str | os.PathLike[str], *,
-                    concurrency: int = 4) -> Any:
+                    concurrency: int = 4, executor: str = "local", address: str | None = None) -> Any:
         """Answer every prompt of the JSONL file ``input``, appending each result to ``output`` as it ends
         (ids already answered there are skipped); returns a :class:`rlm.batch.BatchSummary`.  A cost cap
-        across the whole batch is ``session_cost_cap``."""
+        across the whole batch is ``session_cost_cap``.  ``executor`` is where the items run (``local``:
+        this process; ``ray``: a Ray cluster, with ``rlm-executor-ray``), ``address`` its cluster."""
         from rlm.batch import read_items, run_batch
 
-        return await run_batch(self, read_items(input), output, concurrency=concurrency)
+        return await run_batch(self, read_items(input), output, concurrency=concurrency, executor=executor,
+                               address=address)
 
     def session(self) -> Session:
         """Completions that share one REPL and one conversation: ``async with rlm.session() as s:
@@ -417,27 +425,33 @@ class RLM:
         stream_queue: asyncio.Queue[Any] | None = None,
         overrides: Mapping[str, Any] | None = None,
         session: Session | None = None,
+        batch_id: str | None = None,
+        session_budget: BudgetNode | None = None,
         **sampling: Any,
     ) -> CompletionResult:
         """:meth:`completion`'s work; ``overrides`` (any ``[rlm]`` keys: a batch item's limits) and the
-        sampling options (``temperature``, ``top_p``, ``seed``, ``max_output_tokens``) apply to this run."""
+        sampling options (``temperature``, ``top_p``, ``seed``, ``max_output_tokens``) apply to this run;
+        ``batch_id`` is written in its ``run_start`` (a batch's runs are grouped by it); ``session_budget``
+        replaces this RLM's session budget for the run (a remote executor's lease, :mod:`rlm.executors`)."""
         check_input_text(prompt, system=system)
         check_response_format(response_format)
         run = self.prepare_run(protocol=protocol, stream_queue=stream_queue,
-                               overrides={**(overrides or {}), **sampling})
+                               overrides={**(overrides or {}), **sampling}, session_budget=session_budget)
         run.session = session
+        run.batch_id = batch_id
         return await self.execute_run(run, prompt, system=system, context=context,
                                       response_format=response_format, max_turns=max_turns)
 
     def prepare_run(self, *, protocol: str | None = None, stream_queue: asyncio.Queue[Any] | None = None,
                     extra_tools: Sequence[ToolSpec] = (), default_cost_limit: float | None = None,
-                    overrides: Mapping[str, Any] | None = None) -> Run:
+                    overrides: Mapping[str, Any] | None = None, session_budget: BudgetNode | None = None) -> Run:
         """Resolve plugins and budgets for one run (nothing is sent yet).
 
         ``default_cost_limit`` applies when no cost limit was configured and
         the model's price is known; with an unknown price it cannot be
         enforced, which is logged as a warning (an explicit limit is an error).
-        ``overrides`` (``[rlm]`` keys: ``temperature``, ``max_turns``...) replace the config's for this run.
+        ``overrides`` (``[rlm]`` keys: ``temperature``, ``max_turns``...) replace the config's for this run;
+        ``session_budget`` replaces the session budget node it draws from.
         """
         name = self.backend_name()
         backend = self._get_backend(name)
@@ -466,7 +480,7 @@ class RLM:
         env_factory = self._environment_factory() if (protocol == "repl" or "execute_code" in tools) else None
         if env_factory is None:
             tools.pop("execute_code", None)
-        recorder = Recorder(trajectory_id=new_trajectory_id(), sinks=self._sinks(), hook=self.pm.hook)
+        recorder = Recorder(trajectory_id=new_trajectory_id(), sinks=self.trajectory_sinks(), hook=self.pm.hook)
         run = Run(
             config=config,
             backend=backend,
@@ -475,7 +489,7 @@ class RLM:
             environment_factory=env_factory,
             policies=self._policies(config),
             recorder=recorder,
-            session_budget=self._session_budget,
+            session_budget=self._session_budget if session_budget is None else session_budget,
             pricing=self.pricing,
             protocol=protocol,
             stream_queue=stream_queue,
@@ -525,7 +539,8 @@ class RLM:
                  **({"sub_model": run.sub_route.model} if run.sub_route is not None else {}),
                  backend=getattr(backend, "name", None), environment=self.config.environment, protocol=protocol,
                  isolation=isolation, token_budget=self.config.token_budget, cost_limit=self.config.cost_limit,
-                 max_depth=self.config.max_depth, tools=sorted(tools), path=path)
+                 max_depth=self.config.max_depth, tools=sorted(tools), path=path,
+                 **({"batch_id": run.batch_id} if run.batch_id else {}))
         error: RLMError | None = None
         outcome = CallOutcome(text="")
         parsed: Any = None

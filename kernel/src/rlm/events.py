@@ -122,6 +122,8 @@ class RunStart(CommonFields):
     tools: list[str]
     #: ``rlm`` (the recursive loop) or ``direct`` (one plain call: the input was under ``direct_below_tokens``)
     path: NotRequired[str]
+    #: the batch this run answered an item of (``rlm batch``; absent outside a batch)
+    batch_id: NotRequired[str]
 
 
 class RunEnd(CommonFields):

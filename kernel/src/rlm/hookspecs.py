@@ -244,6 +244,36 @@ def rlm_register_context_providers(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def rlm_register_executors(register: Callable[..., None]) -> None:
+    """Register batch executors: where the items of ``rlm batch`` / ``RLM.batch`` run.
+
+    Called when a batch starts (and by ``rlm plugins``).  Must be cheap:
+    register strings, import nothing heavy (a cluster client is imported by
+    the factory).  The kernel registers ``local`` (asyncio in this process,
+    the default).
+
+    :param register: call ``register(name, factory, *, description="")``.
+        ``name`` is what users give as ``--executor`` (or ``[rlm] executor``).
+        ``factory`` is a callable or a ``"module:attr"`` string naming one;
+        the kernel calls ``factory(config=RLMConfig, address=str | None)``
+        (``address``: ``--address``, where the cluster is; None: the
+        executor's default) and expects a
+        :class:`rlm.executors.BatchExecutor`: ``async run(job)`` answers the
+        :class:`rlm.executors.BatchJob`'s items, at most ``job.concurrency``
+        at once, calling ``job.finish(item, result)`` once per item as it
+        ends (``job.finish_remote`` for an item run in another process: it
+        writes the trajectory the result carries through the driver's
+        sinks), and ``async aclose()``.  An executor that runs items
+        elsewhere must hold the batch's cost cap
+        (:class:`rlm.executors.CostLeases`) and build each worker's RLM from
+        :func:`rlm.executors.worker_spec` (:class:`rlm.executors.WorkerHost`).
+        A factory that cannot work here (no cluster at ``address``) raises
+        :class:`rlm.errors.RLMError` naming the fix.
+    :return: nothing.
+    """
+
+
+@hookspec
 def rlm_trajectory_event(event: Mapping[str, Any]) -> None:
     """Observe one trajectory event as it happens (1:N: every plugin sees it).
 

@@ -335,6 +335,8 @@ class Run:
         self.session: Any = None
         #: the plugin manager of the RLM that prepared the run (context providers are looked up in it)
         self.plugin_manager: Any = None
+        #: the batch this run answers an item of (``rlm batch``), written in its ``run_start``
+        self.batch_id: str | None = None
 
     # --- bookkeeping ------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "rlm.builtin.tools",
     "rlm.builtin.budget",
     "rlm.builtin.trajectory",
+    "rlm.builtin.executors",
 )
 
 PluginStatus = Literal["builtin", "loaded", "broken", "disabled"]

@@ -27,7 +27,7 @@ log = get_logger(__name__)
 
 Kind = Literal[
     "backend", "environment", "budget_policy", "trajectory_sink", "command", "config_section", "tool", "doctor_check",
-    "cache", "context_provider",
+    "cache", "context_provider", "executor",
 ]
 
 _HOOKS: Mapping[Kind, str] = {
@@ -41,6 +41,7 @@ _HOOKS: Mapping[Kind, str] = {
     "doctor_check": "rlm_register_doctor_checks",
     "cache": "rlm_register_caches",
     "context_provider": "rlm_register_context_providers",
+    "executor": "rlm_register_executors",
 }
 
 
@@ -116,6 +117,20 @@ class Registration:
                 f"{self.kind.replace('_', ' ')} {self.name!r} from plugin {self.plugin!r} cannot be imported: {exc}",
                 fix=f"reinstall the distribution that provides plugin {self.plugin!r}",
             ) from exc
+
+    def make(self, *, fix: str, **kwargs: Any) -> Any:
+        """Call the target factory with ``kwargs``; an :class:`~rlm.errors.RLMError` it raises passes
+        through (it names its own fix), any other exception is a :class:`PluginError` naming the plugin."""
+        from rlm.errors import RLMError
+
+        factory = self.load()
+        try:
+            return factory(**kwargs)
+        except RLMError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"{self.kind.replace('_', ' ')} {self.name!r} from plugin {self.plugin!r} failed to "
+                              f"start: {type(exc).__name__}: {exc}", fix=fix) from exc
 
     def isolation_layers(self, config: RLMConfig) -> dict[str, str] | None:
         """The isolation layers protecting this environment: layer name -> short status.

@@ -165,6 +165,11 @@ class Recorder:
             "timestamp": time.time(),
         }
         event.update(jsonable(fields))
+        return self.dispatch(event)
+
+    def dispatch(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Hand a finished event to the sinks, the hook and the listeners (:meth:`emit` makes them; a batch
+        executor replays a remote run's with it)."""
         for index, sink in enumerate(self.sinks):
             if index in self._broken:
                 continue

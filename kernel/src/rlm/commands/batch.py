@@ -21,6 +21,8 @@ def batch(
     backend: str | None = None,
     protocol: Literal["auto", "tools", "repl"] | None = None,
     log_dir: str | None = None,
+    executor: str | None = None,
+    address: str | None = None,
 ) -> int:
     """Answer every prompt of a JSONL file; each result is appended to OUTPUT as it ends.
 
@@ -51,6 +53,12 @@ def batch(
         tools, repl or auto.
     log_dir: str
         Where the trajectories are written.
+    executor: str
+        Where the items run: local (this process, the default) or ray (a Ray cluster; pip install
+        rlm-executor-ray).
+    address: str
+        The cluster of the executor (ray: auto, host:6379 or ray://host:10001; unset: a local Ray
+        cluster started for this batch).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -82,7 +90,8 @@ def batch(
 
         try:
             with progress:
-                summary = await run_batch(rlm, items, output, concurrency=concurrency, on_result=advance)
+                summary = await run_batch(rlm, items, output, concurrency=concurrency, executor=executor,
+                                          address=address, on_result=advance)
                 progress.update(bar, completed=summary.ok + summary.failed + summary.skipped)
                 return summary
         finally:
@@ -95,8 +104,8 @@ def batch(
             print(f"rlm: batch cancelled; what finished is in {output}", file=sys.stderr)
             return EXIT_INTERRUPTED
     cost = "unknown cost" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"
-    print(f"[rlm] batch: {summary.ok} answered, {summary.failed} failed, {summary.skipped} already done, {cost}; "
-          f"results in {output}", file=sys.stderr)
+    print(f"[rlm] batch {summary.batch_id}: {summary.ok} answered, {summary.failed} failed, "
+          f"{summary.skipped} already done, {cost}; results in {output}", file=sys.stderr)
     if summary.interrupted:
         print(f"rlm: batch cancelled; what finished is in {output}", file=sys.stderr)
         return EXIT_INTERRUPTED
