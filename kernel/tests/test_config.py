@@ -241,7 +241,7 @@ def test_every_key_has_an_environment_variable():
         if key in {"model", "environment", "log_dir", "docker_image", "docker_memory", "backend", "api_base",
                    "snipara_api_key", "snipara_project_slug", "allowed_paths", "trajectory_sinks",
                    "budget_policies", "env_writable_paths", "env_workdir", "context_provider",
-                   "sub_model", "sub_backend", "cache"}:
+                   "sub_model", "sub_backend", "cache", "executor"}:
             continue  # any string is valid
         message = _error(use_file=False, env={f"RLM_{key.upper()}": "not-a-value"})
         assert message.startswith(f"environment variable RLM_{key.upper()}: "), message
@@ -452,3 +452,33 @@ def test_uncommented_template_lines_are_valid_values(tmp_path):
             lines.append(line[2:])
     path = _toml(tmp_path, "[rlm]\n" + "\n".join(lines) + "\n")
     assert attrs.evolve(load_config(path=path, env={}), source=None) == RLMConfig()
+
+
+# --- RLM(pricing=...) and validator messages -----------------------------------------------------------
+
+
+def test_pricing_given_as_a_keyword_takes_plain_mappings_and_checks_them():
+    from rlm.config import ModelPricing
+
+    config = load_config(use_file=False, env={}, pricing={"m": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}})
+    assert config.pricing["m"] == ModelPricing(input_per_mtok=1.0, output_per_mtok=2.0)
+    with pytest.raises(ConfigError, match=r"keyword argument pricing\['m'\]: must be a mapping"):
+        load_config(use_file=False, env={}, pricing={"m": 3})
+    with pytest.raises(ConfigError, match="keyword argument pricing: must map model names to prices"):
+        load_config(use_file=False, env={}, pricing=[1])
+
+
+def test_a_plugin_validators_error_names_where_the_value_came_from():
+    import attrs
+
+    def positive(instance, attribute, value):
+        if value <= 0:
+            raise ValueError(f"{attribute.name} must be more than 0, got {value!r}")
+
+    @attrs.define(frozen=True, kw_only=True)
+    class Section:
+        size: int = attrs.field(default=1, validator=positive)
+
+    with pytest.raises(ConfigError) as info:
+        load_config(use_file=False, env={"RLM_PLUGINS__DEMO__SIZE": "-2"}, sections={"demo": Section})
+    assert str(info.value).startswith("environment variable RLM_PLUGINS__DEMO__SIZE: size must be more than 0")

@@ -121,6 +121,8 @@ class RLMConfig:
     snipara_project_slug: str | None = field(default=None, metadata=_help(
         "Snipara project; also SNIPARA_PROJECT_SLUG", env="SNIPARA_PROJECT_SLUG"))
     memory_enabled: bool = field(default=False, metadata=_help("agent memory tools (rlm_remember/rlm_recall)"))
+    executor: str = field(default="local", metadata=_help(
+        'where the items of `rlm batch` run: "local" (this process) or "ray" (a Ray cluster: rlm-executor-ray)'))
     context_provider: str | None = field(default=None, metadata=_help(
         'context provider plugin for rlm_sub_complete(context_query=...) and AgentRunner(auto_context=True), '
         'e.g. "snipara" (rlm-snipara); unset: the only one installed, none when several are'))
@@ -254,6 +256,10 @@ def structure_section(data: Mapping[str, Any], cls: type, *, where: str, sources
         message = _leaf_message(exc)
         return message.split(", got ")[0] + " (value not shown)" if key in secret else message
 
+    def validator_message(text: str) -> str:  # an attrs validator's message starts with the field's name
+        key = next((k for k in data if text.startswith((f"{k} ", f"{k}:", f"'{k}'"))), None)
+        return f"{label(key)}: {text}" if key is not None else f"{where}: {text}"
+
     for key in data:
         if key not in known:
             raise ConfigError(f"{label(key)}: unknown key{_suggest(key, known)}")
@@ -262,10 +268,10 @@ def structure_section(data: Mapping[str, Any], cls: type, *, where: str, sources
     except cattrs.ClassValidationError as exc:
         with_notes, others = exc.group_exceptions()
         messages = [f"{label(note.name)}: {leaf(note.name, sub)}" for sub, note in with_notes]
-        messages += [f"{where}: {_leaf_message(sub)}" for sub in others]
+        messages += [validator_message(_leaf_message(sub)) for sub in others]
         raise ConfigError("; ".join(messages)) from exc
-    except (TypeError, ValueError) as exc:  # attrs validators
-        raise ConfigError(f"{where}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(validator_message(str(exc))) from exc
 
 
 def _leaf_message(exc: BaseException) -> str:
@@ -557,7 +563,7 @@ def load_config(
             raise ConfigError(f'{where_file} [pricing."{model}"]: must be a table with input_per_mtok and output_per_mtok')
         pricing[model] = structure_section(table, ModelPricing, where=f'{where_file} [pricing."{model}"]')
     if "pricing" in merged:
-        pricing.update(merged.pop("pricing"))
+        pricing.update(_given_pricing(merged.pop("pricing")))
 
     plugins = _load_plugin_sections(doc.get("plugins", {}), env, sections, where_file, merged.pop("plugins", None))
 
@@ -566,6 +572,24 @@ def load_config(
                           explicit=frozenset(merged))
     validate(config, sources, where=f"{where_file} [rlm]")
     return config
+
+
+def _given_pricing(given: Any) -> dict[str, ModelPricing]:
+    """``RLM(pricing=...)``: model name -> a :class:`ModelPricing` or a mapping with its fields, validated
+    like a ``[pricing."<model>"]`` table."""
+    fix = 'e.g. pricing={"gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}'
+    if not isinstance(given, Mapping):
+        raise ConfigError("keyword argument pricing: must map model names to prices", fix=fix)
+    out: dict[str, ModelPricing] = {}
+    for model, price in given.items():
+        where = f"keyword argument pricing[{model!r}]:"
+        if isinstance(price, ModelPricing):
+            out[str(model)] = price
+        elif isinstance(price, Mapping):
+            out[str(model)] = structure_section(dict(price), ModelPricing, where=where)
+        else:
+            raise ConfigError(f"{where} must be a mapping with input_per_mtok and output_per_mtok", fix=fix)
+    return out
 
 
 def _load_plugin_sections(
