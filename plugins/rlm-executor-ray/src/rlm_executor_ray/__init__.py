@@ -1,0 +1,1 @@
+"""rlm-executor-ray: the ``ray`` batch executor (``rlm batch --executor ray``)."""
