@@ -143,3 +143,47 @@ def test_ctrl_c_keeps_what_finished_and_exits_130(configured, tmp_path):
     ends = [json.loads(e) for p in (tmp_path / "logs").glob("*.jsonl") for e in p.read_text().splitlines()
             if '"run_end"' in e]
     assert sorted(e["answer_source"] for e in ends) == ["cancelled", "cancelled", "text"]
+
+
+def test_a_killed_batch_resumes_where_it_stopped_with_its_batch_id(configured, tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = {"on": True}
+
+    def script(request):
+        text = json.dumps(request.body["messages"])
+        if "first" in text:
+            return Reply.text("done first")
+        if slow["on"]:
+            return Reply.slow(60, Reply.text("too late"))
+        return Reply.text("done " + json.dumps(request.body["messages"][-1]["content"]).strip('"').split()[-1])
+
+    configured.script(script)
+    source = write_input(tmp_path, [{"id": "1", "prompt": "the first"}, {"id": "2", "prompt": "slow second"},
+                                    {"id": "3", "prompt": "slow third"}])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLM_")}
+    env.update({"OPENAI_API_KEY": "sk-test"})
+    proc = subprocess.Popen([sys.executable, "-m", "rlm", "batch", source, "-o", "out.jsonl", "--concurrency", "3"],
+                            cwd=tmp_path, env=env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = tmp_path / "out.jsonl"
+    end = time.monotonic() + 60
+    while not (out.exists() and out.read_text().count("\n") >= 1 and len(configured.requests) >= 3):
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no handler, no cleanup: only what was flushed survives
+    proc.wait(timeout=30)
+    (first,) = read_output(out)
+    slow["on"] = False
+    assert cli.main(["batch", source, "-o", "out.jsonl"]) == 0
+    assert "2 answered, 0 failed, 1 already done" in capsys.readouterr().err
+    lines = read_output(out)
+    assert sorted(line["id"] for line in lines) == ["1", "2", "3"]  # each id once: nothing answered twice
+    assert {line["id"]: line["response"] for line in lines} == {"1": "done first", "2": "done second",
+                                                               "3": "done third"}
+    assert {line["batch_id"] for line in lines} == {first["batch_id"]}  # the resumed batch keeps its id
+    asked_first = [r for r in configured.requests if "first" in json.dumps(r.body["messages"])]
+    assert len(asked_first) == 1  # the finished item was not asked again

@@ -65,3 +65,17 @@ def test_the_direct_path_is_priced_and_budgeted_like_any_call(configured, tmp_pa
     captured = capsys.readouterr()
     assert code == 6 and configured.requests == []  # the call did not fit the budget: not made, exit 6
     assert json.loads(captured.out)["path"] == "direct"
+
+
+def test_a_direct_input_larger_than_the_window_is_refused_whole_never_cut(scripted_llm, tmp_path, capsys):
+    pytest.importorskip("rlm_backend_openai")
+    (tmp_path / "rlm.toml").write_text(f'[rlm]\napi_base = "{scripted_llm.base_url("openai")}"\n'
+                                       'environment = "local"\nprotocol = "tools"\ndirect_below_tokens = 100000\n'
+                                       'context_window = 2000\n')
+    scripted_llm.script([Reply.text("never asked")])
+    code = cli.main(["run", "Summarise: " + "word " * 5000, "--model", "openai/gpt-4o-mini", "--json"])
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert code == 6 and scripted_llm.requests == []  # a limit stopped it; nothing was sent
+    assert result["path"] == "direct" and result["limit_hit"] == "context_window"
+    assert "does not fit the model's context window" in result["error"]

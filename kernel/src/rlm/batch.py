@@ -1,11 +1,12 @@
 """Batches: many prompts from a JSONL file, answered concurrently, each result written as it ends.
 
 Input: one JSON object per line: ``prompt`` (required), optional ``id`` (default: the line number),
-``system``, ``response_format`` and per-item limits (:data:`ITEM_LIMITS`: ``token_budget``,
-``cost_limit``, ``max_turns``, ``timeout``).  Output: one JSON object per finished item, appended
+``system``, ``response_format``, the item's input as ``context`` (text) or ``context_file`` (a UTF-8
+file read when the item runs, at most :data:`MAX_CONTEXT_BYTES`; the REPL's ``context`` variable) and
+per-item limits (:data:`ITEM_LIMITS`: ``token_budget``, ``cost_limit``, ``max_turns``, ``timeout``).  Output: one JSON object per finished item, appended
 and flushed as it ends (so a killed batch keeps what it finished), keyed by ``id`` with the input's
 ``index``, ``status`` (``ok`` or ``failed``), the answer, usage, cost, limit hit, error, trajectory
-id and batch id.  Re-running with the same output file skips the ids already ``ok`` there (resumption); a
+id, batch id, the depth the run reached and its sub-calls.  Re-running with the same output file skips the ids already ``ok`` there (resumption); a
 failed item is tried again and its new line follows the old one (readers take an id's last line).
 
 The batch's ``cost_limit`` is one cap across all items: it is the RLM's ``session_cost_cap``, which
@@ -38,6 +39,8 @@ ITEM_LIMITS = ("token_budget", "cost_limit", "max_turns", "timeout")
 MAX_LINE_BYTES = 8 * 1024 * 1024
 #: Input lines at most.
 MAX_ITEMS = 1_000_000
+#: A ``context_file`` larger than this is refused (the item fails alone).
+MAX_CONTEXT_BYTES = 256 * 1024 * 1024
 #: What a batch id looks like (``b-`` and 12 hex digits); another value in an output file is ignored.
 BATCH_ID = re.compile(r"b-[0-9a-f]{12}")
 
@@ -52,6 +55,28 @@ class BatchItem:
     system: str | None = None
     response_format: Mapping[str, Any] | None = None
     limits: Mapping[str, Any] = field(factory=dict)
+    context: str | None = None
+    context_file: str | None = None
+
+    def load_context(self) -> str | None:
+        """The item's input: ``context``, or ``context_file`` read now (an :class:`InputError` when it cannot
+        be read, is larger than :data:`MAX_CONTEXT_BYTES` or is not UTF-8)."""
+        if self.context_file is None:
+            return self.context
+        try:
+            with open(self.context_file, "rb") as fh:
+                data = fh.read(MAX_CONTEXT_BYTES + 1)
+        except OSError as exc:
+            raise InputError(f"item {self.id!r}: cannot read its context_file {self.context_file!r}: {exc.strerror}",
+                             fix="give a readable file (on a cluster: one every worker can see)") from None
+        if len(data) > MAX_CONTEXT_BYTES:
+            raise InputError(f"item {self.id!r}: context_file is larger than {MAX_CONTEXT_BYTES >> 20} MiB",
+                             fix="split the input into several items")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"item {self.id!r}: context_file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                             fix="convert the file to UTF-8") from None
 
 
 @define(frozen=True, kw_only=True)
@@ -70,7 +95,7 @@ class BatchSummary:
 def read_items(path: str | os.PathLike[str]) -> list[BatchItem]:
     """The items of a JSONL input file; a line that is not a JSON object with a text ``prompt``, a duplicate
     id or an unknown field is an :class:`InputError` naming the line."""
-    known = {"id", "prompt", "system", "response_format", *ITEM_LIMITS}
+    known = {"id", "prompt", "system", "response_format", "context", "context_file", *ITEM_LIMITS}
     items: list[BatchItem] = []
     seen: dict[str, int] = {}
     try:
@@ -101,16 +126,28 @@ def read_items(path: str | os.PathLike[str]) -> list[BatchItem]:
                 raise InputError(f"{where}: id {item_id!r} is also on line {seen[item_id]}",
                                  fix="give every line its own id")
             seen[item_id] = number
-            system = data.get("system")
-            fmt = data.get("response_format")
-            if (system is not None and not isinstance(system, str)) or (fmt is not None and not isinstance(fmt, dict)):
-                raise InputError(f"{where}: system must be text and response_format an object")
+            system, fmt = data.get("system"), data.get("response_format")
+            context, context_file = data.get("context"), data.get("context_file")
+            if any(v is not None and not isinstance(v, str) for v in (system, context, context_file)) \
+                    or (fmt is not None and not isinstance(fmt, dict)):
+                raise InputError(f"{where}: system, context and context_file must be text and response_format "
+                                 "an object")
+            if context is not None and context_file is not None:
+                raise InputError(f"{where}: give context or context_file, not both")
+            if context_file is not None:  # relative to the input file, so a batch directory can move
+                context_file = os.path.join(os.path.dirname(os.path.abspath(path)), context_file)
             items.append(BatchItem(id=item_id, index=len(items), prompt=data["prompt"], system=system,
-                                   response_format=fmt,
+                                   response_format=fmt, context=context, context_file=context_file,
                                    limits={k: data[k] for k in ITEM_LIMITS if data.get(k) is not None}))
             if len(items) > MAX_ITEMS:
                 raise InputError(f"{path}: more than {MAX_ITEMS} items", fix="split the batch")
     return items
+
+
+def _ends_with_newline(path: str | os.PathLike[str]) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
 
 
 def read_output(path: str | os.PathLike[str]) -> tuple[set[str], str | None]:
@@ -148,7 +185,16 @@ def result_line(item: BatchItem, result: Any, *, batch_id: str | None = None) ->
             "response": result.response, "parsed": result.parsed, "error": result.error,
             "error_type": result.error_type, "limit_hit": result.limit_hit, "total_tokens": result.total_tokens,
             "total_cost_usd": result.total_cost_usd, "duration_ms": result.duration_ms,
-            "trajectory_id": result.trajectory_id or None, "batch_id": batch_id}
+            "trajectory_id": result.trajectory_id or None, "batch_id": batch_id, **call_tree(result.events)}
+
+
+def call_tree(events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """``depth`` (the deepest call the run reached, 0: the top call only) and ``sub_calls`` (how many
+    sub-calls it made), from a run's events."""
+    depths = [e.get("depth") for e in events if isinstance(e, Mapping)]
+    depth = max((d for d in depths if isinstance(d, int) and not isinstance(d, bool)), default=0)
+    sub_calls = sum(1 for e in events if isinstance(e, Mapping) and e.get("type") == "call_start")
+    return {"depth": depth, "sub_calls": sub_calls}
 
 
 async def run_batch(rlm: Any, items: Sequence[BatchItem], output: str | os.PathLike[str], *,
@@ -171,6 +217,8 @@ async def run_batch(rlm: Any, items: Sequence[BatchItem], output: str | os.PathL
     runner = open_executor(rlm.pm, executor or rlm.config.executor, rlm.config, address=address)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "a", encoding="utf-8") as sink:
+        if sink.tell() and not _ends_with_newline(output):
+            sink.write("\n")  # a line torn by a kill stays apart from the first new one
 
         def finished(item: BatchItem, result: CompletionResult) -> None:
             line = result_line(item, result, batch_id=batch_id)

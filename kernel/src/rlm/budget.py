@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 from attrs import define, field
 
 LimitName = Literal["token_budget", "cost_limit", "session_cost_cap", "max_depth", "max_subcalls", "max_turns",
-                    "timeout"]
+                    "timeout", "context_window"]
 
 #: The product text's hard caps, the one definition: a configured value above one is clamped to it
 #: (:func:`rlm.core.clamp_to_caps`, with a warning); config help, flag fixes and limit messages quote it.
@@ -47,6 +47,9 @@ LIMIT_MESSAGES: dict[str, tuple[str, str]] = {
     "max_turns": ("Turn limit reached", "increase max_turns or simplify the task"),
     "timeout": ("Run timeout reached",
                 f"increase timeout (at most {cap_text('timeout')}) or simplify the task"),
+    "context_window": ("Input larger than the model's context window",
+                       "let the RLM read it from the REPL (lower direct_below_tokens) or use a model with a larger "
+                       "window"),
 }
 
 

@@ -20,7 +20,7 @@ import attrs
 
 from rlm import prompts
 from rlm.backend import SAMPLING_OPTIONS, Backend, BackendCapabilities, BackendSettings
-from rlm.budget import HARD_CAPS, LIMIT_MESSAGES, BudgetNode
+from rlm.budget import HARD_CAPS, LIMIT_MESSAGES, BudgetNode, Refusal
 from rlm.config import ModelPricing, RLMConfig, first_surrogate, load_config, structure_section, validate
 from rlm.errors import BudgetExceeded, ConfigError, InputError, PluginError, RLMError
 from rlm.hints import missing_plugin_fix
@@ -29,7 +29,7 @@ from rlm.orchestrator import CallOutcome, FatalRunError, LimitReached, Route, Ru
 from rlm.plugins import RLMPluginManager, create_plugin_manager
 from rlm.pricing import price_for
 from rlm.session import Session, SyncSession
-from rlm.tokens import tokens_for_chars
+from rlm.tokens import estimate_tokens, tokens_for_chars
 from rlm.registry import Registration, add_tools, collect
 from rlm.schema import InvalidSchemaError, SchemaError, check as check_schema, validate as validate_schema
 from rlm.trajectory import Recorder, new_trajectory_id
@@ -775,7 +775,16 @@ async def _remember(run: Run, top: Any, messages: list[Message], answer: str) ->
 
 async def _direct_answer(run: Run, top: Any, messages: list[Message],
                          fmt: Mapping[str, Any] | None) -> CallOutcome:
-    """The direct path: one model call without tools or REPL; a limit that refuses it leaves no answer."""
+    """The direct path: one model call without tools or REPL; a limit that refuses it leaves no answer, and
+    so does an input larger than the model's context window (it is never cut to fit)."""
+    window = run.context_window(run.main_route)
+    size = estimate_tokens(messages)
+    if size > window:
+        refusal = Refusal.of("context_window", f"about {size} tokens, the window is {window}")
+        run.limits_hit.append(refusal.limit)
+        run.emit(top, "limit_hit", limit=refusal.limit, message=str(refusal))
+        return CallOutcome(text="", limit=refusal.limit, forced=True, source="forced",
+                           no_answer=f"the input does not fit the model's context window ({refusal})")
     try:
         response = await run.llm(top, messages, response_format=fmt)
     except LimitReached as stop:

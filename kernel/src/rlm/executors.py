@@ -98,8 +98,9 @@ async def answer_item(rlm: Any, item: Any, *, batch_id: str, session_budget: Bud
     an error of the item's own (a bad limit, a bad schema) is a failed result, not an exception."""
     started = time.monotonic()
     try:
-        return await rlm._complete(item.prompt, system=item.system, response_format=item.response_format,
-                                   overrides=item.limits, batch_id=batch_id, session_budget=session_budget)
+        return await rlm._complete(item.prompt, system=item.system, context=item.load_context(),
+                                   response_format=item.response_format, overrides=item.limits, batch_id=batch_id,
+                                   session_budget=session_budget)
     except RLMError as exc:
         return failed_result(exc, started=started)
 

@@ -37,7 +37,11 @@ def test_inherited_fields_have_their_help_and_come_from_the_environment():
     assert config.plugin("backend-demo") == DemoOptions(read_timeout=7.0, retry_max_delay=3.0, model_hint="small")
 
 
-def test_a_bad_inherited_value_is_a_config_error_naming_the_section():
-    with pytest.raises(ConfigError, match=r"\[plugins.backend-demo\]: read_timeout must be a number of seconds > 0"):
+def test_a_bad_inherited_value_is_a_config_error_naming_where_it_came_from(tmp_path):
+    with pytest.raises(ConfigError, match=r"^environment variable RLM_PLUGINS__BACKEND_DEMO__READ_TIMEOUT: "
+                                          r"read_timeout must be a number of seconds > 0"):
         load_config(use_file=False, env={"RLM_PLUGINS__BACKEND_DEMO__READ_TIMEOUT": "-1"},
                     sections={"backend-demo": DemoOptions})
+    (tmp_path / "rlm.toml").write_text("[plugins.backend-demo]\nread_timeout = -1\n")
+    with pytest.raises(ConfigError, match=r"\[plugins.backend-demo\] read_timeout: read_timeout must be a number"):
+        load_config(path=tmp_path / "rlm.toml", env={}, sections={"backend-demo": DemoOptions})
