@@ -1,0 +1,1 @@
+"""rlm-eval: offline long-context benchmarks for rlm (rlm eval)."""
