@@ -67,7 +67,7 @@ def test_the_direct_path_is_priced_and_budgeted_like_any_call(configured, tmp_pa
     assert json.loads(captured.out)["path"] == "direct"
 
 
-def test_a_direct_input_larger_than_the_window_is_refused_whole_never_cut(scripted_llm, tmp_path, capsys):
+def test_a_direct_input_far_larger_than_the_window_is_refused_unsent_never_cut(scripted_llm, tmp_path, capsys):
     pytest.importorskip("rlm_backend_openai")
     (tmp_path / "rlm.toml").write_text(f'[rlm]\napi_base = "{scripted_llm.base_url("openai")}"\n'
                                        'environment = "local"\nprotocol = "tools"\ndirect_below_tokens = 100000\n'

@@ -773,13 +773,22 @@ async def _remember(run: Run, top: Any, messages: list[Message], answer: str) ->
     session.completions += 1
 
 
+#: The direct path refuses unsent an input estimated at more than this many times the context window.
+DIRECT_OVERFLOW_FACTOR = 2
+
+
 async def _direct_answer(run: Run, top: Any, messages: list[Message],
                          fmt: Mapping[str, Any] | None) -> CallOutcome:
     """The direct path: one model call without tools or REPL; a limit that refuses it leaves no answer, and
-    so does an input larger than the model's context window (it is never cut to fit)."""
+    so does an input larger than the model's context window (it is never cut to fit).
+
+    Only an input our estimate puts at more than :data:`DIRECT_OVERFLOW_FACTOR` times the window is refused
+    unsent: the estimate can be off by a fifth either way, so nearer the window the provider, which
+    counts with the model's own tokenizer, decides (a refusal there is a ``ContextTooLongError``).
+    """
     window = run.context_window(run.main_route)
     size = estimate_tokens(messages)
-    if size > window:
+    if size > DIRECT_OVERFLOW_FACTOR * window:
         refusal = Refusal.of("context_window", f"about {size} tokens, the window is {window}")
         run.limits_hit.append(refusal.limit)
         run.emit(top, "limit_hit", limit=refusal.limit, message=str(refusal))

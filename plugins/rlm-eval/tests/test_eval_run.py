@@ -27,10 +27,11 @@ def configured(scripted_llm, tmp_path, monkeypatch):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.chdir(tmp_path)
-    # a 4000-token window: the 1k inputs fit in one call, the 8k ones do not
+    # a 3000-token window: the 1k inputs fit in one call; the 8k ones are more than twice too long, so they
+    # are refused unsent
     (tmp_path / "rlm.toml").write_text(
         f'[rlm]\napi_base = "{scripted_llm.openai_base_url}"\nenvironment = "local"\n'
-        'model = "openai/gpt-4o-mini"\ncontext_window = 4000\n'
+        'model = "openai/gpt-4o-mini"\ncontext_window = 3000\n'
         '[pricing."gpt-4o-mini"]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n')
     return scripted_llm
 
@@ -70,7 +71,7 @@ def test_both_modes_side_by_side_and_the_base_mode_overflows_instead_of_cutting(
     assert all(r["overflow"] and r["score"] == 0.0 for r in by[("8k", "base")])
     # nothing over the window was sent: every base request that reached the model fits it
     base_requests = [r for r in configured.requests if "\n\nContext:\n" in r.body["messages"][1]["content"]]
-    assert len(base_requests) == 2 and all(len(json.dumps(r.body)) < 4000 * 4 for r in base_requests)
+    assert len(base_requests) == 2 and all(len(json.dumps(r.body)) < 3000 * 4 for r in base_requests)
     for r in rows:
         assert r["status"] == ("failed" if r["overflow"] else "ok")
         assert r["score"] == 0.0 or r["answer"] == r["expected"]
@@ -147,3 +148,12 @@ def test_the_summary_by_hand():
     text = table([rlm, base])
     assert "78.1 " in text and "0.0*" in text and "0.0300" in text
     assert percentile([], 0.5) is None and percentile([3, 1, 2], 0.5) == 2 and percentile(list(range(1, 21)), 0.95) == 19
+
+
+def test_an_input_the_provider_counts_as_too_long_is_an_overflow_too(configured, tmp_path, capsys):
+    # our estimate puts the 1k input within the window; this provider's tokenizer disagrees
+    configured.script(lambda request: Reply.error(400, "This model's maximum context length is 4000 tokens",
+                                                  code="context_length_exceeded"))
+    assert cli.main(["eval", "sniah", "--sizes", "1k", "-n", "1", "--mode", "base", "-o", "res.jsonl"]) == 0
+    (row,) = rows_of(tmp_path / "res.jsonl")
+    assert row["overflow"] and row["score"] == 0.0 and row["status"] == "failed"

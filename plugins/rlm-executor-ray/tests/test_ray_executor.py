@@ -256,3 +256,13 @@ def test_rlm_batch_executor_ray_starts_and_stops_its_own_cluster(scripted_llm, t
     assert {w: lines[w]["response"] for w in WORDS[:3]} == {w: f"answer: {w.upper()}" for w in WORDS[:3]}
     assert "3 answered, 0 failed" in done.stderr
     assert all((tmp_path / "logs" / f"{line['trajectory_id']}.jsonl").exists() for line in lines.values())
+
+
+def test_an_actor_size_the_cluster_cannot_place_is_a_clear_error_not_a_wait(cluster, scripted_llm, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("RLM_PLUGINS__EXECUTOR_RAY__TASK_CPUS", "3")  # the cluster has 2
+    source = write_input(tmp_path, [{"id": "a", "prompt": "plain a"}])
+    with pytest.raises(Exception) as info:
+        batch(make(scripted_llm, tmp_path), source, str(tmp_path / "out.jsonl"), executor="ray")
+    assert "task_cpus = 3 is more than the 2 CPUs of the Ray cluster" in str(info.value)
+    assert scripted_llm.requests == []

@@ -10,8 +10,9 @@ sub-calls and the trajectory id.
 Modes:
 
 - ``base``: the model alone, one call with the whole context in the prompt (the direct path with no
-  size limit).  An input larger than the model's context window is not sent (never cut to fit): the
-  row says ``overflow`` and scores 0, as the paper's ``*``.
+  size limit).  An input larger than the model's context window is not sent (never cut to fit), and
+  one the provider refuses as too long is not answered: the row says ``overflow`` and scores 0, as the
+  paper's ``*``.
 - ``rlm``: the RLM, with the context as the REPL variable ``context`` (the repl protocol).
 """
 
@@ -131,7 +132,9 @@ def score_rows(items: Sequence[EvalItem], lines: Mapping[str, Mapping[str, Mappi
 
 def row(item: EvalItem, mode: str, line: Mapping[str, Any]) -> dict[str, Any]:
     """The scored row of one item's batch line."""
-    overflow = line.get("limit_hit") == "context_window"
+    # ours (the input's estimate is over the window: not sent) or the provider's (it counted more tokens
+    # than we did and refused the call): either way the model never saw the input, and nothing was cut
+    overflow = line.get("limit_hit") == "context_window" or line.get("error_type") == "ContextTooLongError"
     answer = line.get("response") if isinstance(line.get("response"), str) else ""
     duration = line.get("duration_ms")
     return {

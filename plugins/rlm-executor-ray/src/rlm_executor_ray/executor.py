@@ -126,7 +126,10 @@ class RayExecutor:
         log.info("ray_connected", address=where, cpus=ray.cluster_resources().get("CPU"))
 
     def _pool_size(self, ray: Any, concurrency: int) -> int:
-        cpus = float(ray.cluster_resources().get("CPU") or 1)
+        cpus = float(ray.cluster_resources().get("CPU") or 0)
+        if cpus < self.options.task_cpus:  # no actor could ever be placed: say so rather than wait
+            raise ConfigError(f"[plugins.executor-ray] task_cpus = {self.options.task_cpus:g} is more than the "
+                              f"{cpus:g} CPUs of the Ray cluster", fix="lower task_cpus, or add nodes to the cluster")
         return max(1, min(concurrency, int(cpus / self.options.task_cpus)))
 
     async def run(self, job: BatchJob) -> None:
