@@ -43,6 +43,8 @@ log = get_logger(__name__)
 
 #: Seconds past an item's own timeout the driver waits before it counts the worker as dead.
 GRACE_S = 60.0
+#: Seconds the actors get to close their RLMs at the end of a batch before they are killed.
+CLOSE_S = 30.0
 
 
 def import_ray() -> Any:
@@ -160,8 +162,9 @@ class RayExecutor:
 
     async def _stop(self, ray: Any, pool: _Pool) -> None:
         """Close every actor's RLM (its backends' connections), then end the actors."""
-        closing = [a.close.remote() for a in pool.actors]
-        await asyncio.gather(*(asyncio.wrap_future(ref.future()) for ref in closing), return_exceptions=True)
+        closing = [asyncio.wrap_future(a.close.remote().future()) for a in pool.actors]
+        with contextlib.suppress(TimeoutError):  # an actor the cluster never placed cannot close: it is killed
+            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), CLOSE_S)
         for a in pool.actors:
             with contextlib.suppress(Exception):
                 ray.kill(a, no_restart=True)
