@@ -388,11 +388,12 @@ class RLM:
                 log.warning("cache_close_failed", error=str(exc))
 
     async def batch(self, input: str | os.PathLike[str], output: str | os.PathLike[str], *,
-                    concurrency: int = 4, executor: str = "local", address: str | None = None) -> Any:
+                    concurrency: int = 4, executor: str | None = None, address: str | None = None) -> Any:
         """Answer every prompt of the JSONL file ``input``, appending each result to ``output`` as it ends
         (ids already answered there are skipped); returns a :class:`rlm.batch.BatchSummary`.  A cost cap
         across the whole batch is ``session_cost_cap``.  ``executor`` is where the items run (``local``:
-        this process; ``ray``: a Ray cluster, with ``rlm-executor-ray``), ``address`` its cluster."""
+        this process; ``ray``: a Ray cluster, with ``rlm-executor-ray``; default: ``[rlm] executor``),
+        ``address`` its cluster."""
         from rlm.batch import read_items, run_batch
 
         return await run_batch(self, read_items(input), output, concurrency=concurrency, executor=executor,

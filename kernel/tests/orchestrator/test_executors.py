@@ -262,3 +262,11 @@ def test_a_worker_host_rebuilds_the_rlm_once_and_runs_each_item_under_its_lease(
     assert free.success and free.response == "fine" and free.events[0]["batch_id"] == "b-000000000001"
     assert not (tmp_path / "logs").exists()  # a worker writes no trajectory: the driver does
     assert starved.limit_hit == "session_cost_cap" and len(backend.requests) == 1  # refused before sending
+
+
+def test_the_configured_executor_is_the_default_of_rlm_batch(make_rlm, tmp_path):
+    rlm, backend = make_rlm(lambda request: "fine", executor="nope")
+    with pytest.raises(ConfigError, match="executor 'nope' is not installed"):
+        run_batch_file(rlm, tmp_path, [{"prompt": "a"}])
+    summary, _lines = run_batch_file(rlm, tmp_path, [{"prompt": "a"}], executor="local")  # the argument wins
+    assert summary.ok == 1
