@@ -28,7 +28,7 @@ from typing import Any
 from rlm.errors import RLMError
 from rlm.logging import get_logger
 
-from rlm_mcp.sessions import SessionError, check_session_id
+from rlm_mcp.sessions import IdleReaping, SessionError, check_session_id
 
 log = get_logger(__name__)
 
@@ -122,7 +122,7 @@ def result_json(result: Any, *, session_id: str | None, completions: int | None)
     return data
 
 
-class RLMSessionManager:
+class RLMSessionManager(IdleReaping):
     """The RLM sessions of one server process.
 
     :param make_rlm: ``make_rlm()`` -> :class:`rlm.RLM` with the server's configuration (called on a
@@ -197,15 +197,6 @@ class RLMSessionManager:
             return False
         await self._close(session, reason="closed")
         return True
-
-    async def reap(self) -> list[str]:
-        now = time.monotonic()
-        expired = [s for s in self._sessions.values()
-                   if now - s.last_used > self.idle_timeout and not s.lock.locked()]
-        for session in expired:
-            self._sessions.pop(session.session_id, None)
-            await self._close(session, reason="idle")
-        return [s.session_id for s in expired]
 
     async def close_all(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Close every session (server shutdown); a completion in progress gets ``timeout`` seconds."""

@@ -72,7 +72,32 @@ def check_session_id(session_id: str | None) -> str:
     return sid
 
 
-class SessionManager:
+class IdleReaping:
+    """The one idle rule of this server's session managers (REPL sessions here, RLM sessions in
+    :mod:`rlm_mcp.completions`): a session unused for longer than ``idle_timeout`` and not busy is closed.
+
+    A subclass has ``_sessions`` (id -> a session with ``session_id``, ``last_used`` and ``lock``),
+    ``idle_timeout`` and ``async _close(session, *, reason)``.
+    """
+
+    _sessions: dict[str, Any]
+    idle_timeout: float
+
+    async def _close(self, session: Any, *, reason: str) -> None:
+        raise NotImplementedError
+
+    async def reap(self) -> list[str]:
+        """Close the sessions idle for longer than ``idle_timeout``; returns their ids."""
+        now = time.monotonic()
+        expired = [s for s in self._sessions.values()
+                   if now - s.last_used > self.idle_timeout and not s.lock.locked()]
+        for session in expired:
+            self._sessions.pop(session.session_id, None)
+            await self._close(session, reason="idle")
+        return [s.session_id for s in expired]
+
+
+class SessionManager(IdleReaping):
     """The REPL sessions of one server process.
 
     :param factory: the environment plugin's factory (``factory(settings=, callbacks=)``).
@@ -149,16 +174,6 @@ class SessionManager:
             raise self.unknown(sid)
         await self._close(session, reason="closed")
         return sid
-
-    async def reap(self) -> list[str]:
-        """Close the sessions idle for longer than ``idle_timeout``; returns their ids."""
-        now = time.monotonic()
-        expired = [s for s in self._sessions.values()
-                   if now - s.last_used > self.idle_timeout and not s.lock.locked()]
-        for session in expired:
-            self._sessions.pop(session.session_id, None)
-            await self._close(session, reason="idle")
-        return [s.session_id for s in expired]
 
     async def close_all(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
