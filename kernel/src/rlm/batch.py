@@ -23,7 +23,7 @@ import asyncio
 import json
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +150,10 @@ def _ends_with_newline(path: str | os.PathLike[str]) -> bool:
         return fh.read(1) == b"\n"
 
 
-def read_output(path: str | os.PathLike[str]) -> tuple[set[str], str | None]:
-    """What an existing output file says: the ids whose last line says ``ok``, and the batch id of its
-    lines (None for a new file).  A torn line (a kill mid-write) or a foreign one is ignored."""
-    last: dict[str, str] = {}
-    batch_id: str | None = None
+def output_lines(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The result objects of an existing output file, in file order (none for a missing file); a torn
+    line (a kill mid-write), a line over :data:`MAX_LINE_BYTES` or a foreign one (no ``id``) is skipped.
+    A file that cannot be read is an :class:`InputError`."""
     try:
         with open(path, "rb") as fh:
             for raw in iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""):
@@ -163,14 +162,23 @@ def read_output(path: str | os.PathLike[str]) -> tuple[set[str], str | None]:
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     continue  # a line cut by a kill, or not ours
                 if isinstance(data, dict) and "id" in data:
-                    last[str(data["id"])] = str(data.get("status"))
-                    found = data.get("batch_id")
-                    if batch_id is None and isinstance(found, str) and BATCH_ID.fullmatch(found):
-                        batch_id = found
+                    yield data
     except FileNotFoundError:
-        return set(), None
+        return
     except OSError as exc:
         raise InputError(f"cannot read the batch output {str(path)!r}: {exc.strerror}") from None
+
+
+def read_output(path: str | os.PathLike[str]) -> tuple[set[str], str | None]:
+    """What an existing output file says: the ids whose last line says ``ok``, and the batch id of its
+    lines (None for a new file)."""
+    last: dict[str, str] = {}
+    batch_id: str | None = None
+    for data in output_lines(path):
+        last[str(data["id"])] = str(data.get("status"))
+        found = data.get("batch_id")
+        if batch_id is None and isinstance(found, str) and BATCH_ID.fullmatch(found):
+            batch_id = found
     return {item_id for item_id, status in last.items() if status == "ok"}, batch_id
 
 

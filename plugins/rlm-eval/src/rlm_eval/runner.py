@@ -105,18 +105,9 @@ class EvalRun:
 
 def last_lines(path: Path) -> dict[str, dict[str, Any]]:
     """The last line of each id in a batch output (a re-run's line replaces a failed one's)."""
-    out: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return out
-    with open(path, "rb") as fh:
-        for raw in fh:
-            try:
-                line = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue  # torn by a kill
-            if isinstance(line, dict) and isinstance(line.get("id"), str):
-                out[line["id"]] = line
-    return out
+    from rlm.batch import output_lines
+
+    return {line["id"]: line for line in output_lines(path) if isinstance(line["id"], str)}
 
 
 def score_rows(items: Sequence[EvalItem], lines: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
