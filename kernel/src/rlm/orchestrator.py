@@ -778,7 +778,7 @@ class Run:
                 if spec.takes_context:
                     args["ctx"] = ToolContext(self, call)
                 remaining = self.remaining_time()  # tools stop at the soft deadline: the last turn still fits
-                payload = await asyncio.wait_for(spec.handler(**args), timeout=max(0.001, remaining))
+                payload = await asyncio.wait_for(_no_exit(spec.handler(**args)), timeout=max(0.001, remaining))
             except asyncio.TimeoutError:
                 payload, is_error = {"error": "the run's timeout expired while this tool ran"}, True
             except (ToolError, BudgetExceeded, BackendError) as exc:  # BackendError: a failed sub-call
@@ -1137,3 +1137,13 @@ class _HostCallbacks:
         except FatalRunError as exc:
             self._run.fatal = self._run.fatal or exc
             raise
+
+
+async def _no_exit(awaitable: Any) -> Any:
+    """A tool's result; a tool that calls ``exit()`` gets a :class:`ToolError` the model sees, as it must
+    not end the process (asyncio re-raises SystemExit out of the event loop, ending every run and batch
+    item at once).  Awaited inside the tool's task, before SystemExit could reach the task's boundary."""
+    try:
+        return await awaitable
+    except SystemExit as exc:
+        raise ToolError(f"the tool called exit({exc.code!r})") from None

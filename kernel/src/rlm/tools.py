@@ -18,7 +18,6 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args, get_origin
 
-from rlm.errors import ToolError
 from rlm.trajectory import escape_surrogates_deep
 from rlm.types import ToolSpec
 
@@ -116,25 +115,14 @@ def tool(func: Callable[..., Any] | None = None, *, name: str | None = None,
 
     # A result holding a lone surrogate (a file name that is not UTF-8, text decoded with
     # surrogateescape) could be sent nowhere and logged nowhere: escape it (a byte becomes \xNN).
-    # A tool that calls exit() must not end the process (asyncio re-raises SystemExit out of the event
-    # loop, ending every run and batch item at once): it is the tool's error, which the model sees.
     if asyncio.iscoroutinefunction(func):
         @functools.wraps(func)
         async def handler(**kwargs: Any) -> Any:
-            try:
-                return escape_surrogates_deep(await func(**kwargs))
-            except SystemExit as exc:
-                raise ToolError(f"the tool called exit({exc.code!r})") from None
+            return escape_surrogates_deep(await func(**kwargs))
     else:
-        def call_sync(**kwargs: Any) -> Any:
-            try:
-                return func(**kwargs)
-            except SystemExit as exc:
-                raise ToolError(f"the tool called exit({exc.code!r})") from None
-
         @functools.wraps(func)
         async def handler(**kwargs: Any) -> Any:
-            return escape_surrogates_deep(await asyncio.to_thread(call_sync, **kwargs))
+            return escape_surrogates_deep(await asyncio.to_thread(func, **kwargs))
 
     return ToolSpec(
         name=name or func.__name__,
