@@ -270,3 +270,27 @@ def test_the_configured_executor_is_the_default_of_rlm_batch(make_rlm, tmp_path)
         run_batch_file(rlm, tmp_path, [{"prompt": "a"}])
     summary, _lines = run_batch_file(rlm, tmp_path, [{"prompt": "a"}], executor="local")  # the argument wins
     assert summary.ok == 1
+
+
+def test_a_tool_with_its_own_handler_that_calls_exit_is_a_tool_error_too(make_rlm):
+    from rlm.types import ToolSpec
+
+    from .conftest import call
+
+    async def handler(**kwargs):
+        raise SystemExit(6)
+
+    raw = ToolSpec(name="raw_quit", description="Calls exit().", parameters={"type": "object", "properties": {}},
+                   handler=handler)
+    seen = []
+
+    def script(request):
+        tools = [m for m in request.messages if m.role == "tool"]
+        if not tools:
+            return [call("raw_quit")]
+        seen.extend(m.text for m in tools)
+        return "still here"
+
+    rlm, _backend = make_rlm(script, tools=[raw])
+    result = asyncio.run(rlm.completion("go"))
+    assert result.response == "still here" and any("the tool called exit(6)" in text for text in seen)
