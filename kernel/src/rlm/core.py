@@ -666,7 +666,11 @@ class RLM:
                     "\n[... the full text is in `context`]")
         else:
             desc = f"{type(value).__name__}, {len(value) if hasattr(value, '__len__') else '?'} items/characters"
-            user = text
+            # said after the task too: a small model otherwise answers from the question alone (the end
+            # of the message weighs most; "answer with the value only" in a task is otherwise obeyed at once)
+            user = (f"Task: {text}\n\nThe input is in the REPL variable `context` ({desc}); you have not seen it. "
+                    "Start with a ```repl block that looks at `context` (e.g. searches it for the task's "
+                    "distinctive words).")
         base = system_prompt or self.system_prompt or prompts.repl_system(desc, sub_calls=run.config.sub_calls)
         system_text = f"{base}\n\n{system}" if system else base
         return [Message.system(system_text), Message.user(user)]

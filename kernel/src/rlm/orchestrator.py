@@ -83,6 +83,9 @@ CALIBRATION_SLACK = 64
 CALIBRATION_MARGIN = 1.5
 #: Characters of one REPL output shown back to the model in the repl protocol.
 REPL_FEEDBACK_CHARS = 20_000
+#: A plain reply (no code, no FINAL) up to this long, on one line, after code ran, is quoted back in the
+#: nudge as the answer it probably is (:data:`rlm.prompts.REPL_NUDGE_REPLY`).
+NUDGE_REPLY_CHARS = 200
 #: Context window assumed when neither config, backend nor litellm's map knows it.
 DEFAULT_CONTEXT_WINDOW = 32_000
 #: Replies at least this long are never taken for a give-up (:func:`answer_problem`).
@@ -944,7 +947,10 @@ class Run:
                     messages.append(Message.user("\n\n".join(feedback)))
                 elif not nudged:
                     nudged = True
-                    messages.append(Message.user(prompts.REPL_NUDGE))
+                    reply = text.strip()
+                    short = ran and reply and "\n" not in reply and len(reply) <= NUDGE_REPLY_CHARS
+                    messages.append(Message.user(prompts.REPL_NUDGE_REPLY.format(reply=reply) if short
+                                                 else prompts.REPL_NUDGE))
                 else:  # twice no code and no FINAL: the text is the answer, unless it is none
                     why = answer_problem(text, give_up=True)
                     if why is not None:

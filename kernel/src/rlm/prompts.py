@@ -31,23 +31,7 @@ shows what the code printed. Variables persist between blocks. Never write the o
 If the code fails, read the error and write different code.
 When your code has computed the answer, call FINAL(value) in the code, or reply with FINAL(answer) or \
 FINAL_VAR(variable_name) on its own line.
-{sub_calls}
-Example, for the task "What is the total of the amount column in orders.csv?":
-```repl
-import csv
-with open("orders.csv", newline="") as f:
-    rows = list(csv.DictReader(f))  # one dict per data row; the header gives the keys
-total = sum(float(row["amount"]) for row in rows)
-print(len(rows), "rows, total", total)
-FINAL(round(total, 2))
-```
-Example, for the task "How many lines does server.log have, and how many mention timeout?" (lines are \
-counted in the text; in a csv file the header is a line too):
-```repl
-with open("server.log") as f:
-    lines = f.read().splitlines()
-FINAL(f"{len(lines)} lines, {sum(1 for line in lines if 'timeout' in line)} mention timeout")
-```"""
+{sub_calls}{examples}"""
 
 FORCED_ANSWER = (
     "{message}. Do not call tools or write code any more: answer now with the best answer you have "
@@ -61,6 +45,13 @@ FORCED_ANSWER_REPL = (
 REPL_NUDGE = (
     "Continue: write a ```repl block to run code, or give the answer as FINAL(answer) "
     "or FINAL_VAR(variable_name)."
+)
+
+#: The nudge after a short plain reply (one line) to a turn that ran code: a small model answers in
+#: plain text once the output shows the answer, and turns back to code when told only to use FINAL.
+REPL_NUDGE_REPLY = (
+    "Your reply has no ```repl block and no FINAL. If {reply!r} is your answer, reply with FINAL({reply}). "
+    "If it is not, write a ```repl block to run code."
 )
 
 JSON_REPAIR = (
@@ -87,6 +78,46 @@ def tools_system(tools: Iterable[ToolSpec]) -> str:
     return TOOLS_SYSTEM.format(tool_lines=tool_lines(tools))
 
 
+#: The REPL prompt's examples when the input is the task itself or files it names.
+REPL_FILE_EXAMPLES = """\
+Example, for the task "What is the total of the amount column in orders.csv?":
+```repl
+import csv
+with open("orders.csv", newline="") as f:
+    rows = list(csv.DictReader(f))  # one dict per data row; the header gives the keys
+total = sum(float(row["amount"]) for row in rows)
+print(len(rows), "rows, total", total)
+FINAL(round(total, 2))
+```
+Example, for the task "How many lines does server.log have, and how many mention timeout?" (lines are \
+counted in the text; in a csv file the header is a line too):
+```repl
+with open("server.log") as f:
+    lines = f.read().splitlines()
+FINAL(f"{len(lines)} lines, {sum(1 for line in lines if 'timeout' in line)} mention timeout")
+```"""
+
+#: The REPL prompt's example when the input is in ``context`` (instead of the file examples, which
+#: small models copy whole): without it they answer a question about ``context`` without looking at it.
+REPL_CONTEXT_EXAMPLE = """\
+The task is about the text in `context`, which you have not seen: never answer before your code has found \
+the answer there. Find the parts that matter with code (str methods, re, slicing; for a search, the task's \
+own distinctive words) and print them; when what was printed shows the answer, reply with FINAL(answer).
+Example, for the task "According to the context, what colour was the bridge over the river painted? Answer \
+with the colour only.":
+```repl
+import re
+for m in list(re.finditer(r"bridge over the river", context, re.IGNORECASE))[:10]:
+    print("...", context[max(0, m.start() - 200):m.end() + 200].replace("\\n", " "), "...")
+```
+Example, for the task "Which city did Dana Reyes move to, according to the context? Answer with the city only.":
+```repl
+import re
+for m in list(re.finditer(r"Dana Reyes", context, re.IGNORECASE))[:10]:
+    print("...", context[max(0, m.start() - 200):m.end() + 200].replace("\\n", " "), "...")
+```
+"""
+
 #: The REPL prompt's lines on delegation (left out when sub-calls are off).
 REPL_SUB_CALLS = """\
 For long text, code may also call llm_query(prompt), which returns a sub-LLM's answer as a string (it \
@@ -99,7 +130,8 @@ def repl_system(context_desc: str | None, *, sub_calls: bool = True) -> str:
     mentioned (it holds only the task, shown whole: small models otherwise parse it for the data)."""
     line = "" if context_desc is None else f"The REPL variable `context` holds the input ({context_desc}). "
     return (REPL_SYSTEM.replace("{context_line}", line)
-            .replace("{sub_calls}", REPL_SUB_CALLS if sub_calls else ""))
+            .replace("{sub_calls}", REPL_SUB_CALLS if sub_calls else "")
+            .replace("{examples}", REPL_FILE_EXAMPLES if context_desc is None else REPL_CONTEXT_EXAMPLE))
 
 
 #: Appended to the REPL feedback when the model ran the same code again and it failed again.

@@ -14,8 +14,10 @@ from attrs import define
 _FENCE = re.compile(r"```[ \t]*(repl|python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 #: Words and an ``=`` that make a block without a language tag read as code rather than prose.
 _CODE_HINT = re.compile(r"\b(?:print|import|def|for|while|return|len)\b|=")
-_FINAL_VAR = re.compile(r"^\s*FINAL_VAR\(\s*[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?\s*\)\s*$", re.MULTILINE)
-_FINAL = re.compile(r"^\s*FINAL\((.*)\)\s*$", re.MULTILINE | re.DOTALL)
+# Any case, and a full stop after the parenthesis: small models write "Final(42)." as often as FINAL(42).
+_FINAL_VAR = re.compile(r"^\s*FINAL_VAR\(\s*[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?\s*\)\.?\s*$",
+                        re.MULTILINE | re.IGNORECASE)
+_FINAL = re.compile(r"^\s*FINAL\((.*)\)\.?\s*$", re.MULTILINE | re.DOTALL | re.IGNORECASE)
 #: A whole reply that is a code block whose fences the model left out: the tag alone on the first line.
 _UNFENCED = re.compile(r"\A\s*(?:repl|python|py|python3)[ \t]*\n(.*\S.*)\Z", re.DOTALL | re.IGNORECASE)
 #: A reply that starts like that but does close its block (only the opening fence is missing).

@@ -31,6 +31,43 @@ def test_a_long_task_or_given_context_is_pointed_at(make_rlm):
     assert "`context` holds the input (list, 2 items/characters)" in backend.requests[0].messages[0].text
 
 
+def test_a_given_context_gets_the_search_example_and_the_task_says_where_the_input_is(make_rlm):
+    # a small model copies whichever example it is shown and answers "with the value only" at once
+    # unless the end of the message says the input is not in it
+    rlm, backend = make_rlm(["FINAL(ok)"], protocol="repl")
+    assert rlm.completion_sync("What colour? Answer with the colour only.", context="long text").response == "ok"
+    system, user = (m.text for m in backend.requests[0].messages)
+    assert "re.finditer" in system and "orders.csv" not in system
+    assert user.startswith("Task: What colour? Answer with the colour only.\n\n")
+    assert "The input is in the REPL variable `context` (str, 9 items/characters)" in user
+    assert user.endswith("distinctive words).")
+    rlm, backend = make_rlm(["FINAL(ok)"], protocol="repl")
+    rlm.completion_sync("sum the amounts in orders.csv")  # no context: the file examples
+    assert "orders.csv" in backend.requests[0].messages[0].text
+    assert "re.finditer" not in backend.requests[0].messages[0].text
+
+
+def test_a_short_plain_reply_after_code_is_quoted_back_as_the_likely_answer(make_rlm):
+    script = ["```repl\nprint(context[-5:])\n```", "juniper", "FINAL(juniper)"]
+    rlm, backend = make_rlm(script, protocol="repl")
+    result = rlm.completion_sync("the magic word?", context="... is: juniper")
+    assert result.response == "juniper" and result.answer_source == "final"
+    nudge = backend.requests[2].messages[-1].text
+    assert "If 'juniper' is your answer, reply with FINAL(juniper)" in nudge
+    # before any code ran, or for a long or multi-line reply, the plain nudge
+    rlm, backend = make_rlm(["juniper", "FINAL(juniper)"], protocol="repl")
+    rlm.completion_sync("the magic word?", context="... is: juniper")
+    assert "FINAL(answer)" in backend.requests[1].messages[-1].text
+    rlm, backend = make_rlm(["```repl\nprint(1)\n```", "it is\nsomething", "FINAL(x)"], protocol="repl")
+    rlm.completion_sync("q", context="c")
+    assert "is your answer" not in backend.requests[2].messages[-1].text
+
+
+def test_final_in_any_case_with_a_full_stop_is_the_answer(make_rlm):
+    rlm, _ = make_rlm(["```repl\nx = 1\n```", "Final(6420d739-aa77)."], protocol="repl")
+    assert rlm.completion_sync("q", context="c").response == "6420d739-aa77"
+
+
 def test_final_var_reads_the_real_variable(make_rlm):
     rlm, _ = make_rlm(["```repl\nanswer = 6 * 7\n```", "FINAL_VAR(answer)"], protocol="repl")
     assert rlm.completion_sync("compute").response == "42"
