@@ -903,6 +903,7 @@ class Run:
         env = await self.environment_for(call)
         nudged = False
         last_text = ""
+        last_error = ""  # the error of the last code run (a reply that only repeats it is no answer)
         ran: dict[str, tuple[Any, int]] = {}  # the code run in this call (normalized) -> (its last result, runs)
         try:
             for _ in range(turns):
@@ -919,6 +920,7 @@ class Run:
                     result = await self.execute(call, env, code)
                     if result.final is not None:
                         return CallOutcome(text=result.final.value, source=result.final.kind)
+                    last_error = result.error or ""
                     piece = _repl_feedback(code, result)
                     note = self.note_repetition(call, code, result, ran)
                     notes.append(note)
@@ -948,11 +950,12 @@ class Run:
                 elif not nudged:
                     nudged = True
                     reply = text.strip()
-                    short = ran and reply and "\n" not in reply and len(reply) <= NUDGE_REPLY_CHARS
+                    short = (ran and reply and "\n" not in reply and len(reply) <= NUDGE_REPLY_CHARS
+                             and _echoed_error(reply, last_error) is None)
                     messages.append(Message.user(prompts.REPL_NUDGE_REPLY.format(reply=reply) if short
                                                  else prompts.REPL_NUDGE))
                 else:  # twice no code and no FINAL: the text is the answer, unless it is none
-                    why = answer_problem(text, give_up=True)
+                    why = answer_problem(text, give_up=True) or _echoed_error(text, last_error)
                     if why is not None:
                         self.emit(call, "no_answer", limit=None, reason=why)
                         return CallOutcome(text="", no_answer=why)
@@ -1046,6 +1049,8 @@ _GIVE_UP = re.compile(
     re.IGNORECASE,
 )
 #: A code block that only gives the answer: FINAL(...) or FINAL_VAR(...).
+#: A FINAL(...) call on a line of its own in code (its value must be Python: see ``prompts.FINAL_IN_CODE``).
+_FINAL_CALL = re.compile(r"^\s*FINAL\(", re.MULTILINE)
 _LONE_FINAL = re.compile(r"FINAL(?:_VAR)?\(.*\)", re.DOTALL)
 
 
@@ -1074,6 +1079,15 @@ def answer_problem(text: str, *, give_up: bool = True, code_is_work: bool = Fals
             return "the model's last reply was only code"
     if give_up and len(stripped) < GIVE_UP_CHARS and _GIVE_UP.match(stripped):
         return f"the model gave up: {_excerpt(stripped)}"
+    return None
+
+
+def _echoed_error(text: str, error: str) -> str | None:
+    """Why ``text`` is no answer when it only repeats a line of the last code run's ``error`` (a small
+    model answers with the REPL's ``SyntaxError: ...``); None otherwise."""
+    reply = text.strip()
+    if reply and error and any(reply == line.strip() for line in error.splitlines()):
+        return f"the model's last reply only repeated the REPL's error: {_excerpt(reply)}"
     return None
 
 
@@ -1116,6 +1130,8 @@ def _repl_feedback(code: str, result: Any) -> str:
         body = body[:REPL_FEEDBACK_CHARS] + f"\n... [{len(body) - REPL_FEEDBACK_CHARS} more characters cut]"
     if result.truncated:
         body += "\n[output truncated by the sandbox]"
+    if result.error and "SyntaxError" in result.error and _FINAL_CALL.search(code):
+        body += f"\n{prompts.FINAL_IN_CODE}"
     if result.notice:
         body = f"[notice: {result.notice}]\n{body}"
     return f"REPL output:\n{body}"

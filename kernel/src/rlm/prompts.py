@@ -47,6 +47,13 @@ REPL_NUDGE = (
     "or FINAL_VAR(variable_name)."
 )
 
+#: Added to the feedback of code that did not compile and calls FINAL: small models write the answer there
+#: unquoted (``FINAL(6420d739-aa77)``), which is not Python.
+FINAL_IN_CODE = (
+    "Note: in code, FINAL takes a Python value: quote text, e.g. FINAL(\"6420d739-aa77\"), or reply with "
+    "FINAL(your answer) on its own line outside code."
+)
+
 #: The nudge after a short plain reply (one line) to a turn that ran code: a small model answers in
 #: plain text once the output shows the answer, and turns back to code when told only to use FINAL.
 REPL_NUDGE_REPLY = (

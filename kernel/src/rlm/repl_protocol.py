@@ -18,6 +18,8 @@ _CODE_HINT = re.compile(r"\b(?:print|import|def|for|while|return|len)\b|=")
 _FINAL_VAR = re.compile(r"^\s*FINAL_VAR\(\s*[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?\s*\)\.?\s*$",
                         re.MULTILINE | re.IGNORECASE)
 _FINAL = re.compile(r"^\s*FINAL\((.*)\)\.?\s*$", re.MULTILINE | re.DOTALL | re.IGNORECASE)
+#: "Final answer: X" as the reply's last line, which models write for FINAL(X) (the label is not the answer).
+_FINAL_ANSWER_LINE = re.compile(r"\A\s*(?:\*\*)?final answer(?:\*\*)?\s*:\s*(?:\*\*)?\s*(\S.*?)\s*\Z", re.IGNORECASE)
 #: A whole reply that is a code block whose fences the model left out: the tag alone on the first line.
 _UNFENCED = re.compile(r"\A\s*(?:repl|python|py|python3)[ \t]*\n(.*\S.*)\Z", re.DOTALL | re.IGNORECASE)
 #: A reply that starts like that but does close its block (only the opening fence is missing).
@@ -71,12 +73,16 @@ def strip_code(text: str) -> str:
 
 
 def find_final(text: str) -> FinalMarker | None:
-    """FINAL_VAR(name) or FINAL(answer) outside code blocks, or None."""
+    """FINAL_VAR(name) or FINAL(answer) outside code blocks (or a last line "Final answer: X"), or None."""
     prose = strip_code(text)
     match = _FINAL_VAR.search(prose)
     if match:
         return FinalMarker(kind="final_var", value=match.group(1))
     match = _FINAL.search(prose)
+    if match:
+        return FinalMarker(kind="final", value=_unquote(match.group(1).strip()))
+    lines = [line for line in prose.splitlines() if line.strip()]
+    match = _FINAL_ANSWER_LINE.match(lines[-1]) if lines else None
     if match:
         return FinalMarker(kind="final", value=_unquote(match.group(1).strip()))
     return None

@@ -68,6 +68,28 @@ def test_final_in_any_case_with_a_full_stop_is_the_answer(make_rlm):
     assert rlm.completion_sync("q", context="c").response == "6420d739-aa77"
 
 
+def test_a_last_line_final_answer_label_is_a_final(make_rlm):
+    rlm, _ = make_rlm(["```repl\nx = 1\n```", "I found it.\n**Final answer:** 2727875"], protocol="repl")
+    result = rlm.completion_sync("q", context="c")
+    assert result.response == "2727875" and result.answer_source == "final"
+
+
+def test_an_unquoted_final_in_code_gets_a_note_and_an_echoed_error_is_no_answer(make_rlm):
+    script = ["```repl\nprint(1)\n```", "b3e81621", "```repl\nFINAL(b3e81621-4fa8)\n```", "ignored"]
+
+    def model(request):
+        text = request.messages[-1].text
+        if "FINAL takes a Python value" in text:  # the note is there: echo the error line, as the 0.5B model did
+            return next(line for line in text.splitlines() if line.startswith("SyntaxError"))
+        return script[len(request.messages) // 2 - 1]
+
+    rlm, backend = make_rlm(model, protocol="repl")
+    result = rlm.completion_sync("q", context="c")
+    assert not result.success and result.response in ("", None)
+    assert "only repeated the REPL's error" in (result.error or "")
+    assert 'FINAL("6420d739-aa77")' in backend.requests[3].messages[-1].text
+
+
 def test_final_var_reads_the_real_variable(make_rlm):
     rlm, _ = make_rlm(["```repl\nanswer = 6 * 7\n```", "FINAL_VAR(answer)"], protocol="repl")
     assert rlm.completion_sync("compute").response == "42"
