@@ -157,3 +157,17 @@ def test_an_input_the_provider_counts_as_too_long_is_an_overflow_too(configured,
     assert cli.main(["eval", "sniah", "--sizes", "1k", "-n", "1", "--mode", "base", "-o", "res.jsonl"]) == 0
     (row,) = rows_of(tmp_path / "res.jsonl")
     assert row["overflow"] and row["score"] == 0.0 and row["status"] == "failed"
+
+
+def test_the_base_mode_is_not_refused_by_the_token_budget_its_one_call_needs(configured, tmp_path, capsys):
+    # a token is reserved per byte of a first prompt: a 1k-token input (~4 KB) is over a 2000-token budget,
+    # which refused every base call at 32k under the default 100k budget; the one call is bounded by the
+    # window anyway, so the base mode runs without one
+    toml = tmp_path / "rlm.toml"
+    toml.write_text(toml.read_text().replace("context_window = 3000\n", "context_window = 3000\ntoken_budget = 2000\n"))
+    configured.script(model)
+    assert cli.main(["eval", "sniah", "--sizes", "1k", "-n", "1", "--mode", "base", "-o", "res.jsonl"]) == 0, \
+        capsys.readouterr().err
+    (row,) = rows_of(tmp_path / "res.jsonl")
+    assert row["status"] == "ok" and row["score"] == 1.0 and row["total_tokens"] > 0
+    assert len(configured.requests) == 1

@@ -10,7 +10,7 @@ sub-calls and the trajectory id.
 Modes:
 
 - ``base``: the model alone, one call with the whole context in the prompt (the direct path with no
-  size limit).  An input larger than the model's context window is not sent (never cut to fit), and
+  size limit and no token budget).  An input larger than the model's context window is not sent (never cut to fit), and
   one the provider refuses as too long is not answered: the row says ``overflow`` and scores 0, as the
   paper's ``*``.
 - ``rlm``: the RLM, with the context as the REPL variable ``context`` (the repl protocol).
@@ -32,7 +32,10 @@ from rlm_eval.tasks import EvalItem
 MODES = ("base", "rlm")
 #: What each mode changes in the RLM's configuration.
 MODE_SETTINGS: Mapping[str, Mapping[str, Any]] = {
-    "base": {"direct_below_tokens": 2**40},  # always the direct path: one call, the context in the prompt
+    # always the direct path: one call, the context in the prompt; no token budget to speak of (a run reserves a token
+    # per byte of a first prompt, so the default 100k refused every 32k-token input; the one call is
+    # bounded by the model's window and max_tokens anyway, and a cost limit still applies)
+    "base": {"direct_below_tokens": 2**40, "token_budget": 2**40},
     "rlm": {"direct_below_tokens": 0, "protocol": "repl"},  # the context lives in the REPL
 }
 
