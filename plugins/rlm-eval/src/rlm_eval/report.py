@@ -86,13 +86,14 @@ def check_plot_support() -> None:
 
 
 def plot(cells: Sequence[Cell], path: str | os.PathLike[str]) -> None:
-    """Score vs input length (one line per task and mode) and cost per query vs length, to ``path``."""
+    """Score, cost per query and median time per query vs input length (one line per task and mode), to
+    ``path``; the time panel is what tells modes apart when the model is free (a local one)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right, timed) = plt.subplots(1, 3, figsize=(16, 4.2))
     for task in dict.fromkeys(c.task for c in cells):
         for mode in dict.fromkeys(c.mode for c in cells):
             series = sorted((c for c in cells if c.task == task and c.mode == mode), key=lambda c: c.target_tokens)
@@ -108,8 +109,13 @@ def plot(cells: Sequence[Cell], path: str | os.PathLike[str]) -> None:
             priced = [c for c in series if c.cost_per_query is not None]
             if priced:
                 right.plot([c.target_tokens for c in priced], [c.cost_per_query for c in priced], style, label=label)
+            answered = [c for c in series if c.p50_s is not None]  # all overflowed: nothing was sent
+            if answered:
+                timed.plot([c.target_tokens for c in answered], [c.p50_s for c in answered], style, label=label)
+    timed.set_yscale("log")
     for axis, title, ylabel in ((left, "score vs input length", "score (x100)"),
-                                (right, "cost per query vs input length", "USD per query")):
+                                (right, "cost per query vs input length", "USD per query"),
+                                (timed, "median time per query vs input length", "seconds (p50)")):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("input length (tokens)")
         axis.set_ylabel(ylabel)
