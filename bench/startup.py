@@ -1,10 +1,15 @@
-"""Startup benchmark: wall time of ``rlm --help``, ``python -c "import rlm"`` and ``rlm version``.
+"""Startup benchmark: wall and CPU time of ``rlm --help``, ``python -c "import rlm"`` and ``rlm version``.
 
 Runs each command N times in fresh subprocesses (the ``rlm`` script and the
 Python of the current venv, with whatever plugins are installed there) and
-prints the median and min wall time, with ``python -c pass`` as the floor.
-Then reports which heavy modules each of them imported (none expected) and
-whether the CLI framework / logging library were imported.  No assertions.
+prints the median and min wall time and the median CPU time (user + system of
+the child, from ``resource.getrusage(RUSAGE_CHILDREN)`` deltas; CPU time is
+what a loaded machine does not inflate), with ``python -c pass`` as the floor.
+Then the CPU time of one entry-point discovery (group ``rlm``, fresh process,
+import included) by the kernel's own scan (``rlm.entrypoints``) and by the
+``importlib_metadata`` backport.  Then reports which heavy modules each of
+them imported (none expected) and whether the CLI framework / logging library
+were imported.  No assertions.
 
     python bench/startup.py            # 20 runs each
     python bench/startup.py -n 50
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -56,6 +62,27 @@ def time_runs(cmd: list[str], runs: int) -> list[float]:
     return times
 
 
+def cpu_runs(cmd: list[str], runs: int) -> list[float]:
+    """CPU seconds (user + system) of ``runs`` executions of ``cmd`` (after one warm-up run)."""
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    times = []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return times
+
+
+#: One discovery of the ``rlm`` entry points, in a fresh process, import of the reader included.
+DISCOVERY = {  # label: (import, expression giving the entry points)
+    "python -c pass (floor)": ("pass", "()"),
+    "rlm.entrypoints scan": ("from rlm.entrypoints import entry_points", "entry_points('rlm')"),
+    "importlib_metadata": ("import importlib_metadata", "importlib_metadata.entry_points(group='rlm')"),
+    "importlib.metadata (stdlib)": ("import importlib.metadata", "importlib.metadata.entry_points(group='rlm')"),
+}
+
+
 def imported_modules(python: str, code: str) -> set[str]:
     result = subprocess.run([python, "-c", code + DUMP], capture_output=True, text=True, check=False)
     marker = result.stderr.rfind("MODULES=")
@@ -83,11 +110,24 @@ def main() -> None:
         "rlm version": [rlm, "version"],
     }
     print(f"interpreter: {args.python}\nrlm script:  {rlm}\nruns:        {args.runs} (after 1 warm-up)\n")
-    print(f"{'command':<28}{'median ms':>10}{'min ms':>10}{'max ms':>10}")
+    print(f"{'command':<28}{'median ms':>10}{'min ms':>10}{'max ms':>10}{'CPU med ms':>12}{'CPU min ms':>12}")
     for label, cmd in commands.items():
         times = time_runs(cmd, args.runs)
+        cpu = cpu_runs(cmd, args.runs)
         print(f"{label:<28}{statistics.median(times) * 1000:>10.1f}{min(times) * 1000:>10.1f}"
-              f"{max(times) * 1000:>10.1f}")
+              f"{max(times) * 1000:>10.1f}{statistics.median(cpu) * 1000:>12.1f}{min(cpu) * 1000:>12.1f}")
+
+    print("\nentry-point discovery (group 'rlm'), CPU of a fresh process doing one discovery")
+    print(f"{'reader':<30}{'CPU med ms':>12}{'CPU min ms':>12}{'minus floor':>12}{'entry points':>14}")
+    floor = None
+    for label, (setup, expr) in DISCOVERY.items():
+        cpu = cpu_runs([args.python, "-c", f"{setup}\n{expr}"], args.runs)
+        found = subprocess.run([args.python, "-c", f"{setup}\nprint(len(list({expr})))"],
+                               capture_output=True, text=True, check=False)
+        median = statistics.median(cpu) * 1000
+        floor = median if floor is None else floor
+        count = found.stdout.strip() or "-"
+        print(f"{label:<30}{median:>12.1f}{min(cpu) * 1000:>12.1f}{median - floor:>12.1f}{count:>14}")
 
     print("\nmodules imported (heavy: none expected)")
     for label, code in PROBES.items():

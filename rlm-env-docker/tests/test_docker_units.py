@@ -183,7 +183,7 @@ def test_plugin_registers_strings_only() -> None:
     plugin.rlm_register_commands(lambda name, target, **kw: seen.setdefault("command", (name, target)))
     plugin.rlm_register_doctor_checks(lambda name, check: seen.setdefault("doctor", (name, check)))
     assert seen["env"] == ("docker", "rlm_env_docker.session:DockerEnvironment")
-    assert seen["section"] == ("env-docker", DockerEnvConfig)
+    assert seen["section"] == ("env-docker", "rlm_env_docker.config:DockerEnvConfig")
     assert seen["command"] == ("env docker", "rlm_env_docker.cli:docker")
     assert seen["doctor"] == ("env-docker", "rlm_env_docker.doctor:check_docker")
 

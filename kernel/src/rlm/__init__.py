@@ -1,19 +1,17 @@
 """rlm: a runtime for Recursive Language Models.
 
-``import rlm`` is cheap: the public names below are imported on first use.
+``import rlm`` is cheap: the public names below are imported on first use
+(``hookimpl`` too: it needs pluggy, which ``rlm --help`` does without).
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-from rlm.hookspecs import hookimpl
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs more than all the rest of `import rlm`
 
 __version__ = "0.1.0"
 
 __all__ = ["RLM", "CompletionResult", "Message", "RLMConfig", "hookimpl", "tool", "__version__"]
 
 _LAZY = {
+    "hookimpl": ("rlm.hookspecs", "hookimpl"),
     "RLM": ("rlm.core", "RLM"),
     "CompletionResult": ("rlm.types", "CompletionResult"),
     "Message": ("rlm.types", "Message"),
@@ -22,13 +20,14 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from rlm.hookspecs import hookimpl
     from rlm.config import RLMConfig
     from rlm.core import RLM
     from rlm.tools import tool
     from rlm.types import CompletionResult, Message
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     try:
         module_name, attr = _LAZY[name]
     except KeyError:

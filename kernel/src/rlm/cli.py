@@ -14,21 +14,33 @@ from __future__ import annotations
 
 import contextvars
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
-
 
 from rlm import __version__
-from rlm.logging import get_logger
 from rlm.errors import RLMError
-from rlm.plugins import RLMPluginManager, create_plugin_manager
 
+TYPE_CHECKING = False  # typing is not imported on the path of `rlm --help`
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
+    from rlm.plugins import RLMPluginManager
     from rlm.registry import Registration
 
-log = get_logger(__name__)
-
 _current_pm: contextvars.ContextVar[RLMPluginManager | None] = contextvars.ContextVar("rlm_cli_pm", default=None)
+
+
+def create_plugin_manager(**kwargs: Any) -> RLMPluginManager:
+    """:func:`rlm.plugins.create_plugin_manager`, imported on first use (``rlm --help`` may not need it)."""
+    from rlm.plugins import create_plugin_manager as create
+
+    return create(**kwargs)
+
+
+def _log() -> Any:
+    from rlm.logging import get_logger
+
+    return get_logger(__name__)
+
 
 HELP = """rlm: run Recursive Language Models.
 
@@ -82,7 +94,7 @@ def build_app(pm: RLMPluginManager, argv: Sequence[str] = ()):
     groups: dict[str, App] = {}
     for reg in commands.values():
         if not isinstance(reg.target, str):
-            log.warning("command_not_lazy", command=reg.name, plugin=reg.plugin)
+            _log().warning("command_not_lazy", command=reg.name, plugin=reg.plugin)
         *path, leaf = reg.name.split()
         parent = app
         for depth in range(len(path)):  # "env docker": the kernel owns the group "env"
@@ -136,17 +148,34 @@ def top_level_help(pm: RLMPluginManager) -> str:
     return "\n".join(lines)
 
 
+def _help_text() -> str:
+    """The text of ``rlm --help``: from the help cache when nothing it depends on changed
+    (:mod:`rlm.cli_help`), else built from the plugins (and cached unless a plugin is broken)."""
+    from rlm import cli_help
+
+    if not cli_help.enabled():
+        return top_level_help(create_plugin_manager())
+    key = cli_help.key()
+    text = cli_help.load(key)
+    if text is None:
+        pm = create_plugin_manager()
+        text = top_level_help(pm)
+        if not any(r.status == "broken" for r in pm.records):
+            cli_help.store(key, text)
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlm`` script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        pm = create_plugin_manager()
         if args in ([], ["--help"], ["-h"]):
-            print(top_level_help(pm))
+            print(_help_text())
             return 0
         if args == ["--version"]:
             print(__version__)
             return 0
+        pm = create_plugin_manager()
         token = _current_pm.set(pm)
         try:
             app = build_app(pm, args)

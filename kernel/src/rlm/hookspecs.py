@@ -13,8 +13,8 @@ refuses a name registered twice, naming both plugins.
 The kernel always calls hooks with keyword arguments.  Specs grow only by
 adding arguments, so an implementation may accept any subset of them.
 
-Factories, command targets and environments' isolation describers may be
-given as ``"module:attr"`` strings: the kernel imports them only when they
+Factories, command targets, config-section classes and environments' isolation
+describers may be given as ``"module:attr"`` strings: the kernel imports them only when they
 are used, so that ``rlm --help`` and ``import rlm`` stay fast whatever is
 installed.
 """
@@ -186,12 +186,29 @@ def rlm_register_commands(register: Callable[..., None]) -> None:
 def rlm_register_config_sections(register: Callable[..., None]) -> None:
     """Declare a plugin's own configuration table.
 
-    Called once when configuration is loaded.
+    Called whenever the kernel builds or validates a configuration (``RLM(...)``,
+    ``rlm run``, ``rlm doctor``, ``rlm init``...), by ``rlm plugins`` (to list
+    the sections), and at discovery in strict mode (``RLM_STRICT_PLUGINS=1``).
+    Not called by ``rlm --help``.  Must be cheap: register strings, import
+    nothing heavy.
 
-    :param register: call ``register(section, cls)``: ``[plugins.<section>]``
-        in rlm.toml (and ``RLM_PLUGINS__<SECTION>__<KEY>`` in the environment)
-        is validated into the attrs class ``cls``; unknown keys are errors.
-    :return: nothing.
+    :param register: call ``register(section, cls, *, description="")``:
+        ``[plugins.<section>]`` in rlm.toml (and
+        ``RLM_PLUGINS__<SECTION>__<KEY>`` in the environment) is validated into
+        the attrs class ``cls``; unknown keys are errors.  ``cls`` is an attrs
+        class or, preferably, a ``"module:attr"`` string naming one
+        (``register("example-name", "rlm_plugin_example_name.settings:ExampleSettings")``):
+        the kernel imports it only when a configuration is built or validated,
+        so the plugin's module need not import attrs or its settings module.
+        ``description`` is the comment ``rlm init`` writes above the table.
+        A string that is malformed, cannot be imported, or names anything but
+        an attrs class does not fail discovery (``rlm plugins`` still lists the
+        section); it is a :class:`rlm.errors.PluginError` naming the plugin when
+        a configuration is built (``RLM(...)``, ``rlm run``: exit 3), and at
+        discovery when ``RLM_STRICT_PLUGINS=1``.  ``rlm doctor`` reports it as
+        a failed check and ``rlm plugins`` as a warning, both going on with the
+        default configuration.
+    :return: nothing; results are ignored.
     """
 
 

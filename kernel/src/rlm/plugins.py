@@ -4,8 +4,10 @@ Plugins come from two places: the kernel's own :data:`DEFAULT_PLUGINS` and
 installed distributions exposing the entry-point group ``rlm``.  Discovery
 fails soft: a plugin that cannot be imported is skipped with a warning and
 recorded as broken (``rlm plugins`` shows why).  ``RLM_STRICT_PLUGINS=1``
-makes such a failure fatal; ``RLM_DISABLE_PLUGINS=a,b`` blocks plugins by
-entry-point name before they are imported.
+makes such a failure fatal, and also resolves at discovery the config
+sections plugins registered as ``"module:attr"`` strings
+(:func:`check_config_sections`); ``RLM_DISABLE_PLUGINS=a,b`` blocks plugins
+by entry-point name before they are imported.
 """
 
 from __future__ import annotations
@@ -92,12 +94,27 @@ def create_plugin_manager(
             pm.register(importlib.import_module(module_name), name=module_name)
             pm.records.append(PluginRecord(name=module_name, status="builtin", module=module_name))
     if entry_points:
-        load_entry_points(
-            pm,
-            strict=strict_from_env() if strict is None else strict,
-            disabled=disabled_from_env() if disabled is None else frozenset(disabled),
-        )
+        strict = strict_from_env() if strict is None else strict
+        load_entry_points(pm, strict=strict, disabled=disabled_from_env() if disabled is None else frozenset(disabled))
+        if strict:
+            check_config_sections(pm)
     return pm
+
+
+def check_config_sections(pm: RLMPluginManager) -> None:
+    """Resolve now every config section the installed plugins registered as a ``"module:attr"`` string.
+
+    Normally such a string is imported only when a configuration is built (a
+    bad one fails there, loudly, naming the plugin; discovery stays soft).  In
+    strict mode (``RLM_STRICT_PLUGINS=1``) discovery calls this, so a bad one
+    fails at once: :class:`PluginError`.
+    """
+    from rlm.registry import collect
+
+    loaded = {r.name for r in pm.records if r.status == "loaded"}
+    for reg in collect(pm, "config_section", strict=False).values():
+        if reg.plugin in loaded:
+            reg.load()
 
 
 def _one_line(exc: BaseException) -> str:

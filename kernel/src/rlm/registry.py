@@ -66,6 +66,12 @@ def _target_repr(t: Any) -> str:
     return t if isinstance(t, str) else getattr(t, "__qualname__", repr(t))
 
 
+def _is_attrs_class(obj: Any) -> bool:
+    import attrs
+
+    return isinstance(obj, type) and attrs.has(obj)
+
+
 class _InvalidIsolation(ValueError):
     """An isolation describer returned something that is not a valid report."""
 
@@ -107,16 +113,36 @@ class Registration:
     isolation: Any = field(default=None, repr=lambda t: "None" if t is None else _target_repr(t))
 
     def load(self) -> Any:
-        """The target object, importing it now if it was given as a string."""
-        if not isinstance(self.target, str):
-            return self.target
-        try:
-            return import_target(self.target)
-        except (ImportError, AttributeError) as exc:
+        """The target object, importing it now if it was given as a string.
+
+        A string that is not ``"module:attr"``, names nothing importable, or
+        (for a config section) names anything but an attrs class is a
+        :class:`PluginError` naming the plugin: registering never fails, using does.
+        """
+        target = self.target
+        if isinstance(target, str):
+            try:
+                target = import_target(target)
+            except ValueError as exc:
+                raise PluginError(
+                    f"{self.kind.replace('_', ' ')} {self.name!r} from plugin {self.plugin!r} is registered as "
+                    f"{self.target!r}, which is not a 'module:attr' string",
+                    fix=f"fix the register() call of plugin {self.plugin!r} (e.g. \"package.module:Name\")",
+                ) from exc
+            except (ImportError, AttributeError) as exc:
+                raise PluginError(
+                    f"{self.kind.replace('_', ' ')} {self.name!r} from plugin {self.plugin!r} cannot be imported: "
+                    f"{exc}",
+                    fix=f"reinstall the distribution that provides plugin {self.plugin!r}",
+                ) from exc
+        if self.kind == "config_section" and not _is_attrs_class(target):
             raise PluginError(
-                f"{self.kind.replace('_', ' ')} {self.name!r} from plugin {self.plugin!r} cannot be imported: {exc}",
-                fix=f"reinstall the distribution that provides plugin {self.plugin!r}",
-            ) from exc
+                f"config section {self.name!r} from plugin {self.plugin!r} is {_target_repr(self.target)!r}, "
+                "which is not an attrs class",
+                fix=f"register an @attrs.define class (or a 'module:attr' string naming one) in plugin "
+                    f"{self.plugin!r}",
+            )
+        return target
 
     def make(self, *, fix: str, **kwargs: Any) -> Any:
         """Call the target factory with ``kwargs``; an :class:`~rlm.errors.RLMError` it raises passes

@@ -13,7 +13,7 @@ from rlm.errors import ConfigError
 from rlm.plugins import create_plugin_manager
 from rlm.registry import collect
 from rlm_plugin_example_name import plugin
-from rlm_plugin_example_name.plugin import SECTION, ExampleSettings
+from rlm_plugin_example_name.settings import SECTION, ExampleSettings
 
 
 @pytest.fixture
@@ -73,6 +73,7 @@ def test_installed_entry_point_is_discovered():
 def test_importing_the_plugin_is_cheap():
     # the kernel imports plugin.py on every `rlm` run, `rlm --help` included
     code = ("import sys, rlm_plugin_example_name.plugin; "
-            "print(sorted(m for m in ('cattrs', 'cyclopts', 'structlog', 'rlm.types', 'rlm.config') if m in sys.modules))")
+            "print(sorted(m for m in ('attrs', 'cattrs', 'cyclopts', 'structlog', 'rlm.types', 'rlm.config', "
+            "'rlm_plugin_example_name.settings') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

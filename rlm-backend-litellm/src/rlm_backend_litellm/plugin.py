@@ -11,8 +11,6 @@ from __future__ import annotations
 from rlm import hookimpl
 from rlm_backend_kit.backend_plugin import BackendPlugin
 
-from rlm_backend_litellm.options import LiteLLMOptions
-
 
 class CatchAll(BackendPlugin):
     """A backend plugin that serves every model string the other backends left unclaimed."""
@@ -28,7 +26,7 @@ plugin = CatchAll(
     provider="litellm",
     factory="rlm_backend_litellm.backend:LiteLLMBackend",
     description="100+ providers through litellm (model strings as litellm names them)",
-    options=LiteLLMOptions,
+    options="rlm_backend_litellm.options:LiteLLMOptions",  # imported when the config is built
     sdk="litellm",
     needs="litellm",
     requirement="litellm>=1.100,!=1.107.0,<2",

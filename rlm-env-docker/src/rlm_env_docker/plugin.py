@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from rlm import hookimpl
 
-from rlm_env_docker.config import SECTION, DockerEnvConfig
 
 
 @hookimpl
@@ -20,7 +19,7 @@ def rlm_register_environments(register):
 
 @hookimpl
 def rlm_register_config_sections(register):
-    register(SECTION, DockerEnvConfig)
+    register("env-docker", "rlm_env_docker.config:DockerEnvConfig")  # imported when a config is built
 
 
 @hookimpl

@@ -8,7 +8,6 @@ RestrictedPython are imported only when a session starts.
 from __future__ import annotations
 
 from rlm import hookimpl
-from rlm_env_local.config import SECTION, LocalEnvConfig
 
 
 @hookimpl
@@ -20,7 +19,7 @@ def rlm_register_environments(register):
 
 @hookimpl
 def rlm_register_config_sections(register):
-    register(SECTION, LocalEnvConfig)
+    register("env-local", "rlm_env_local.config:LocalEnvConfig")
 
 
 @hookimpl

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from rlm import hookimpl
 
-from rlm_env_wasm.config import SECTION, WasmEnvConfig
-
 
 @hookimpl
 def rlm_register_environments(register):
@@ -21,7 +19,7 @@ def rlm_register_environments(register):
 
 @hookimpl
 def rlm_register_config_sections(register):
-    register(SECTION, WasmEnvConfig, description="the wasm (wasmtime) environment")
+    register("env-wasm", "rlm_env_wasm.config:WasmEnvConfig", description="the wasm (wasmtime) environment")
 
 
 @hookimpl

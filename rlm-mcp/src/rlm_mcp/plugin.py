@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from rlm import hookimpl
 
-from rlm_mcp.config import SECTION, MCPConfig
-
 
 @hookimpl
 def rlm_register_commands(register):
@@ -19,4 +17,4 @@ def rlm_register_commands(register):
 
 @hookimpl
 def rlm_register_config_sections(register):
-    register(SECTION, MCPConfig)
+    register("mcp", "rlm_mcp.config:MCPConfig")  # imported when a config is built

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from rlm import hookimpl
 
-from rlm_snipara.config import SECTION, SniparaConfig
-
 
 @hookimpl
 def rlm_register_config_sections(register):
-    register(SECTION, SniparaConfig)
+    register("snipara", "rlm_snipara.config:SniparaConfig")
 
 
 @hookimpl

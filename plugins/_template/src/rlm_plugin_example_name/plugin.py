@@ -2,7 +2,7 @@
 
 The kernel imports this module on every ``rlm`` invocation (it is what the
 ``rlm`` entry point names), so keep its import cheap: register commands and
-factories as ``"module:attr"`` strings where the hook allows it, and import
+factories and configuration classes as ``"module:attr"`` strings, and import
 heavy SDKs - and even ``rlm.types``/``rlm.config``, which cost tens of
 milliseconds - inside the functions that use them, never at module top.
 
@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import attrs  # already imported by the kernel: free
-
 from rlm import hookimpl
 
 if TYPE_CHECKING:
@@ -26,34 +24,19 @@ if TYPE_CHECKING:
     from rlm.doctor import Check
     from rlm.types import ToolSpec
 
-#: This plugin's table: ``[plugins.example-name]`` in rlm.toml,
-#: ``RLM_PLUGINS__EXAMPLE_NAME__<KEY>`` in the environment.
-SECTION = "example-name"
-
 
 # --- configuration -------------------------------------------------------------------------
 
 
-@attrs.define(frozen=True, kw_only=True)
-class ExampleSettings:
-    """``[plugins.example-name]``, validated by the kernel (unknown keys are errors).
-
-    ``metadata={"help": ...}`` is the comment ``rlm init`` writes above the key.
-    """
-
-    enabled: bool = attrs.field(default=False, metadata={"help": "offer the example_greet tool to the model"})
-    greeting: str = attrs.field(default="Hello", metadata={"help": "what example_greet says"})
-
-
-def settings_from(config: RLMConfig) -> ExampleSettings:
-    """This plugin's settings (defaults when the config was built without our section)."""
-    return config.plugin(SECTION) or ExampleSettings()
-
-
 @hookimpl
 def rlm_register_config_sections(register):
-    """Declare ``[plugins.example-name]`` so the kernel validates it into ExampleSettings."""
-    register(SECTION, ExampleSettings, description="the example plugin")
+    """Declare ``[plugins.example-name]``: the kernel validates it into ``ExampleSettings``.
+
+    The class is named by a ``"module:attr"`` string (it lives in ``settings.py``), so neither
+    it nor attrs is imported until a configuration is built: ``rlm --help`` does not pay for it.
+    A class object is accepted too, but then this module must import it.
+    """
+    register("example-name", "rlm_plugin_example_name.settings:ExampleSettings", description="the example plugin")
 
 
 # --- tools ---------------------------------------------------------------------------------
@@ -81,6 +64,8 @@ def make_greet_tool(greeting: str) -> ToolSpec:
 @hookimpl
 def rlm_register_tools(register, config):
     """Offer tools for this run; decide from ``config`` whether they apply."""
+    from rlm_plugin_example_name.settings import settings_from
+
     settings = settings_from(config)
     if settings.enabled:
         register(make_greet_tool(settings.greeting))
@@ -118,6 +103,8 @@ def rlm_register_doctor_checks(register):
 
 def check(config: RLMConfig) -> Iterator[Check]:
     from rlm.doctor import Check
+
+    from rlm_plugin_example_name.settings import settings_from
 
     settings = settings_from(config)
     yield Check(status="ok", summary=f"example plugin: example_greet tool {'on' if settings.enabled else 'off'}")
@@ -165,4 +152,4 @@ def check(config: RLMConfig) -> Iterator[Check]:
 #     ...
 
 
-__all__ = ["ExampleSettings", "SECTION", "check", "hello", "make_greet_tool", "settings_from"]
+__all__ = ["check", "hello", "make_greet_tool"]

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from rlm_backend_kit.backend_plugin import BackendPlugin
 
-from rlm_backend_anthropic.options import AnthropicOptions
-
 plugin = BackendPlugin(
     name="anthropic",
     provider="Anthropic",
     prefix="anthropic/",
     factory="rlm_backend_anthropic.backend:AnthropicBackend",
     description="Anthropic Messages API via the official anthropic SDK (model anthropic/<name>)",
-    options=AnthropicOptions,
+    options="rlm_backend_anthropic.options:AnthropicOptions",  # imported when the config is built
     sdk="anthropic",
     requirement="anthropic>=2,<3",
     key_env="ANTHROPIC_API_KEY",

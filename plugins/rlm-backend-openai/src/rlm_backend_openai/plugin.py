@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from rlm_backend_kit.backend_plugin import BackendPlugin
 
-from rlm_backend_openai.options import OpenAIOptions
-
 plugin = BackendPlugin(
     name="openai",
     provider="OpenAI",
     prefix="openai/",
     factory="rlm_backend_openai.backend:OpenAIBackend",
     description="OpenAI Chat Completions via the official openai SDK (model openai/<name>)",
-    options=OpenAIOptions,
+    options="rlm_backend_openai.options:OpenAIOptions",  # imported when the config is built
     sdk="openai",
     requirement="openai>=2,<4",
     key_env="OPENAI_API_KEY",

@@ -58,7 +58,7 @@ def rlm_register_caches(register):
 
 @hookimpl
 def rlm_register_config_sections(register):
-    register(SECTION, SqliteCacheOptions, description="the SQLite response cache ([rlm] cache = \"sqlite\")")
+    register(SECTION, "rlm_cache_sqlite.plugin:SqliteCacheOptions", description="the SQLite response cache ([rlm] cache = \"sqlite\")")
 
 
 @hookimpl

@@ -64,4 +64,4 @@ def rlm_register_executors(register):
 
 @hookimpl
 def rlm_register_config_sections(register):
-    register(SECTION, RayOptions, description="the Ray batch executor (rlm batch --executor ray)")
+    register(SECTION, "rlm_executor_ray.plugin:RayOptions", description="the Ray batch executor (rlm batch --executor ray)")
