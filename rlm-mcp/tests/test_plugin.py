@@ -46,13 +46,20 @@ def test_missing_mcp_names_the_exact_pip_command(monkeypatch):
     def missing(name):
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(metadata, "version", missing)
+    monkeypatch.setattr(cli, "installed_mcp_version", lambda: None)
     with pytest.raises(PluginError) as info:
         cli.require_mcp()
     assert info.value.fix == 'pip install "mcp>=2.3,<3"'
-    monkeypatch.setattr(metadata, "version", lambda name: "1.27.0")
+    monkeypatch.setattr(cli, "installed_mcp_version", lambda: "1.27.0")
     with pytest.raises(PluginError, match="mcp 1.27.0 is installed"):
         cli.require_mcp()
+    monkeypatch.undo()
+    assert cli.installed_mcp_version() == metadata.version("mcp")  # the dist-info shortcut reads the same
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(metadata, "version", missing)
+    assert cli.installed_mcp_version() is None
 
 
 def test_unknown_environment_is_one_line(tmp_path):

@@ -17,15 +17,39 @@ MCP_REQUIREMENT = "mcp>=2.3,<3"
 PIP_HINT = f'pip install "{MCP_REQUIREMENT}"'
 
 
-def require_mcp() -> None:
-    """Fail with the exact pip command when the SDK is missing or of another major version."""
-    from importlib import metadata
+def installed_mcp_version() -> str | None:
+    """The installed mcp's version, None when it is not installed.
 
-    from rlm.errors import PluginError
+    Read from the name of its ``mcp-<version>.dist-info`` folder when there is exactly one next to the
+    package (importing :mod:`importlib.metadata` costs ~50 ms of the server's start); else from
+    :func:`importlib.metadata.version`.
+    """
+    import importlib.util
+    import os
 
     try:
-        version = metadata.version("mcp")
+        spec = importlib.util.find_spec("mcp")
+        if spec is not None and spec.origin:
+            site = os.path.dirname(os.path.dirname(spec.origin))
+            found = [n for n in os.listdir(site) if n.startswith("mcp-") and n.endswith(".dist-info")]
+            if len(found) == 1:
+                return found[0][len("mcp-"):-len(".dist-info")]
+    except (ImportError, OSError, ValueError):
+        pass
+    from importlib import metadata
+
+    try:
+        return metadata.version("mcp")
     except metadata.PackageNotFoundError:
+        return None
+
+
+def require_mcp() -> None:
+    """Fail with the exact pip command when the SDK is missing or of another major version."""
+    from rlm.errors import PluginError
+
+    version = installed_mcp_version()
+    if version is None:
         raise PluginError("rlm mcp-serve needs the official MCP Python SDK (the mcp package), which is not "
                           "installed", fix=PIP_HINT) from None
     parts = version.split(".")
@@ -75,8 +99,6 @@ def serve(
     max_body_mb: float
         Largest HTTP request body in MiB (default 4); a larger one gets a JSON-RPC error naming the limit.
     """
-    import asyncio
-
     import attrs
     from rlm.cli import plugin_manager
     from rlm.config import load_config
@@ -86,12 +108,7 @@ def serve(
     from rlm.registry import collect
 
     require_mcp()
-    from rlm_mcp.completions import RLMSessionManager
     from rlm_mcp.config import SECTION, MCPConfig
-    from rlm_mcp.runs import RunManager
-    from rlm_mcp.server import serve_http, serve_stdio
-    from rlm_mcp.service import RLMService
-    from rlm_mcp.sessions import SessionManager, environment_settings
 
     log = get_logger(__name__)
     pm = plugin_manager()
@@ -112,7 +129,20 @@ def serve(
                           fix=missing_plugin_fix("environment", env_name, environments))
     if env_name != config.environment:
         config = attrs.evolve(config, environment=env_name)
+
+    front = None
+    if options.transport == "stdio":
+        # Take the wire and answer the handshake now, while the SDK and the rest are imported (1-3 s)
+        front = start_stdio_front()
+
+    import asyncio
+
     factory = environments[env_name].load()
+    from rlm_mcp.completions import RLMSessionManager
+    from rlm_mcp.runs import RunManager
+    from rlm_mcp.server import serve_http, serve_stdio
+    from rlm_mcp.service import RLMService
+    from rlm_mcp.sessions import SessionManager, environment_settings
 
     # imported here, on the main thread before serving: a run's thread then imports only its backend
     from rlm.agent import AgentRunner
@@ -139,4 +169,19 @@ def serve(
                         note="anyone who can reach this address can run code in the REPL")
         return asyncio.run(serve_http(service, host=options.host, port=options.port, path=options.path,
                                       max_body_bytes=options.max_body_bytes))
-    return asyncio.run(serve_stdio(service))
+    return asyncio.run(serve_stdio(service, front))
+
+
+def start_stdio_front() -> object:
+    """Claim stdin/stdout and start :class:`rlm_mcp.handshake.StdioFront` on them (imports no SDK module)."""
+    from rlm import __version__ as kernel_version
+
+    from rlm_mcp import __version__
+    from rlm_mcp.handshake import StdioFront, server_identity
+    from rlm_mcp.stdio_guard import claim_stdio
+
+    wire_in, wire_out = claim_stdio()
+    front = StdioFront(wire_in, wire_out, identity=server_identity(__version__, kernel_version))
+    if front.trace:  # debugging: the handshake is answered before anything else is imported
+        front.answered.wait(10)
+    return front

@@ -33,18 +33,11 @@ from rlm.errors import RLMError
 from rlm.logging import get_logger
 
 from rlm_mcp import __version__
+from rlm_mcp.handshake import INSTRUCTIONS, SERVER_NAME, SERVER_TITLE, StdioFront, server_description
 from rlm_mcp.service import RLMService
 from rlm_mcp.tools import TOOLS, TOOLS_BY_NAME
 
 log = get_logger(__name__)
-
-INSTRUCTIONS = (
-    "rlm gives you a sandboxed, persistent Python REPL (execute_python; variables persist per session_id) "
-    "rlm completions (rlm_complete answers at once; with a session_id it continues an RLM session whose REPL "
-    "and conversation persist) and autonomous rlm agent runs (rlm_agent_run starts one in the background; poll "
-    "rlm_agent_status)."
-)
-
 
 def _tool(defn: Any) -> types.Tool:
     return types.Tool(name=defn.name, title=defn.title, description=defn.description,
@@ -79,12 +72,18 @@ def build_server(service: RLMService) -> Server[Any]:
             return _result({"error": f"{type(exc).__name__}: {exc}",
                             "fix": "see the server's log on stderr; report it if it persists"}, error=True)
 
-    return Server("rlm", version=__version__, title="rlm (Recursive Language Models)",
-                  description=f"rlm {kernel_version}: sandboxed Python REPL and autonomous agent runs",
+    return Server(SERVER_NAME, version=__version__, title=SERVER_TITLE, description=server_description(kernel_version),
                   instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool,
                   get_tool_input_schema=lambda name: (dict(TOOLS_BY_NAME[name].input_schema)
                                                       if name in TOOLS_BY_NAME else None))
 
+
+
+def stdio_identity() -> dict[str, Any]:
+    """What :class:`~rlm_mcp.handshake.StdioFront` answers for this server (see :func:`build_server`)."""
+    from rlm_mcp.handshake import server_identity
+
+    return server_identity(__version__, kernel_version)
 
 
 # --- shutdown on SIGTERM / SIGINT ---------------------------------------------------------------
@@ -159,38 +158,6 @@ class Shutdown:
                 raise
 
 
-class LineReader:
-    """Lines of the stdio wire, read by a daemon thread: unlike a file wrapped by anyio, waiting for
-    the next line can be cancelled, so a signal stops the server even while the client is silent."""
-
-    def __init__(self, wire: BinaryIO) -> None:
-        import io
-
-        self._text = io.TextIOWrapper(wire, encoding="utf-8", errors="replace")
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        threading.Thread(target=self._pump, args=(loop,), name="rlm-mcp-stdin", daemon=True).start()
-
-    def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            for line in self._text:
-                loop.call_soon_threadsafe(self._queue.put_nowait, line)
-        except (OSError, ValueError, RuntimeError):
-            pass
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody reads any more
-                loop.call_soon_threadsafe(self._queue.put_nowait, None)
-
-    def __aiter__(self) -> LineReader:
-        return self
-
-    async def __anext__(self) -> str:
-        line = await self._queue.get()
-        if line is None:
-            raise StopAsyncIteration
-        return line
-
-
 # --- the HTTP request body limit ----------------------------------------------------------------
 
 def body_limit_error(limit: int, size: int | None) -> dict[str, Any]:
@@ -253,19 +220,21 @@ class HTTPFront:
 
 # --- the transports -----------------------------------------------------------------------------
 
-async def serve_stdio(service: RLMService) -> int:
-    """Serve one client over stdin/stdout until it closes stdin (0) or a signal arrives (128 + signal)."""
-    import io
+async def serve_stdio(service: RLMService, front: StdioFront | None = None) -> int:
+    """Serve one client over stdin/stdout until it closes stdin (0) or a signal arrives (128 + signal).
 
-    import anyio
+    ``front``: the :class:`~rlm_mcp.handshake.StdioFront` that holds the wire since before the SDK was
+    imported (``rlm mcp-serve`` starts it first); without one, one is started here.
+    """
     from mcp.server.stdio import stdio_server
 
     from rlm_mcp.stdio_guard import claim_stdio
 
-    wire_in, wire_out = claim_stdio()
-    stdin = LineReader(wire_in)
-    stdout = anyio.wrap_file(io.TextIOWrapper(wire_out, encoding="utf-8", write_through=True))
     server = build_server(service)
+    if front is None:
+        wire_in, wire_out = claim_stdio()
+        front = StdioFront(wire_in, wire_out, identity=stdio_identity())
+    stdin, stdout = front.attach()
     shutdown = Shutdown(service)
 
     async def transport() -> None:
