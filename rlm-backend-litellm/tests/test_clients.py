@@ -26,15 +26,16 @@ pytestmark = [
 ]
 
 FAST = LiteLLMOptions(retry_base_delay=0.01, retry_max_delay=0.02)
+OWN_CLIENTS = LiteLLMOptions(retry_base_delay=0.01, retry_max_delay=0.02, shared_client=False)
 
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def make(server) -> LiteLLMBackend:
+def make(server, options: LiteLLMOptions = FAST) -> LiteLLMBackend:
     return LiteLLMBackend(settings=BackendSettings(api_key="k", base_url=server.openai_base_url, timeout=300.0,
-                                                   options=FAST))
+                                                   options=options))
 
 
 async def one_run(server, *, calls: int = 3, stream: bool = False) -> None:
@@ -116,7 +117,7 @@ def test_the_last_aclose_on_a_loop_empties_litellm_s_cache_for_it(scripted_llm):
 
         cache = litellm.in_memory_llm_clients_cache
         suffix = cache.update_cache_key_with_event_loop("")
-        backend = make(scripted_llm)
+        backend = make(scripted_llm, OWN_CLIENTS)  # litellm's own clients: the shared one is not in its cache
         await backend.complete(LLMRequest(model="gpt-4o-mini", messages=[Message.user("x")]))
         during = sum(1 for key in cache.cache_dict if key.endswith(suffix))
         await backend.aclose()
@@ -126,3 +127,17 @@ def test_the_last_aclose_on_a_loop_empties_litellm_s_cache_for_it(scripted_llm):
     during, after = asyncio.run(scenario())
     assert during >= 1 and after == 0
     assert asyncio.run(litellm_backend.close_loop_clients()) == 0
+
+
+@pytest.mark.parametrize("options", [FAST, OWN_CLIENTS], ids=["shared-client", "litellm-clients"])
+def test_both_client_paths_keep_one_connection_per_run(scripted_llm, options):
+    scripted_llm.default = Reply.text("ok")
+
+    async def scenario() -> None:
+        backend = make(scripted_llm, options)
+        for _ in range(3):
+            await backend.complete(LLMRequest(model="gpt-4o-mini", messages=[Message.user("x")]))
+        await backend.aclose()
+
+    asyncio.run(scenario())
+    assert len({r.client for r in scripted_llm.requests}) == 1

@@ -23,6 +23,7 @@ QUIET = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWa
 
 @QUIET
 class TestLiteLLMConformance(BackendConformance):
+    keeps_connections_alive = True
     protocol = "openai"
     model = "gpt-4o-mini"
 

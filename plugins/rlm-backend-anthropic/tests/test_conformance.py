@@ -18,6 +18,7 @@ class TestAnthropicConformance(BackendConformance):
     """Structured output through a forced tool: the scripted model answers by calling it."""
 
     protocol = "anthropic"
+    keeps_connections_alive = True
     model = "claude-sonnet-4-20250514"
     options = AnthropicOptions(retry_base_delay=0.01, retry_max_delay=0.05, structured_output="auto")
 

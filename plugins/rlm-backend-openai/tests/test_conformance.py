@@ -14,6 +14,7 @@ FAST = OpenAIOptions(retry_base_delay=0.01, retry_max_delay=0.05)
 
 
 class TestOpenAIConformance(BackendConformance):
+    keeps_connections_alive = True
     protocol = "openai"
     model = "gpt-4o-mini"
 

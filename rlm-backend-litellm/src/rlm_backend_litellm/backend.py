@@ -88,6 +88,10 @@ class LiteLLMBackend(RetryingBackend):
         #: reuses connections
         super().__init__(settings=settings)
         self._providers: dict[str, str | None] = {}
+        #: _call_args per model: litellm's provider lookup and key check cost ~1 ms, the same every turn
+        self._args: dict[str, dict[str, Any]] = {}
+        #: the keys of the shared OpenAI SDK clients this backend gave litellm (rlm_backend_kit.http_transport)
+        self._shared_keys: set[Any] = set()
 
     # --- models and keys ---------------------------------------------------------------------
 
@@ -169,11 +173,50 @@ class LiteLLMBackend(RetryingBackend):
             sampling=sampling,
         )
 
+    def _cached_call_args(self, model: str) -> dict[str, Any]:
+        args = self._args.get(model)
+        if args is None:
+            args = self._args[model] = self._call_args(model)
+        return args
+
+    def _shared_client(self, model: str, args: dict[str, Any]) -> Any:
+        """For an OpenAI-protocol model at ``api_base``: the process's shared ``openai.AsyncOpenAI`` over the lean
+        transport (:mod:`rlm_backend_kit.http_transport`), given to litellm as ``client`` -- litellm's own
+        per-loop client and httpx's pool are skipped.  None otherwise (litellm makes its own)."""
+        base_url = self.settings.base_url
+        provider = args.get("custom_llm_provider") or self.provider_of(model)
+        if not base_url or provider != "openai":
+            return None
+        from rlm_backend_kit import http_transport
+
+        if not http_transport.lean_ok(base_url):
+            return None
+        try:
+            import openai
+        except ImportError:  # pragma: no cover - litellm depends on openai
+            return None
+        import os
+
+        api_key = args.get("api_key") or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
+        key = ("litellm", base_url, api_key, self.timeout)
+        self._shared_keys.add(key)
+
+        def make(http_client: Any) -> Any:
+            return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=self.timeout, max_retries=0,
+                                      http_client=http_client)
+
+        return http_transport.shared_client(key, make, openai.DefaultAsyncHttpxClient)
+
     def _params(self, request: LLMRequest) -> dict[str, Any]:
         params = convert.request_params(request, max_tokens_param="max_tokens")
         if request.max_tokens is None and self.options.default_max_tokens is not None:
             params["max_tokens"] = self.options.default_max_tokens
-        params.update(self._call_args(request.model))
+        args = self._cached_call_args(request.model)
+        params.update(args)
+        if self.options.shared_client:
+            client = self._shared_client(request.model, args)
+            if client is not None:
+                params["client"] = client
         params["model"] = request.model
         params["timeout"] = self.timeout
         params["num_retries"] = 0
@@ -308,6 +351,11 @@ class LiteLLMBackend(RetryingBackend):
         if users:
             return  # another backend on this loop still uses the clients
         _USERS.pop(loop, None)
+        if self._shared_keys:
+            from rlm_backend_kit import http_transport
+
+            for key in self._shared_keys:
+                http_transport.release_loop(key)
         await close_loop_clients()
 
 

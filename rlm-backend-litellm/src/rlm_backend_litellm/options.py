@@ -22,3 +22,9 @@ class LiteLLMOptions(RetryOptions):
     default_max_tokens: int | None = attrs.field(
         default=None, metadata={"help": "max output tokens when a request sets none (unset: the provider's default)"}
     )
+    shared_client: bool = attrs.field(
+        default=True,
+        metadata={"help": "for OpenAI-protocol models at api_base, give litellm one openai SDK client per process "
+                          "over rlm's lean keep-alive HTTP/1.1 transport (less CPU per call; off: litellm's own "
+                          "clients)"},
+    )

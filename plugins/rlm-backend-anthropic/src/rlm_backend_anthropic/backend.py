@@ -69,10 +69,11 @@ class AnthropicBackend(SDKBackend):
     end_marker = "message_stop"
     empty_stream_detail = "no content block"
     classify_error = staticmethod(classify)
+    share_clients = True
 
-    def make_client(self, sdk: Any) -> Any:
+    def make_client(self, sdk: Any, http_client: Any = None) -> Any:
         return sdk.AsyncAnthropic(api_key=self.api_key(), base_url=self.base_url, timeout=self.timeout,
-                                  max_retries=0)
+                                  max_retries=0, http_client=http_client)
 
     def capabilities(self, model: str) -> BackendCapabilities:
         return BackendCapabilities(

@@ -7,6 +7,8 @@
 - :mod:`rlm_backend_kit.openai_format`: rlm's requests and answers in the OpenAI Chat Completions format;
 - :mod:`rlm_backend_kit.sdk_backend`: :class:`~rlm_backend_kit.sdk_backend.RetryingBackend` and
   :class:`~rlm_backend_kit.sdk_backend.SDKBackend`, the base of a backend over an official SDK;
+- :mod:`rlm_backend_kit.http_transport`: a lean keep-alive HTTP/1.1 transport for the SDKs' httpx clients
+  (bounded, timed reads), one SSL context per process, and SDK clients shared across runs and event loops;
 - :mod:`rlm_backend_kit.backend_options`: the retry settings every backend's ``[plugins.backend-<name>]`` has;
 - :mod:`rlm_backend_kit.backend_plugin`: the hooks every backend plugin has, as one object.
 

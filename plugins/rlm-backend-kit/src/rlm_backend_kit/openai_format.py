@@ -217,8 +217,12 @@ def content_detail(completion: Any) -> str:
     """What the first choice's message held, for the error of an empty answer: ``content: null`` or
     ``content: ""``, and no tool call."""
     try:
-        content = completion.choices[0].message.content
-    except (AttributeError, IndexError, TypeError):
+        choices = value_of(completion, "choices")
+        message = value_of(choices[0], "message")
+        if message is None:
+            return "no message"
+        content = value_of(message, "content")
+    except (AttributeError, IndexError, KeyError, TypeError):
         return "no message"
     return ("content: null" if content is None else f"content: {json.dumps(content)}") + ", no tool call"
 

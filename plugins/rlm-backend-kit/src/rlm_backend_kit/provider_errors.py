@@ -46,8 +46,16 @@ CONTEXT_WORDS = re.compile(
 
 
 def headers_of(exc: BaseException) -> Any:
+    """The response headers of ``exc``: its ``response.headers``, else (when those are empty) litellm's
+    ``litellm_response_headers`` (litellm rebuilds ``response`` without headers around a response of another
+    httpx, e.g. one from a client given to it)."""
     response = getattr(exc, "response", None)
-    return getattr(response, "headers", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        extra = getattr(exc, "litellm_response_headers", None)
+        if extra:
+            return extra
+    return headers
 
 
 def error_message(exc: BaseException) -> str:
@@ -131,10 +139,20 @@ def classify(
     if timed_out or (transport and ("TimeoutException" in names or isinstance(exc, TimeoutError))):
         failure = timed_out_failure(provider, where, timeout, timeout_fix)
     elif ("APIConnectionError" in names and (status is None or "APIStatusError" not in names)) or transport:
-        error = ProviderUnavailableError(
-            f"cannot reach {provider}{where}: {message}",
-            fix="check the network and api_base, then try again",
-        )
+        cause = exc if transport else exc.__cause__
+        if cause is not None and "RemoteProtocolError" in mro_names(cause):  # it answered, but not in HTTP
+            error = ProviderUnavailableError(
+                f"{provider}{where} sent a broken HTTP response: {cause}",
+                fix=f"try again; if it persists, check that api_base points at an {compatible}-compatible server "
+                "and any proxy between rlm and the provider",
+            )
+        else:
+            said = f" ({cause})" if cause is not None and cause is not exc and is_transport_error(cause) and str(cause) \
+                and str(cause) not in message else ""
+            error = ProviderUnavailableError(
+                f"cannot reach {provider}{where}: {message}{said}",
+                fix="check the network and api_base, then try again",
+            )
         failure = Failure(error=error, retryable=True)
     elif status is not None:
         failure = from_status(status, message, error_code(exc), model=model, provider=provider, key_env=key_env,

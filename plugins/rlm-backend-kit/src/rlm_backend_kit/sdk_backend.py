@@ -178,6 +178,10 @@ class SDKBackend(RetryingBackend):
     end_marker: ClassVar[str]
     #: what an empty streamed answer held, for its error
     empty_stream_detail: ClassVar[str] = "no content"
+    #: share one SDK client per process over :class:`rlm_backend_kit.http_transport.LeanTransport` (when
+    #: :func:`~rlm_backend_kit.http_transport.lean_ok`), else one per backend and loop with the process's one
+    #: SSL context; ``make_client`` then gets ``http_client``
+    share_clients: ClassVar[bool] = False
 
     def __init__(self, *, settings: BackendSettings | None = None) -> None:
         require_module(self.sdk_module, f"the {self.name} backend needs the {self.sdk_module} SDK, which is not "
@@ -185,11 +189,13 @@ class SDKBackend(RetryingBackend):
         super().__init__(settings=settings)
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._shared_key: Any = None
 
     # --- what a subclass says ----------------------------------------------------------------
 
-    def make_client(self, sdk: Any) -> Any:
-        """The SDK's async client (``sdk`` is the SDK module), with its retries off (``max_retries=0``)."""
+    def make_client(self, sdk: Any, http_client: Any = None) -> Any:
+        """The SDK's async client (``sdk`` is the SDK module), with its retries off (``max_retries=0``), over
+        ``http_client`` when given (:attr:`share_clients`)."""
         raise NotImplementedError
 
     def prepare(self, request: LLMRequest, *, stream: bool) -> SDKCall:
@@ -249,8 +255,24 @@ class SDKBackend(RetryingBackend):
             log.debug("client_replaced", reason="new event loop")
             self._client = None
         if self._client is None:
+            sdk = import_sdk(self.sdk_module, self.install_hint)
+            if not self.share_clients:
+                self._client_loop = loop
+                self._client = self.make_client(sdk)
+                return self._client
+            from rlm_backend_kit import http_transport
+
+            http_client_type = (getattr(sdk, "DefaultAsyncHttpxClient", None)
+                                or http_transport.httpx_module().AsyncClient)
+            if http_transport.lean_ok(self.base_url):
+                self._shared_key = (type(self), self.base_url, self.api_key(), self.timeout, self.options)
+                self._client_loop = None  # loop-agnostic: its connections are kept per loop
+                self._client = http_transport.shared_client(
+                    self._shared_key, lambda http: self.make_client(sdk, http), http_client_type)
+                return self._client
             self._client_loop = loop
-            self._client = self.make_client(import_sdk(self.sdk_module, self.install_hint))
+            self._client = self.make_client(
+                sdk, http_client_type(verify=http_transport.shared_ssl_context(alpn_http1=False)))
         return self._client
 
     # --- reading what came -------------------------------------------------------------------
@@ -334,6 +356,12 @@ class SDKBackend(RetryingBackend):
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
+        key, self._shared_key = self._shared_key, None
+        if key is not None:  # shared across runs: only this loop's idle connections close
+            from rlm_backend_kit import http_transport
+
+            http_transport.release_loop(key)
+            return
         if client is not None:
             try:
                 await client.close()

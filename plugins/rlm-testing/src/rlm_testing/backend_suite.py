@@ -166,6 +166,9 @@ class BackendConformance:
     api_key: ClassVar[str] = "test-key-0123456789"
     #: settings used unless a test gives its own (small waits keep the suite fast)
     default_settings: ClassVar[Mapping[str, Any]] = {"timeout": 5.0, "max_retries": 2}
+    #: whether the calls of one backend on one event loop must share one kept-alive connection (True for the
+    #: backends over the official SDKs and litellm; a client that opens a connection per call leaves it False)
+    keeps_connections_alive: ClassVar[bool] = False
 
     # --- what subclasses provide ----------------------------------------------
 
@@ -329,6 +332,36 @@ class BackendConformance:
 
         run_async(check())
         assert scripted_llm.requests == [], "creating or closing a backend must not call the provider"
+
+    def test_calls_in_one_loop_reuse_one_connection_and_a_closed_backend_leaves_it_closed(
+            self, scripted_llm: ScriptedLLMServer) -> None:
+        """Keep-alive: a run's calls share one connection (a new one per call costs a TCP -- and TLS -- setup);
+        and after ``aclose`` a new backend on a new event loop still answers (nothing of the old loop kept)."""
+        scripted_llm.script([Reply.text("one"), Reply.text("two"), Reply.text("three"), Reply.text("four")])
+
+        async def calls() -> list[str]:
+            backend = self.make_backend(scripted_llm)
+            try:
+                texts = [(await backend.complete(self.request(Message.user("x")))).message.text for _ in range(2)]
+                events = [e async for e in backend.stream(self.request(Message.user("x")))]
+                texts.append("".join(getattr(e, "text", "") for e in events[:-1]))
+                return texts
+            finally:
+                await backend.aclose()
+
+        assert run_async(calls()) == ["one", "two", "three"]
+        clients = [r.client for r in scripted_llm.requests]
+        if self.keeps_connections_alive:
+            assert len(set(clients)) == 1, f"each call opened a connection: {clients}"
+
+        async def again() -> str:
+            backend = self.make_backend(scripted_llm)
+            try:
+                return (await backend.complete(self.request(Message.user("x")))).message.text
+            finally:
+                await backend.aclose()
+
+        assert run_async(again()) == "four"
 
     def test_plain_text(self, scripted_llm: ScriptedLLMServer) -> None:
         scripted_llm.script([Reply.text("Hello from the scripted model.", input_tokens=12, output_tokens=7)])
