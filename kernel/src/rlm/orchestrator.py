@@ -1050,7 +1050,7 @@ _GIVE_UP = re.compile(
 )
 #: A code block that only gives the answer: FINAL(...) or FINAL_VAR(...).
 #: A FINAL(...) call on a line of its own in code (its value must be Python: see ``prompts.FINAL_IN_CODE``).
-_FINAL_CALL = re.compile(r"^\s*FINAL\(", re.MULTILINE)
+_FINAL_CALL = re.compile(r"^\s*FINAL\((.*)\)\s*$", re.MULTILINE)
 _LONE_FINAL = re.compile(r"FINAL(?:_VAR)?\(.*\)", re.DOTALL)
 
 
@@ -1130,8 +1130,10 @@ def _repl_feedback(code: str, result: Any) -> str:
         body = body[:REPL_FEEDBACK_CHARS] + f"\n... [{len(body) - REPL_FEEDBACK_CHARS} more characters cut]"
     if result.truncated:
         body += "\n[output truncated by the sandbox]"
-    if result.error and "SyntaxError" in result.error and _FINAL_CALL.search(code):
-        body += f"\n{prompts.FINAL_IN_CODE}"
+    final = _FINAL_CALL.search(code) if result.error and "SyntaxError" in result.error else None
+    value = final.group(1).strip()[:200] if final else ""
+    if value:
+        body += "\n" + prompts.FINAL_IN_CODE.format(quoted=json.dumps(value, ensure_ascii=False), value=value)
     if result.notice:
         body = f"[notice: {result.notice}]\n{body}"
     return f"REPL output:\n{body}"

@@ -48,10 +48,11 @@ REPL_NUDGE = (
 )
 
 #: Added to the feedback of code that did not compile and calls FINAL: small models write the answer there
-#: unquoted (``FINAL(6420d739-aa77)``), which is not Python.
+#: unquoted (``FINAL(6420d739-aa77)``), which is not Python; the note quotes their own value back (an
+#: example value of ours would be copied as the answer).
 FINAL_IN_CODE = (
-    "Note: in code, FINAL takes a Python value: quote text, e.g. FINAL(\"6420d739-aa77\"), or reply with "
-    "FINAL(your answer) on its own line outside code."
+    "Note: in code, FINAL takes a Python value: write FINAL({quoted}), with quotes, or reply with "
+    "FINAL({value}) on its own line outside code."
 )
 
 #: The nudge after a short plain reply (one line) to a turn that ran code: a small model answers in

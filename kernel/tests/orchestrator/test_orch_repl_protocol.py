@@ -87,7 +87,9 @@ def test_an_unquoted_final_in_code_gets_a_note_and_an_echoed_error_is_no_answer(
     result = rlm.completion_sync("q", context="c")
     assert not result.success and result.response in ("", None)
     assert "only repeated the REPL's error" in (result.error or "")
-    assert 'FINAL("6420d739-aa77")' in backend.requests[3].messages[-1].text
+    # the note quotes the model's own value back (an example value of ours would be copied as the answer)
+    assert 'write FINAL("b3e81621-4fa8"), with quotes, or reply with FINAL(b3e81621-4fa8)' in \
+        backend.requests[3].messages[-1].text
 
 
 def test_final_var_reads_the_real_variable(make_rlm):
