@@ -804,8 +804,9 @@ async def _direct_answer(run: Run, top: Any, messages: list[Message],
     except LimitReached as stop:
         run.limits_hit.append(stop.refusal.limit)
         run.emit(top, "limit_hit", limit=stop.refusal.limit, message=str(stop.refusal))
-        return CallOutcome(text="", limit=stop.refusal.limit, forced=True, source="forced",
-                           no_answer="the one direct model call did not fit")
+        why = ("the one direct model call did not finish in time" if stop.refusal.limit == "timeout"
+               else "the one direct model call did not fit")
+        return CallOutcome(text="", limit=stop.refusal.limit, forced=True, source="forced", no_answer=why)
     messages.append(Message.assistant(response.message.text))
     return CallOutcome(text=response.message.text)
 

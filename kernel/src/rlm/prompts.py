@@ -48,7 +48,7 @@ REPL_NUDGE = (
 )
 
 #: Added to the feedback of code that did not compile and calls FINAL: small models write the answer there
-#: unquoted (``FINAL(6420d739-aa77)``), which is not Python; the note quotes their own value back (an
+#: unquoted (``FINAL(1a2b-3c4d)``), which is not Python; the note quotes their own value back (an
 #: example value of ours would be copied as the answer).
 FINAL_IN_CODE = (
     "Note: in code, FINAL takes a Python value: write FINAL({quoted}), with quotes, or reply with "

@@ -95,3 +95,11 @@ def test_hard_caps_clamp_with_a_warning(make_rlm):
         rlm, _ = make_rlm(["x"], max_depth=9, timeout=5000)
     assert rlm.config.max_depth == 5 and rlm.config.timeout == 600
     assert {e["setting"] for e in logs if e["event"] == "limit_clamped"} == {"max_depth", "timeout"}
+
+
+def test_a_direct_call_cut_by_the_timeout_says_it_did_not_finish_in_time(make_rlm):
+    # not "did not fit": the one call was sent and the run's clock ran out while the model read it
+    rlm, _ = make_rlm(["late"], backend_kwargs={"delay": 3.0}, timeout=1.0, direct_below_tokens=2**40)
+    result = rlm.completion_sync("a long input")
+    assert not result.success and result.limit_hit == "timeout"
+    assert "did not finish in time" in result.error and "did not fit" not in result.error
