@@ -171,3 +171,31 @@ def test_the_base_mode_is_not_refused_by_the_token_budget_its_one_call_needs(con
     (row,) = rows_of(tmp_path / "res.jsonl")
     assert row["status"] == "ok" and row["score"] == 1.0 and row["total_tokens"] > 0
     assert len(configured.requests) == 1
+
+
+def test_a_rerun_keeps_what_the_model_failed_and_asks_again_what_the_machinery_failed(configured, tmp_path,
+                                                                                     capsys):
+    # re-asking the questions the model failed until they pass would raise the score: a re-run keeps them
+    # (--rerun-failed asks them again); a provider failure is not the model's and is asked again
+    args = ["eval", "sniah", "--sizes", "1k", "-n", "2", "--mode", "rlm", "-o", "res.jsonl"]
+    configured.script(lambda request: Reply.text("I cannot determine that."))  # no answer: the model gave up
+    assert cli.main(args) == 1
+    failed = rows_of(tmp_path / "res.jsonl")
+    assert [r["status"] for r in failed] == ["failed", "failed"], failed
+    assert all("no answer" in r["error"] for r in failed), [r["error"] for r in failed]
+    configured.script(model)
+    asked = len(configured.requests)
+    assert cli.main(args) == 1  # nothing to ask: both items have their outcome (still failures)
+    assert len(configured.requests) == asked
+    assert [r["score"] for r in rows_of(tmp_path / "res.jsonl")] == [0.0, 0.0]
+    assert cli.main([*args, "--rerun-failed"]) == 0
+    assert [r["score"] for r in rows_of(tmp_path / "res.jsonl")] == [1.0, 1.0]
+
+    capsys.readouterr()
+    args = ["eval", "sniah", "--sizes", "1k", "-n", "1", "--mode", "rlm", "-o", "res2.jsonl"]
+    configured.script(lambda request: Reply.invalid_api_key())  # the machinery's failure
+    assert cli.main(args) == 1
+    assert rows_of(tmp_path / "res2.jsonl")[0]["status"] == "failed"
+    configured.script(model)
+    assert cli.main(args) == 0
+    assert rows_of(tmp_path / "res2.jsonl")[0]["score"] == 1.0

@@ -28,13 +28,16 @@ def eval_command(
     cost_limit: float | None = None,
     plot: str | None = None,
     log_dir: str | None = None,
+    rerun_failed: bool = False,
 ) -> int:
     """Long-context benchmarks from the RLM paper, generated offline: base model vs RLM.
 
     TASK is sniah (one needle in filler, exact match), oolong (classify and count every line; numbers
     score 0.75^|error|), pairs (pairs of users meeting a condition; F1), a comma list, or all.  Items are
     generated from --seed with their answers known.  Rows go to OUTPUT (one per task, size, mode and
-    item); the summary is printed.  Re-running with the same OUTPUT resumes.  Exit codes: 0 every item
+    item); the summary is printed.  Re-running with the same OUTPUT resumes: it asks what has no answer
+    line yet and what failed for a reason outside the model (a provider error...), never a question the
+    model failed, unless --rerun-failed.  Exit codes: 0 every item
     ran (whatever its score), 1 some failed, 2 usage error, 130 interrupted.
 
     Parameters
@@ -71,6 +74,9 @@ def eval_command(
         Also draw score and cost vs input length to this PNG (needs rlm-eval[plot]).
     log_dir: str
         Where the trajectories are written (the dashboard opens them, grouped by batch).
+    rerun_failed: bool
+        On a re-run, ask again the questions the model failed too (no answer, a limit hit); their new
+        answers replace the old rows.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -127,7 +133,8 @@ def eval_command(
         stop.append(lambda: loop.call_soon_threadsafe(current.cancel))  # type: ignore[union-attr]
         with progress:
             return await run_eval(items, output, modes=modes, make_rlm=make_rlm, concurrency=concurrency,
-                                  executor=executor, address=address, on_result=advance)
+                                  executor=executor, address=address, on_result=advance,
+                                  rerun_failed=rerun_failed)
 
     with Interrupts(lambda: stop[0]() if stop else None):
         try:

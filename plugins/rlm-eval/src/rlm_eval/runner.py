@@ -72,19 +72,23 @@ def batch_output(output: str | os.PathLike[str], mode: str) -> Path:
 async def run_eval(items: Sequence[EvalItem], output: str | os.PathLike[str], *, modes: Sequence[str],
                    make_rlm: Callable[[str], Any], concurrency: int = 4, executor: str | None = None,
                    address: str | None = None, on_result: Callable[[str, dict[str, Any]], None] | None = None,
-                   ) -> EvalRun:
+                   rerun_failed: bool = False) -> EvalRun:
     """Answer ``items`` in each of ``modes`` (one batch each, with the RLM ``make_rlm(mode)`` builds),
     then write and return the scored rows.  Cancelled (Ctrl-C): what finished is kept and scored, and the
-    result says ``interrupted``."""
+    result says ``interrupted``.  An item whose last line is an outcome (:func:`settled`) is not asked
+    again, unless ``rerun_failed`` and it failed."""
     from rlm.batch import read_items, run_batch
 
     inputs = write_inputs(items, output, modes)
     interrupted = False
     try:
         for mode in modes:
+            done = last_lines(batch_output(output, mode))
+            todo = [item for item in read_items(inputs[mode])
+                    if not (item.id in done and settled(done[item.id], rerun_failed=rerun_failed))]
             rlm = make_rlm(mode)
             try:
-                summary = await run_batch(rlm, read_items(inputs[mode]), batch_output(output, mode),
+                summary = await run_batch(rlm, todo, batch_output(output, mode),
                                           concurrency=concurrency, executor=executor, address=address,
                                           on_result=None if on_result is None else (lambda line, m=mode: on_result(m, line)))
             finally:
@@ -104,6 +108,20 @@ class EvalRun:
 
     rows: list[dict[str, Any]]
     interrupted: bool = False
+
+
+def settled(line: Mapping[str, Any], *, rerun_failed: bool = False) -> bool:
+    """Whether an item's batch line is an outcome a re-run keeps: an answer, or a failure of the model or
+    of a limit (no answer, a limit hit, an overflow).  A failure of the machinery (a provider or connection
+    error, a dead worker) is asked again: re-asking the questions the model failed until they pass would
+    raise the score, so those are asked again only with ``rerun_failed``."""
+    if line.get("status") == "ok":
+        return True
+    if rerun_failed:
+        return False
+    error = line.get("error")
+    return bool(line.get("limit_hit")) or line.get("error_type") == "ContextTooLongError" or (
+        isinstance(error, str) and error.startswith("no answer"))
 
 
 def last_lines(path: Path) -> dict[str, dict[str, Any]]:
