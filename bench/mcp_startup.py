@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from startup import find_rlm_script  # bench/ is on sys.path when this runs as a script
 
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
               "params": {"protocolVersion": "2025-06-18", "capabilities": {},
@@ -43,16 +44,6 @@ def cpu_seconds(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / TICKS
     except (OSError, ValueError, IndexError):
         return None
-
-
-def find_rlm_script(python: str) -> str:
-    candidate = Path(python).parent / ("rlm.exe" if os.name == "nt" else "rlm")
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("rlm")
-    if not found:
-        sys.exit("no `rlm` script found next to the interpreter or on PATH: pip install -e kernel rlm-mcp")
-    return found
 
 
 def read_answer(proc: subprocess.Popen, wanted: int) -> dict:
