@@ -1048,9 +1048,9 @@ _GIVE_UP = re.compile(
     r")",
     re.IGNORECASE,
 )
-#: A code block that only gives the answer: FINAL(...) or FINAL_VAR(...).
 #: A FINAL(...) call on a line of its own in code (its value must be Python: see ``prompts.FINAL_IN_CODE``).
 _FINAL_CALL = re.compile(r"^\s*FINAL\((.*)\)\s*$", re.MULTILINE)
+#: A code block that only gives the answer: FINAL(...) or FINAL_VAR(...).
 _LONE_FINAL = re.compile(r"FINAL(?:_VAR)?\(.*\)", re.DOTALL)
 
 

@@ -71,7 +71,7 @@ def eval_command(
     cost_limit: float
         USD the whole eval may spend, each mode's batch apart.
     plot: str
-        Also draw score and cost vs input length to this PNG (needs rlm-eval[plot]).
+        Also draw score, cost and time vs input length to this PNG (needs rlm-eval[plot]).
     log_dir: str
         Where the trajectories are written (the dashboard opens them, grouped by batch).
     rerun_failed: bool
