@@ -263,6 +263,23 @@ def test_a_silent_server_times_out(raw_server):
 # --- shared across runs --------------------------------------------------------------------------
 
 
+def _with_unused_environment():
+    from rlm.hookspecs import hookimpl
+    from rlm.plugins import create_plugin_manager
+
+    def never_started(**_kwargs):
+        raise AssertionError("the direct path started an environment")
+
+    class UnusedEnvironment:
+        @hookimpl
+        def rlm_register_environments(self, register):
+            register("unused", never_started, description="never started (tests only)")
+
+    pm = create_plugin_manager()
+    pm.register(UnusedEnvironment())
+    return pm
+
+
 def test_completion_sync_three_times_builds_one_ssl_context_and_one_client(scripted_llm, monkeypatch):
     import openai
     from rlm import RLM
@@ -285,10 +302,13 @@ def test_completion_sync_three_times_builds_one_ssl_context_and_one_client(scrip
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(3):
             scripted_llm.script([Reply.text(f"answer {index}")])
+            # The direct path: one model call, so the test needs only the kernel and this plugin (the stub
+            # environment satisfies the run's set-up and is never started).
             rlm = RLM(model="openai/gpt-4o-mini", api_base=scripted_llm.openai_base_url, log_dir=tmp,
-                      environment="local")
+                      environment="unused", direct_below_tokens=10_000, plugin_manager=_with_unused_environment())
             result = rlm.completion_sync("go")
             assert result.success, result.error
+            assert (result.response, result.path) == (f"answer {index}", "direct")
     assert counts["clients"] == 1
     assert counts["ssl"] <= 1  # http:// needs none; at most the one shared context
 
