@@ -1,10 +1,13 @@
 """Startup benchmark: wall and CPU time of ``rlm --help``, ``python -c "import rlm"`` and ``rlm version``.
 
 Runs each command N times in fresh subprocesses (the ``rlm`` script and the
-Python of the current venv, with whatever plugins are installed there) and
-prints the median and min wall time and the median CPU time (user + system of
-the child, from ``resource.getrusage(RUSAGE_CHILDREN)`` deltas; CPU time is
-what a loaded machine does not inflate), with ``python -c pass`` as the floor.
+Python of the current venv, with whatever plugins are installed there), the
+commands taking turns (round-robin, so a change of load on the machine hits all
+of them alike), and prints the median and min wall time and the median CPU time
+(user + system of the child, from ``resource.getrusage(RUSAGE_CHILDREN)``
+deltas; CPU time is what a loaded machine does not inflate), with ``python -c
+pass`` as the floor and ``python -c "import re"``: what the ``rlm`` script pip
+writes imports before ours (``import re``, for its ``sys.argv[0]`` rewrite).
 Then the CPU time of one entry-point discovery (group ``rlm``, fresh process,
 import included) by the kernel's own scan (``rlm.entrypoints``) and by the
 ``importlib_metadata`` backport.  Then reports which heavy modules each of
@@ -51,15 +54,21 @@ def find_rlm_script(python: str) -> str:
     return found
 
 
-def time_runs(cmd: list[str], runs: int) -> list[float]:
-    """Wall seconds of ``runs`` executions of ``cmd`` (after one warm-up run)."""
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
+def interleaved_runs(commands: dict[str, list[str]], runs: int) -> dict[str, tuple[list[float], list[float]]]:
+    """``label -> (wall seconds, CPU seconds)`` of ``runs`` executions of each command, taking turns
+    (after one warm-up run of each)."""
+    for cmd in commands.values():
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - start)
-    return times
+    out: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label in commands}
+    for _ in range(runs):
+        for label, cmd in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            out[label][0].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            out[label][1].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return out
 
 
 def cpu_runs(cmd: list[str], runs: int) -> list[float]:
@@ -84,6 +93,8 @@ DISCOVERY = {  # label: (import, expression giving the entry points)
 
 
 def imported_modules(python: str, code: str) -> set[str]:
+    """Modules ``code`` imported, on its second run (the first one fills the help cache of this ``sys.path``)."""
+    subprocess.run([python, "-c", code], capture_output=True, check=False)
     result = subprocess.run([python, "-c", code + DUMP], capture_output=True, text=True, check=False)
     marker = result.stderr.rfind("MODULES=")
     if marker < 0:
@@ -105,15 +116,14 @@ def main() -> None:
     rlm = find_rlm_script(args.python)
     commands = {
         "python -c pass (floor)": [args.python, "-c", "pass"],
+        'python -c "import re"': [args.python, "-c", "import re"],
         "rlm --help": [rlm, "--help"],
         'python -c "import rlm"': [args.python, "-c", "import rlm"],
         "rlm version": [rlm, "version"],
     }
     print(f"interpreter: {args.python}\nrlm script:  {rlm}\nruns:        {args.runs} (after 1 warm-up)\n")
     print(f"{'command':<28}{'median ms':>10}{'min ms':>10}{'max ms':>10}{'CPU med ms':>12}{'CPU min ms':>12}")
-    for label, cmd in commands.items():
-        times = time_runs(cmd, args.runs)
-        cpu = cpu_runs(cmd, args.runs)
+    for label, (times, cpu) in interleaved_runs(commands, args.runs).items():
         print(f"{label:<28}{statistics.median(times) * 1000:>10.1f}{min(times) * 1000:>10.1f}"
               f"{max(times) * 1000:>10.1f}{statistics.median(cpu) * 1000:>12.1f}{min(cpu) * 1000:>12.1f}")
 

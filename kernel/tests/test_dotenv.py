@@ -275,3 +275,29 @@ def test_a_huge_env_file_is_refused_unread(tmp_path, monkeypatch):
     with pytest.raises(DotenvError, match="larger than"):
         load_dotenv(tmp_path)
     assert "RLM_HUGE_TEST" not in os.environ
+
+
+# --- one plugin setting read before the whole configuration (rlm mcp-serve's transport) ----------
+
+def test_peek_plugin_setting_reads_what_load_config_reads(here, monkeypatch):
+    from rlm.config import peek_plugin_setting
+
+    monkeypatch.delenv("RLM_PLUGINS__MCP__TRANSPORT", raising=False)
+    assert peek_plugin_setting("mcp", "transport") is None  # no file, no variable
+    _write(here / "rlm.toml", '[plugins.mcp]\ntransport = "http"\n')
+    assert peek_plugin_setting("mcp", "transport") == "http"
+    assert peek_plugin_setting("mcp", "port") is None
+    _write(here / ".env", "RLM_PLUGINS__MCP__TRANSPORT=stdio\n")  # .env over the file
+    assert peek_plugin_setting("mcp", "transport") == "stdio"
+    os.environ["RLM_PLUGINS__MCP__TRANSPORT"] = "other"  # the real environment over .env
+    config_module._dotenv_set.clear()
+    assert peek_plugin_setting("mcp", "transport") == "other"
+
+
+def test_peek_plugin_setting_raises_what_load_config_raises(here, monkeypatch):
+    from rlm.config import peek_plugin_setting
+
+    monkeypatch.delenv("RLM_PLUGINS__MCP__TRANSPORT", raising=False)
+    _write(here / "rlm.toml", "[plugins.mcp\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        peek_plugin_setting("mcp", "transport")

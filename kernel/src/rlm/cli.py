@@ -1,7 +1,10 @@
 """The ``rlm`` command line: a cyclopts App assembled from the installed plugins.
 
 Commands arrive through ``rlm_register_commands`` as ``"module:attr"`` strings,
-so ``rlm --help`` imports no command body and no plugin dependency.  User
+so ``rlm --help`` imports no command body and no plugin dependency; while the
+help cache (:mod:`rlm.cli_help`) is valid, ``rlm COMMAND`` is dispatched from
+the commands it recorded, and the plugins are imported only when the command
+asks for the plugin manager (:func:`plugin_manager`).  User
 mistakes end with one line on stderr naming the cause and the fix, never a
 traceback; the exit code says what kind of failure it was.
 
@@ -64,9 +67,34 @@ class UsageError(RLMError):
     exit_code = 2
 
 
-def build_app(pm: RLMPluginManager, argv: Sequence[str] = ()):
+def registered_commands(pm: RLMPluginManager) -> dict[str, Registration]:
+    """The commands the plugins of ``pm`` registered (a clash is fatal only with ``RLM_STRICT_PLUGINS``)."""
+    from rlm.plugins import strict_from_env
+    from rlm.registry import collect
+
+    return collect(pm, "command", strict=strict_from_env())
+
+
+class CachedCommand:
+    """A command as the help cache recorded it (:func:`rlm.cli_help.load_commands`): what
+    :func:`build_app` needs of a :class:`rlm.registry.Registration`, without a plugin manager."""
+
+    __slots__ = ("name", "target", "description", "plugin")
+
+    def __init__(self, name: str, target: str, description: str, plugin: str) -> None:
+        self.name, self.target, self.description, self.plugin = name, target, description, plugin
+
+    def load(self) -> Any:
+        from rlm.entrypoints import load_value
+
+        return load_value(self.target)
+
+
+def build_app(pm: RLMPluginManager | None, argv: Sequence[str] = (),
+              commands: Mapping[str, Registration | CachedCommand] | None = None):
     """The cyclopts App with every registered command (bodies not imported).
 
+    ``commands``: those of :func:`registered_commands` (default) or of the help cache.
     When ``argv`` names a command, that command's target is imported first:
     an unknown command or one whose plugin cannot be imported is an
     :class:`RLMError` (one line, no traceback) instead of a cyclopts crash
@@ -74,10 +102,8 @@ def build_app(pm: RLMPluginManager, argv: Sequence[str] = ()):
     """
     from cyclopts import App
 
-    from rlm.plugins import strict_from_env
-    from rlm.registry import collect
-
-    commands = collect(pm, "command", strict=strict_from_env())
+    if commands is None:
+        commands = registered_commands(pm)
     if argv and not argv[0].startswith("-"):
         words = [w for w in argv if not w.startswith("-")]
         reg = next((commands[" ".join(words[:n])] for n in range(len(words), 0, -1)
@@ -122,17 +148,16 @@ def _group_help(key: str, commands: Mapping[str, Registration]) -> str:
     return f"Commands of the installed plugins: {', '.join(subs)}."
 
 
-def top_level_help(pm: RLMPluginManager) -> str:
-    """The text of ``rlm --help``, built from the registrations alone.
+def top_level_help(pm: RLMPluginManager, registered: Mapping[str, Registration] | None = None) -> str:
+    """The text of ``rlm --help``, built from the registrations alone (``registered``: those of
+    :func:`registered_commands`, collected when not given).
 
     Rendered without cyclopts (whose import and rich rendering cost more
     than everything else ``rlm --help`` does); ``rlm COMMAND --help`` is
     cyclopts' own.
     """
-    from rlm.plugins import strict_from_env
-    from rlm.registry import collect
-
-    registered = collect(pm, "command", strict=strict_from_env())
+    if registered is None:
+        registered = registered_commands(pm)
     rows = {r.name: r.description for r in registered.values() if " " not in r.name}
     for head, subs in _groups(registered).items():
         rows.setdefault(head, f"{', '.join(sorted(subs))} (run `rlm {head} --help`)")
@@ -155,14 +180,45 @@ def _help_text() -> str:
 
     if not cli_help.enabled():
         return top_level_help(create_plugin_manager())
-    key = cli_help.key()
-    text = cli_help.load(key)
+    text = cli_help.load()
     if text is None:
+        snap = cli_help.snapshot()  # before the plugins are imported: a change meanwhile is seen next time
         pm = create_plugin_manager()
-        text = top_level_help(pm)
-        if not any(r.status == "broken" for r in pm.records):
-            cli_help.store(key, text)
+        registered = registered_commands(pm)
+        text = top_level_help(pm, registered)
+        _store_help(snap, pm, registered, text)
     return text
+
+
+def _store_help(snap: Any, pm: RLMPluginManager, registered: Mapping[str, Registration], text: str | None = None
+                ) -> None:
+    """Cache the help text and the commands (:func:`rlm.cli_help.store`) unless a plugin is broken; the
+    commands are left out when one of them is not a ``"module:attr"`` string."""
+    from rlm import cli_help
+
+    if any(r.status == "broken" for r in pm.records):
+        return
+    rows = [(r.name, r.target, r.description or "", r.plugin) for r in registered.values()]
+    table = rows if all(isinstance(row[1], str) for row in rows) else None
+    cli_help.store(snap, top_level_help(pm, registered) if text is None else text, table)
+
+
+def _cached_app(args: Sequence[str]) -> Any:
+    """The App of :func:`build_app` from the commands of the help cache, without importing the plugins (a
+    command then makes the plugin manager when it needs it); None when the cache has none valid, or when
+    the command named no longer imports (the plugin manager then says why)."""
+    from rlm import cli_help
+
+    rows = cli_help.load_commands() if cli_help.enabled() else None
+    if rows is None:
+        return None
+    try:
+        return build_app(None, args, {name: CachedCommand(name, target, description, plugin)
+                                      for name, target, description, plugin in rows})
+    except RLMError:
+        raise
+    except Exception:  # noqa: BLE001 - reported by the plugin manager's path
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,10 +231,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args == ["--version"]:
             print(__version__)
             return 0
-        pm = create_plugin_manager()
-        token = _current_pm.set(pm)
+        token = _current_pm.set(None)  # made on first use by plugin_manager()
         try:
-            app = build_app(pm, args)
+            app = _cached_app(args)
+            if app is None:
+                from rlm import cli_help
+
+                snap = cli_help.snapshot() if cli_help.enabled() else None  # before the plugins are imported
+                pm = create_plugin_manager()
+                _current_pm.set(pm)
+                registered = registered_commands(pm)
+                app = build_app(pm, args, registered)
+                if snap is not None:
+                    _store_help(snap, pm, registered)
             result = app(args, result_action="return_value", print_error=False, exit_on_error=False)
         finally:
             _current_pm.reset(token)

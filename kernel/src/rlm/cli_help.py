@@ -4,25 +4,34 @@ Building the help text means importing every plugin's hook module (and with
 it pluggy and attrs) to collect the commands they register; that costs more
 than the 40 ms CPU budget of ``rlm --help``.  The text is therefore stored in
 ``<user cache dir>/help/<interpreter>.txt`` (see :mod:`rlm.dirs`) together
-with a key of everything it depends on, and reused only when the key computed
-now is equal:
+with what it depends on, in two parts (one entry per header, the last few kept):
 
-* the rlm version, the Python version and the interpreter (``sys.prefix``);
-* every ``rlm`` entry point (name, value, distribution, version, metadata
-  folder) and the name and version of every installed distribution (a plugin's
-  dependency installed or removed may make it load or break);
-* size and modification time of each plugin's ``entry_points.txt``, of the
-  ``.py`` files next to each entry point's module and of the kernel's own CLI
-  modules (an editable install changes its commands without changing its
-  version); a file modified in the last two seconds makes the key unique, so
-  the text is rebuilt (timestamps are too coarse to tell two quick edits apart);
-* ``RLM_DISABLE_PLUGINS``.
+* a *header*, compared as a whole: the cache format, the rlm version, the
+  Python version, the interpreter (``sys.prefix``), ``sys.path`` (in order)
+  and ``RLM_DISABLE_PLUGINS``;
+* a *watch list*: paths and their size and modification time, compared by one
+  ``os.stat`` each: every ``sys.path`` entry (a folder's mtime changes when a
+  distribution or package is installed into it or removed from it, so an
+  install, an upgrade or a removal of a plugin or of one of its dependencies is
+  seen), each plugin's ``entry_points.txt``, the folder of each entry point's
+  module and its ``.py`` files (an editable install changes its commands without
+  changing its version), and the kernel's own CLI modules.
 
-Computing the key imports nothing of a plugin (:mod:`rlm.entrypoints` scans
-the metadata folders).  A text listing a broken plugin is never stored, and
-with ``RLM_STRICT_PLUGINS`` set the cache is bypassed (discovery must run to
-fail loudly).  A cache that cannot be read or written is ignored: the help is
-then built as without it.  ``RLM_HELP_CACHE=0`` turns it off.
+The entry also records the registered commands (name, ``"module:attr"`` target,
+description, plugin): :mod:`rlm.cli` dispatches ``rlm COMMAND`` from them,
+before any plugin is imported (:func:`load_commands`).
+
+A cache hit therefore costs one read and a few hundred ``stat`` calls, and
+imports nothing: neither a plugin nor :mod:`rlm.entrypoints`.  Only a rebuild
+scans the entry points (:func:`snapshot`, before the plugins are imported, so a
+change made while the text is built is seen next time).  Timestamps are coarse
+(a file rewritten twice within one clock tick may keep its size and mtime): a
+text is not stored when a watched path was modified in the last two seconds.
+A text listing a broken plugin is never stored, and with ``RLM_STRICT_PLUGINS``
+set the cache is bypassed (discovery must run to fail loudly).  A cache that
+cannot be read or written is ignored: the help is then built as without it.
+``RLM_HELP_CACHE=0`` turns it off.  Not seen: a distribution's metadata edited
+in place by hand (installers replace the metadata folder, which is seen).
 """
 
 from __future__ import annotations
@@ -31,8 +40,8 @@ import os
 import sys
 import time
 
-#: File format version of the cache entries (bump when the key's recipe changes).
-FORMAT = 1
+#: File format version of the cache entries (bump when the header's or the watch list's recipe changes).
+FORMAT = 3
 
 
 def enabled() -> bool:
@@ -44,7 +53,7 @@ def enabled() -> bool:
 
 
 def cache_file() -> str:
-    """Where this interpreter's help text is cached (one file per interpreter, overwritten)."""
+    """Where this interpreter's help texts are cached (one file per interpreter, rewritten)."""
     own = os.environ.get("RLM_CACHE_DIR", "").strip()
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
     if own:
@@ -61,25 +70,35 @@ def cache_file() -> str:
     return os.path.join(base, "help", f"{tag}.txt")
 
 
-#: A file modified less than this long ago makes the key unrepeatable (see :func:`key`).
+#: A path modified less than this long ago keeps the text from being stored (see :func:`snapshot`).
 RACY_NS = 2_000_000_000
 
+#: Between the header, the watch list and the text of an entry (none of them contains a NUL).
+_SEPARATOR = "\n\0\n"
+#: Between the entries of the cache file (one per header: the ``rlm`` script and ``python -m rlm`` run
+#: in a few folders have different ``sys.path``; most recent first, :data:`MAX_ENTRIES` at most).
+_RECORD = "\n\0\0\n"
+MAX_ENTRIES = 4
 
-class _Stats:
-    """Size and mtime of files, remembering whether one was modified just now."""
+#: The kernel's modules the help text depends on (relative to the ``rlm`` package).
+KERNEL_FILES = ("cli.py", "cli_help.py", "plugins.py", "registry.py", os.path.join("builtin", "commands.py"))
 
-    def __init__(self) -> None:
-        self.now = time.time_ns()
-        self.racy = False
 
-    def __call__(self, path: str) -> str:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return "-"
-        if st.st_mtime_ns > self.now - RACY_NS:
-            self.racy = True
-        return f"{st.st_size}:{st.st_mtime_ns}"
+def header() -> str:
+    """What the text depends on that costs no file system access (see the module docstring)."""
+    from rlm import __version__
+
+    return "\n".join((f"format={FORMAT}", f"rlm={__version__}", f"python={sys.version}", f"prefix={sys.prefix}",
+                      f"disabled={os.environ.get('RLM_DISABLE_PLUGINS', '')}", *(f"path={p}" for p in sys.path)))
+
+
+def signature(path: str) -> str:
+    """Size and modification time of ``path`` (``-`` when it does not exist or cannot be read)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return "-"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _module_dir(module: str) -> str | None:
@@ -99,72 +118,111 @@ def _module_dir(module: str) -> str | None:
     return os.path.dirname(spec.origin) if spec.origin else None
 
 
-def _sources(folder: str, stat: _Stats) -> list[str]:
-    try:
-        names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
-    except OSError:
-        return []
-    return [f"{n}={stat(os.path.join(folder, n))}" for n in names]
-
-
-def key() -> str:
-    """Everything the top-level help text depends on, as one string (see the module docstring).
-
-    Timestamps are coarse (a file rewritten twice within one clock tick may keep
-    its mtime and size): when a file was modified in the last two seconds, the
-    key gets a unique suffix, so that a text stored under it is never reused.
-    """
+def watched_paths() -> list[str]:
+    """The paths of the watch list (see the module docstring); scans the entry points, imports no plugin."""
     import rlm
     import rlm.entrypoints as entrypoints
 
-    stat = _Stats()
     kernel_dir = os.path.dirname(os.path.abspath(rlm.__file__))
-    parts = [f"format={FORMAT}", f"rlm={rlm.__version__}", f"python={sys.version}", f"prefix={sys.prefix}",
-             f"disabled={os.environ.get('RLM_DISABLE_PLUGINS', '')}"]
-    parts += [f"kernel:{name}={stat(os.path.join(kernel_dir, name))}"
-              for name in ("cli.py", "cli_help.py", "plugins.py", "registry.py", os.path.join("builtin", "commands.py"))]
-    parts += [f"dist:{name}=={version}" for name, version in entrypoints.distributions()]
-    seen: set[str] = set()
+    paths = [entry or "." for entry in sys.path]
+    paths += [os.path.join(kernel_dir, name) for name in KERNEL_FILES]
+    folders: list[str] = []
     for ep in entrypoints.entry_points("rlm"):
-        parts.append(f"ep:{ep.name}={ep.value}|{ep.distribution}=={ep.version}|{ep.path}")
         if ep.path:
-            parts.append(f"meta:{stat(os.path.join(ep.path, 'entry_points.txt'))}")
+            paths.append(os.path.join(ep.path, "entry_points.txt"))
         folder = _module_dir(ep.value.partition(":")[0])
-        if folder is not None and folder not in seen:
-            seen.add(folder)
-            parts.append(f"src:{folder}:" + ",".join(_sources(folder, stat)))
-    if stat.racy:
-        parts.append(f"racy={stat.now}")
-    return "\n".join(parts)
+        if folder is not None and folder not in folders:
+            folders.append(folder)
+    for folder in folders:
+        paths.append(folder)
+        try:
+            paths += [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".py")]
+        except OSError:
+            pass
+    return list(dict.fromkeys(paths))
 
 
-#: Between the key and the text in a cache file (neither contains a NUL).
-_SEPARATOR = "\n\0\n"
+class Snapshot:
+    """The header and the watch list as they were before a text was built; ``storable`` is False when a
+    watched path was modified too recently to tell a later change from it (or cannot be written down)."""
+
+    def __init__(self) -> None:
+        now = time.time_ns()
+        self.header = header()
+        self.watch: list[tuple[str, str]] = []
+        self.storable = True
+        for path in watched_paths():
+            sig = signature(path)
+            if "\n" in path or "\0" in path or (sig != "-" and int(sig.partition(":")[2]) > now - RACY_NS):
+                self.storable = False
+            self.watch.append((sig, path))
 
 
-def load(current_key: str) -> str | None:
-    """The cached help text when it was stored under ``current_key``; None otherwise."""
+def snapshot() -> Snapshot:
+    """The header and watch list of now: take it before building the text (see :func:`store`)."""
+    return Snapshot()
+
+
+def _entries() -> list[str]:
+    """The entries of the cache file (most recent first); none when it cannot be read."""
     try:
         with open(cache_file(), encoding="utf-8") as handle:
-            stored_key, sep, text = handle.read().partition(_SEPARATOR)
+            return handle.read().split(_RECORD)
     except (OSError, UnicodeDecodeError):
+        return []
+
+
+def _valid_entry() -> list[str] | None:
+    """``[header, watch list, text, commands]`` of the entry whose header is this process's and whose
+    watched paths are all as they were (commands ``None`` when the entry has none); None otherwise."""
+    now = header()
+    for entry in _entries():
+        parts = entry.split(_SEPARATOR)
+        if len(parts) not in (3, 4) or parts[0] != now:
+            continue
+        for line in parts[1].split("\n") if parts[1] else ():
+            sig, tab, path = line.partition("\t")
+            if not tab or signature(path) != sig:
+                return None
+        return parts if len(parts) == 4 else [*parts, None]
+    return None
+
+
+def load() -> str | None:
+    """The cached help text (see :func:`_valid_entry`); None when there is none that is valid."""
+    entry = _valid_entry()
+    return None if entry is None else entry[2]
+
+
+def load_commands() -> list[tuple[str, str, str, str]] | None:
+    """The commands recorded with the valid cached text: ``(name, "module:attr", description, plugin)``
+    each, so that ``rlm COMMAND`` can be dispatched before the plugins are imported; None when none is
+    valid."""
+    entry = _valid_entry()
+    if entry is None or entry[3] is None:
         return None
-    return text if sep and stored_key == current_key else None
+    rows = [line.split("\t") for line in entry[3].split("\n") if line]
+    return [(r[0], r[1], r[2], r[3]) for r in rows] if all(len(r) == 4 for r in rows) else None
 
 
-def store(current_key: str, text: str) -> None:
-    """Cache ``text`` under ``current_key`` (atomically; a failure to write is ignored)."""
+def store(snap: Snapshot, text: str, commands: list[tuple[str, str, str, str]] | None = None) -> None:
+    """Cache ``text`` and ``commands`` (see :func:`load_commands`; left out when a field holds a tab or a
+    line break) under ``snap``: atomically; nothing when not storable; a failure to write is ignored."""
     import tempfile
 
-    if "\0" in current_key or "\0" in text:
+    if not snap.storable or "\0" in text:
         return
+    entry = [snap.header, "\n".join(f"{sig}\t{p}" for sig, p in snap.watch), text]
+    if commands is not None and not any(c in f for row in commands for f in row for c in "\t\n\r\0"):
+        entry.append("\n".join("\t".join(row) for row in commands))
+    others = [e for e in _entries() if e.partition(_SEPARATOR)[0] != snap.header and e.count(_SEPARATOR) in (2, 3)]
     path = cache_file()
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".help-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(current_key + _SEPARATOR + text)
+                handle.write(_RECORD.join([_SEPARATOR.join(entry), *others][:MAX_ENTRIES]))
             os.replace(tmp, path)
         except BaseException:
             try:

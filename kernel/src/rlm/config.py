@@ -7,9 +7,9 @@ text and a few more); ``[plugins.<section>]`` holds each plugin's own table,
 validated against the attrs class the plugin declared through
 ``rlm_register_config_sections``; ``[pricing."<model>"]`` overrides prices.
 
-cattrs is used only here, at the edge, through one private Converter that
-rejects unknown keys; its errors are rewritten to name the key and where it
-came from, with a suggestion for typos.
+cattrs is used only here, at the edge, through one private Converter (made on
+first use) that rejects unknown keys; its errors are rewritten to name the key
+and where it came from, with a suggestion for typos.
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import attrs
-import cattrs
 from attrs import define, field
 
 from rlm.budget import HARD_CAPS, cap_text
 from rlm.errors import ConfigError
+
+if TYPE_CHECKING:
+    import cattrs
 
 CONFIG_FILENAME = "rlm.toml"
 ENV_PREFIX = "RLM_"
@@ -219,6 +221,8 @@ def _structure_literal(value: Any, literal: Any) -> Any:
 
 
 def _make_converter() -> cattrs.Converter:
+    import cattrs
+
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(int, _structure_int)
@@ -229,7 +233,13 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-_converter = _make_converter()
+_converters: list[cattrs.Converter] = []  # made on first use: `rlm mcp-serve` reads its transport without it
+
+
+def _converter() -> cattrs.Converter:
+    if not _converters:
+        _converters.append(_make_converter())
+    return _converters[0]
 
 
 def _suggest(key: str, choices: Any) -> str:
@@ -263,8 +273,10 @@ def structure_section(data: Mapping[str, Any], cls: type, *, where: str, sources
     for key in data:
         if key not in known:
             raise ConfigError(f"{label(key)}: unknown key{_suggest(key, known)}")
+    import cattrs
+
     try:
-        return _converter.structure(dict(data), cls)
+        return _converter().structure(dict(data), cls)
     except cattrs.ClassValidationError as exc:
         with_notes, others = exc.group_exceptions()
         messages = [f"{label(note.name)}: {leaf(note.name, sub)}" for sub, note in with_notes]
@@ -364,6 +376,21 @@ def _plugin_env(env: Mapping[str, str]) -> dict[str, dict[str, tuple[str, str]]]
 
 def _norm(section: str) -> str:
     return section.replace("-", "_").lower()
+
+
+def peek_plugin_setting(section: str, key: str) -> Any:
+    """The raw value of ``[plugins.<section>] <key>`` as :func:`load_config` reads it (its environment
+    variable, ./.env, rlm.toml), unvalidated; None when unset.  For a decision that must come before
+    the whole configuration is loaded (``rlm mcp-serve`` takes stdio before); raises the ConfigError
+    :func:`load_config` would raise for a file it cannot read."""
+    load_dotenv()  # before rlm.toml is looked for: RLM_CONFIG may come from .env
+    from_env = _plugin_env(os.environ).get(_norm(section), {}).get(key.lower())
+    if from_env is not None:
+        return from_env[0]
+    path = find_config_file()
+    plugins = read_toml(path).get("plugins", {}) if path is not None else {}
+    table = plugins.get(section) if isinstance(plugins, dict) else None
+    return table.get(key) if isinstance(table, dict) else None
 
 
 # --- ./.env ---------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 This module finds entry points of one group by scanning ``sys.path`` for
 distribution metadata folders, in path order, the first distribution of a name
 winning as in ``importlib.metadata``.  It imports only ``os``, ``sys``, ``time`` and
-``importlib`` (no attrs, typing, re or configparser), so ``rlm --help`` can afford it
-on every invocation (the help cache of :mod:`rlm.cli_help` keys on it).
+``importlib`` (no attrs, typing, re or configparser), so discovery stays cheap (the
+help cache of :mod:`rlm.cli_help` runs it when it rebuilds the text of ``rlm --help``).
 
 Why not the ``importlib-metadata`` backport (the registry package our design
 names for discovery)?  Because it cannot meet the budget of ``rlm --help``
@@ -118,11 +118,16 @@ class EntryPoint:
 
     def load(self) -> Any:
         """Import the module (and attribute) the entry point names."""
-        module_name, _, attr = self.value.partition(":")
-        obj: Any = importlib.import_module(module_name.strip())
-        for part in filter(None, attr.strip().split(".")):
-            obj = getattr(obj, part)
-        return obj
+        return load_value(self.value)
+
+
+def load_value(value: str) -> Any:
+    """Import what ``"module"`` or ``"module:attr.sub"`` names (an entry point's value, a command's target)."""
+    module_name, _, attr = value.partition(":")
+    obj: Any = importlib.import_module(module_name.strip())
+    for part in filter(None, attr.strip().split(".")):
+        obj = getattr(obj, part)
+    return obj
 
 
 #: ``sys.path`` entry -> (its modification time, its metadata folders): a folder listing is
@@ -167,9 +172,6 @@ def _dist_dirs(paths: list[str]) -> Iterator[tuple[str, str, str]]:
             yield folder, dist, version
 
 
-def distributions(*, paths: list[str] | None = None) -> list[tuple[str, str]]:
-    """``(name, version)`` of every distribution visible on ``paths`` (``sys.path``), first of a name winning."""
-    return [(dist, version) for _, dist, version in _dist_dirs(sys.path if paths is None else paths)]
 
 
 def entry_points(group: str, *, paths: list[str] | None = None) -> list[EntryPoint]:

@@ -4,6 +4,11 @@ Registered lazily as ``rlm_mcp.cli:serve``.  Options override
 ``[plugins.mcp]``, which overrides the defaults; the model and the REPL
 limits come from ``[rlm]`` (rlm.toml, ``RLM_*``; ``RLM_CONFIG`` names the
 file when the client starts the server in another directory).
+
+With stdio, the wire is taken and the MCP handshake answered (:mod:`rlm_mcp.handshake`) before
+the plugins' sections, the configuration and the SDK are loaded: the transport is read first on its
+own (:func:`rlm.config.peek_plugin_setting`); an error found later is reported on stderr and to the
+client's next request.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from cyclopts import Parameter
+from rlm.errors import RLMError
 
 #: The SDK range this distribution is tested with (keep in step with pyproject.toml).
 MCP_REQUIREMENT = "mcp>=2.3,<3"
@@ -99,6 +105,45 @@ def serve(
     max_body_mb: float
         Largest HTTP request body in MiB (default 4); a larger one gets a JSON-RPC error naming the limit.
     """
+    # Take the wire and answer the handshake first, while the plugins, the configuration, the SDK and
+    # the rest are loaded (1-3 s); only when stdio is certain (an error in the configuration is
+    # reported below: on stderr, and to the client's requests by the front).
+    front = start_stdio_front() if (transport or configured_transport()) == "stdio" else None
+    try:
+        service, options = _prepare(front, transport=transport, host=host, port=port, env=env, model=model,
+                                    idle_timeout=idle_timeout, max_sessions=max_sessions, max_body_mb=max_body_mb)
+    except RLMError as exc:
+        if front is not None:
+            front.fail(str(exc))
+        raise
+    import asyncio
+
+    from rlm_mcp.server import serve_http, serve_stdio
+
+    if options.transport == "http":
+        return asyncio.run(serve_http(service, host=options.host, port=options.port, path=options.path,
+                                      max_body_bytes=options.max_body_bytes))
+    return asyncio.run(serve_stdio(service, front))
+
+
+def configured_transport() -> str | None:
+    """The transport ``[plugins.mcp]`` (or its environment variable) names, ``"stdio"`` when unset;
+    None when the configuration cannot be read (:func:`serve` then reports why before taking stdio)."""
+    from rlm.config import peek_plugin_setting
+
+    from rlm_mcp.config import SECTION
+
+    try:
+        value = peek_plugin_setting(SECTION, "transport")
+    except RLMError:
+        return None
+    return "stdio" if value is None else value
+
+
+def _prepare(front: object, *, transport: str | None, host: str | None, port: int | None, env: str | None,
+             model: str | None, idle_timeout: float | None, max_sessions: int | None,
+             max_body_mb: float | None) -> tuple[object, object]:
+    """The configuration, the plugins and the service of :func:`serve`: ``(service, options)``."""
     import attrs
     from rlm.cli import plugin_manager
     from rlm.config import load_config
@@ -130,17 +175,14 @@ def serve(
     if env_name != config.environment:
         config = attrs.evolve(config, environment=env_name)
 
-    front = None
-    if options.transport == "stdio":
-        # Take the wire and answer the handshake now, while the SDK and the rest are imported (1-3 s)
-        front = start_stdio_front()
-
-    import asyncio
+    if (options.transport == "stdio") != (front is not None):  # configured_transport() read it otherwise
+        raise ConfigError(f"rlm mcp-serve: the transport is {options.transport!r} but stdio was "
+                          f"{'taken' if front is not None else 'not taken'} for it",
+                          fix="report this bug; pass --transport explicitly meanwhile")
 
     factory = environments[env_name].load()
     from rlm_mcp.completions import RLMSessionManager
     from rlm_mcp.runs import RunManager
-    from rlm_mcp.server import serve_http, serve_stdio
     from rlm_mcp.service import RLMService
     from rlm_mcp.sessions import SessionManager, environment_settings
 
@@ -163,13 +205,10 @@ def serve(
     service = RLMService(sessions=sessions, runs=runs, options=options, default_timeout=config.env_timeout,
                          model=config.model, rlm_sessions=rlm_sessions)
     log.info("mcp_config", transport=options.transport, environment=env_name, model=config.model)
-    if options.transport == "http":
-        if options.host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning("mcp_http_not_loopback", host=options.host,
-                        note="anyone who can reach this address can run code in the REPL")
-        return asyncio.run(serve_http(service, host=options.host, port=options.port, path=options.path,
-                                      max_body_bytes=options.max_body_bytes))
-    return asyncio.run(serve_stdio(service, front))
+    if options.transport == "http" and options.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("mcp_http_not_loopback", host=options.host,
+                    note="anyone who can reach this address can run code in the REPL")
+    return service, options
 
 
 def start_stdio_front() -> object:

@@ -29,6 +29,10 @@ stream over to the SDK (:meth:`StdioFront.attach`):
   before the answers to earlier requests still with the SDK.
 - Only this module and the SDK's stdout writer write the wire, one whole line
   at a time under one lock: stdout carries JSON-RPC only.
+- When the server cannot start after all (:meth:`StdioFront.fail`: a wrong
+  configuration, a missing plugin or SDK), the requests waiting and the next one
+  get a JSON-RPC error naming the cause; the process then exits as before, the
+  cause on stderr.
 
 ``RLM_MCP_TRACE_HANDSHAKE=1`` (debugging, tests) writes one line
 ``rlm-mcp-handshake {...}`` to stderr when ``initialize`` is answered here
@@ -74,6 +78,10 @@ OVERSIZED = b"<oversized>"
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
+INTERNAL_ERROR = -32603
+
+#: Seconds :meth:`StdioFront.fail` waits for the client's next request (to answer it with the cause).
+FAIL_WAIT_S = 2.0
 
 
 def server_description(kernel_version: str) -> str:
@@ -350,6 +358,36 @@ class StdioFront:
             self._replay, self._pending = [], []
             self.answered.set()
         return lines, FrontWriter(self, swallow=swallow, swallowing=self._state == "answered")
+
+
+    # -- a start that failed --
+
+    def fail(self, reason: str, *, wait: float = FAIL_WAIT_S) -> None:
+        """The server cannot start (the configuration is wrong, a plugin is missing...) after the wire was
+        taken: answer every request still waiting, and the first one arriving within ``wait`` seconds,
+        with a JSON-RPC error naming ``reason`` (the client shows it; stderr has it too), then return."""
+        replied = threading.Event()
+        text = f"rlm mcp-serve could not start: {reason}"
+
+        def sink(line: str | None) -> None:
+            if line is None:
+                replied.set()
+                return
+            try:
+                message = json.loads(line)
+            except ValueError:
+                return
+            if isinstance(message, dict) and isinstance(message.get("method"), str) and _is_id(message.get("id")):
+                self._answer(_error(message["id"], INTERNAL_ERROR, text))
+                replied.set()
+
+        with self._lock:
+            for line in self._pending:
+                sink(line)
+            self._replay, self._pending = [], []
+            self._sink = sink
+            self.answered.set()
+        replied.wait(wait)
 
 
 class FrontLines:
