@@ -33,6 +33,20 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def settled_fds(at_most: int, wait_s: float = 10.0) -> int:
+    """Open descriptors once they are at most ``at_most``, or after ``wait_s``: the scripted server runs
+    in this process and closes its side of a connection on its own thread, a moment after the client
+    closed it."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    count = open_fds()
+    while count > at_most and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = open_fds()
+    return count
+
+
 def make(server, options: LiteLLMOptions = FAST) -> LiteLLMBackend:
     return LiteLLMBackend(settings=BackendSettings(api_key="k", base_url=server.openai_base_url, timeout=300.0,
                                                    options=options))
@@ -86,7 +100,7 @@ def test_concurrent_runs_on_one_loop_leave_no_file_descriptor_open(scripted_llm)
 
     for _ in range(2):
         asyncio.run(many())
-    after = open_fds()
+    after = settled_fds(before + 2)
     assert after - before <= 2, f"{after - before} file descriptors left open by 50 concurrent runs"
 
 

@@ -6,7 +6,9 @@ is :class:`LeanTransport`, which speaks HTTP/1.1 over asyncio streams and skips 
 pool/anyio/h11 path (most of the SDK's CPU per call).  Its connections are kept per event loop, so
 one transport -- and one SDK client -- serves every event loop of the process (``completion_sync`` runs
 a fresh one each call): nothing of a loop outlives it but idle sockets, closed by
-:meth:`LeanTransport.close_loop`.
+:meth:`LeanTransport.close_loop`.  Nothing caps the connections open at once (N concurrent calls, a batch of
+sub-calls, are N requests on the wire) and up to :data:`MAX_IDLE` idle ones are kept per loop and origin; a
+host name is looked up once per :data:`DNS_TTL` for all of them (:class:`AddressCache`), not once a connection.
 
 The server is not trusted: the status line and headers are capped (:data:`MAX_HEADER_BYTES`,
 :data:`MAX_HEADERS`), a body is capped (:data:`MAX_BODY_BYTES`), every read waits at most the request's
@@ -20,7 +22,9 @@ environment, a scheme other than http/https, or ``RLM_HTTP_TRANSPORT=httpx``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import socket
 import ssl
 import sys
 import threading
@@ -35,10 +39,14 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 128
 #: the most bytes of one response body (decoded size is httpx's; this is the wire size)
 MAX_BODY_BYTES = 64 * 1024 * 1024
-#: the most idle connections kept per (event loop, origin)
-MAX_IDLE = 16
+#: the most idle connections kept per (event loop, origin).  Nothing caps the open ones: N concurrent calls
+#: (a batch of sub-calls) open N connections, and keeping them lets the next N reuse them instead of paying
+#: N connects, and N closes on the way back, on the one event loop that serves every call
+MAX_IDLE = 256
 #: connect timeout when the request names none
 DEFAULT_TIMEOUT = 60.0
+#: seconds a host name's resolved addresses serve new connections before it is looked up again
+DNS_TTL = 30.0
 _READ_SIZE = 64 * 1024
 
 _lock = threading.Lock()
@@ -77,6 +85,114 @@ def lean_ok(base_url: str | None) -> bool:
     if base_url and not base_url.lower().startswith(("http://", "https://")):
         return False
     return not urllib.request.getproxies()
+
+
+class AddressCache:
+    """Host name -> addresses for new connections, looked up once per :data:`DNS_TTL` and shared by every event
+    loop of the process.
+
+    asyncio resolves a name for every connection it opens, each lookup a ``getaddrinfo`` in the loop's default
+    executor (a handful of threads): N concurrent calls to one provider (a batch of sub-calls) queued N
+    lookups there before any request could go out.  Here concurrent connections of a loop wait for one lookup;
+    an address that refuses a connection makes the next one look the name up again.  IP literals are not looked
+    up at all; the address that connected is tried first from then on (``localhost`` is ``::1`` first, which a
+    server listening on 127.0.0.1 refuses)."""
+
+    def __init__(self, ttl: float = DNS_TTL) -> None:
+        self.ttl = ttl
+        self._found: dict[tuple[str, int], tuple[float, list[tuple[Any, ...]]]] = {}
+        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int], asyncio.Future]] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: getaddrinfo calls made (for tests)
+        self.lookups = 0
+
+    async def addresses(self, host: str, port: int) -> list[tuple[Any, ...]]:
+        """``getaddrinfo`` entries (family, type, proto, canonname, sockaddr) for a TCP connection to ``host``."""
+        literal = _ip_literal(host)
+        if literal is not None:
+            family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+        key = (host, port)
+        loop = asyncio.get_running_loop()
+        found = self._found.get(key)
+        if found is not None and found[0] > loop.time():
+            return found[1]
+        pending = self._pending.setdefault(loop, {})
+        future = pending.get(key)
+        if future is None:
+            future = pending[key] = loop.create_task(self._lookup(loop, key))
+
+            def done(task: asyncio.Future) -> None:
+                pending.pop(key, None)
+                if not task.cancelled():
+                    task.exception()  # retrieved: every waiter may have given up
+
+            future.add_done_callback(done)
+        return await asyncio.shield(future)
+
+    async def _lookup(self, loop: asyncio.AbstractEventLoop, key: tuple[str, int]) -> list[tuple[Any, ...]]:
+        self.lookups += 1
+        infos = await loop.getaddrinfo(key[0], key[1], type=socket.SOCK_STREAM)
+        if not infos:
+            raise OSError(f"getaddrinfo returned no address for {key[0]}")
+        self._found[key] = (loop.time() + self.ttl, infos)
+        return infos
+
+    def prefer(self, host: str, port: int, info: tuple[Any, ...]) -> None:
+        """Try ``info`` first from now on (it connected where the addresses before it did not)."""
+        found = self._found.get((host, port))
+        if found is not None and info in found[1]:
+            self._found[(host, port)] = (found[0], [info, *(i for i in found[1] if i != info)])
+
+    def forget(self, host: str, port: int) -> None:
+        """Look ``host`` up again for the next connection (an address of it refused one)."""
+        self._found.pop((host, port), None)
+
+    def clear(self) -> None:
+        self._found.clear()
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+#: the process's address cache (every LeanTransport's)
+addresses = AddressCache()
+
+
+async def open_stream(host: str, port: int, *, ssl_context: ssl.SSLContext | None,
+                      limit: int = MAX_HEADER_BYTES) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP (TLS with ``ssl_context``) stream to ``host``:``port`` over :data:`addresses`, each address tried in
+    turn as asyncio does; OSError (the last address's) when none connects."""
+    loop = asyncio.get_running_loop()
+    last: OSError | None = None
+    for index, info in enumerate(await addresses.addresses(host, port)):
+        family, type_, proto, _, sockaddr = info
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        if index:
+            addresses.prefer(host, port, info)
+        try:
+            return await asyncio.open_connection(sock=sock, ssl=ssl_context,
+                                                 server_hostname=host if ssl_context else None, limit=limit)
+        except BaseException:
+            sock.close()
+            raise
+    addresses.forget(host, port)
+    raise last if last is not None else OSError(f"no address to connect to for {host}")
 
 
 class _Connection:
@@ -281,11 +397,7 @@ def _build(httpx: Any) -> type:  # noqa: C901 - the classes over one httpx modul
             scheme, host, port = origin
             context = (self._ssl_context or shared_ssl_context()) if scheme == "https" else None
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port, ssl=context, server_hostname=host if context else None,
-                                            limit=MAX_HEADER_BYTES),
-                    timeout,
-                )
+                reader, writer = await asyncio.wait_for(open_stream(host, port, ssl_context=context), timeout)
             except (asyncio.TimeoutError, TimeoutError) as exc:
                 raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from exc
             except (OSError, ssl.SSLError) as exc:

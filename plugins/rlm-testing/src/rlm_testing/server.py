@@ -54,17 +54,16 @@ import argparse
 import itertools
 import json
 import signal
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from rlm.logging import get_logger
 
 from rlm_testing.script import Protocol, RecordedRequest, Reply, ScriptedToolCall, estimate_tokens
+from rlm_testing.serving import HTTPServing, Request
 from rlm_testing.wire import (
     Rendered,
     render_anthropic,
@@ -96,108 +95,6 @@ def _protocol_of(method: str, path: str, headers: Mapping[str, str]) -> Protocol
     return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # headers and body go out in separate writes: without this, Nagle + delayed ACK add ~40 ms a reply
-    disable_nagle_algorithm = True
-    server_version = "rlm-testing-scripted-llm/0.1"
-    timeout = 30  # idle keep-alive connections are closed after this many seconds
-    owner: ScriptedLLMServer  # set on the subclass made per server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            parts = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _serve(self, method: str) -> None:
-        raw = self._read_body()
-        path, _, query = self.path.partition("?")
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        rendered = self.owner._answer(method, path, query, headers, body, raw, client=self.client_address[:2])
-        if rendered is None:  # server stopping
-            self.close_connection = True
-            return
-        try:
-            self._write(rendered)
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
-            self.close_connection = True
-            log.debug("client_went_away", path=path)
-
-    def _write(self, r: Rendered) -> None:
-        if r.hang:
-            self._stall()
-            return
-        if r.drop:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        self.send_response(r.status)
-        self.send_header("content-type", r.content_type)
-        for name, value in r.headers.items():
-            self.send_header(name, value)
-        if r.events is None:
-            self.send_header("content-length", str(len(r.body)))
-            self.end_headers()
-            self.wfile.write(r.body[: len(r.body) // 2] if r.stall else r.body)
-            self.wfile.flush()
-            if r.stall:
-                self._stall()
-            return
-        self.send_header("transfer-encoding", "chunked")
-        self.send_header("cache-control", "no-cache")
-        self.end_headers()
-        for event in r.events:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-            self.wfile.flush()
-        if r.stall:
-            self._stall()
-            return
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def _stall(self) -> None:
-        """Send nothing more until the server stops or the client goes away; then close."""
-        self.close_connection = True
-        self.owner._hold(self.connection)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):  # a client closed a kept-alive connection
-            log.debug("client_connection_closed", error=type(exc).__name__)
-        else:
-            log.warning("scripted_llm_handler_failed", error=repr(exc), exc_info=True)
-
-
 DEFAULT_MODELS: tuple[str, ...] = ("scripted-model", "gpt-4o-mini", "claude-sonnet-4-20250514")
 
 
@@ -214,7 +111,11 @@ class ScriptedLLMServer:
     :param models: ids listed by ``GET /v1/models``.
     :param port: 0 picks a free port.
 
-    Thread-safe: the script may be changed while requests are served.
+    Every connection is served by one asyncio loop in a daemon thread (:mod:`rlm_testing.serving`), so
+    hundreds of clients at once cost little; script functions run on that loop's thread and must not
+    block (a :meth:`Reply.slow` step waits without blocking).  The listen backlog is
+    :data:`~rlm_testing.serving.LISTEN_BACKLOG`.  Thread-safe: the script may be changed while requests
+    are served.
     """
 
     def __init__(
@@ -239,8 +140,7 @@ class ScriptedLLMServer:
         self._requests: list[RecordedRequest] = []
         self._served = 0
         self._errors: list[BaseException] = []
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: HTTPServing | None = None
         self._arrived = threading.Condition(self._lock)
         if script is not None:
             self.script(script)
@@ -249,32 +149,22 @@ class ScriptedLLMServer:
 
     def start(self) -> ScriptedLLMServer:
         """Bind and serve in a daemon thread.  Returns self."""
-        if self._httpd is not None:
+        if self._serving is not None:
             return self
-        handler = type("ScriptedLLMHandler", (_Handler,), {"owner": self})
         self._stopping.clear()
-        self._httpd = _HTTPServer((self.host, self.port), handler)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name=f"scripted-llm:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        serving = HTTPServing(self._answer, host=self.host, port=self.port)
+        self.port = serving.start()
+        self._serving = serving
         log.debug("scripted_llm_started", url=self.url)
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket; sleeping (slow) replies are abandoned.  Idempotent."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
+        serving, self._serving = self._serving, None
+        if serving is None:
             return
         self._stopping.set()
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        serving.stop()
         log.debug("scripted_llm_stopped", port=self.port, requests=len(self._requests))
 
     def __enter__(self) -> ScriptedLLMServer:
@@ -285,7 +175,13 @@ class ScriptedLLMServer:
 
     @property
     def running(self) -> bool:
-        return self._httpd is not None
+        return self._serving is not None
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now (kept-alive idle ones included; 0 when stopped)."""
+        serving = self._serving
+        return serving.open_connections if serving is not None else 0
 
     # --- addresses ----------------------------------------------------------
 
@@ -384,20 +280,18 @@ class ScriptedLLMServer:
                 self._arrived.wait(left)
             return list(self._requests)
 
-    # --- answering (called from handler threads) -----------------------------
+    # --- answering (called on the serving loop's thread) ----------------------
 
-    def _answer(
-        self,
-        method: str,
-        path: str,
-        query: str,
-        headers: Mapping[str, str],
-        body: Any,
-        raw: bytes,
-        client: tuple[str, int] | None = None,
-    ) -> Rendered | None:
+    def _answer(self, request: Request) -> tuple[float, Rendered] | None:
+        """Record ``request``; the reply and the seconds to wait before it (None: the server is stopping)."""
         if self._stopping.is_set():
             return None
+        method, path, query, headers, raw, client = (request.method, request.path, request.query, request.headers,
+                                                      request.body, request.client)
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
         protocol = _protocol_of(method, path, headers)
         with self._lock:
             req = RecordedRequest(
@@ -477,32 +371,8 @@ class ScriptedLLMServer:
                 return f"scripted LLM server: script function returned a bad step: {exc}", n
         return item, n
 
-    def _hold(self, connection: socket.socket) -> None:
-        """Wait (in the handler thread) until the server stops, or until the client closed ``connection``."""
-        while not self._stopping.wait(0.05):
-            if _peer_closed(connection):
-                return
-
-    def _delayed(self, delay: float, rendered: Rendered) -> Rendered | None:
-        wait = self.latency + delay
-        if wait > 0 and self._stopping.wait(wait):
-            return None
-        return rendered
-
-
-def _peer_closed(connection: socket.socket) -> bool:
-    """Whether the client closed its end (a read would return EOF or fail), without blocking."""
-    timeout = connection.gettimeout()
-    try:
-        connection.setblocking(False)
-        try:
-            return connection.recv(1, socket.MSG_PEEK) == b""
-        finally:
-            connection.settimeout(timeout)
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
+    def _delayed(self, delay: float, rendered: Rendered) -> tuple[float, Rendered]:
+        return self.latency + delay, rendered
 
 
 # --- python -m rlm_testing.server ----------------------------------------------
