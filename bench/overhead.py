@@ -78,7 +78,8 @@ class NoEnv:
         pass
 
 
-def make_rlm(backend, log_dir: str, **settings):
+def make_rlm(backend, log_dir: str, tools=None, **settings):
+    """An RLM on ``backend`` with no environment; ``tools`` (default: a ``noop`` tool answering "ok")."""
     from rlm import tool
 
     @tool
@@ -97,7 +98,7 @@ def make_rlm(backend, log_dir: str, **settings):
 
     pm = create_plugin_manager(entry_points=False)
     pm.register(Plugin())
-    return RLM(model="bench", backend="zero", environment="none", plugin_manager=pm, tools=[noop],
+    return RLM(model="bench", backend="zero", environment="none", plugin_manager=pm, tools=tools or [noop],
                log_dir=log_dir, token_budget=None, max_turns=100_000, **settings)
 
 

@@ -13,6 +13,17 @@ do not know, and the schema allows them); removing or renaming a field, or
 changing its type, bumps :data:`SCHEMA_VERSION`.  Trajectories written before
 the schema existed have no ``v``.
 
+Tool outputs are stored once (version 2): a tool message of an ``llm_call``
+``prompt`` whose content is the output its tool call returned, already in that
+call's ``tool_results`` event, is written as a reference,
+``{"role": "tool", "tool_call_id": ID, "ref": "tool_results"}`` (no ``content``):
+its content is the ``content`` of the result with ``call_id`` ID in the latest
+``tool_results`` event of the same ``call_id`` (the conversation) before it.  A
+tool message whose content differs (compaction cut it) stays inline.  Readers put
+the content back with :class:`PromptResolver` (``rlm.trajectory.read_trajectory_file``
+does it for every event it reads); version 1 trajectories (every content inline)
+read the same through it.
+
 Import-light on purpose (stdlib ``typing`` only): the CLI and every sink may
 import it.
 """
@@ -32,8 +43,12 @@ from typing import (
     is_typeddict,
 )
 
-#: The version of the event schema, written as ``v`` in every event.
-SCHEMA_VERSION = 1
+#: The version of the event schema, written as ``v`` in every event.  2: tool outputs in ``llm_call``
+#: prompts may be references (:data:`TOOL_OUTPUT_REF`).
+SCHEMA_VERSION = 2
+
+#: ``ref`` of a tool message of an ``llm_call`` prompt stored by reference (see the module's docstring)
+TOOL_OUTPUT_REF = "tool_results"
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -76,12 +91,16 @@ class FinalJSON(TypedDict):
 
 
 class MessageJSON(TypedDict):
-    """A chat message; images and audio are summarised (size, url), never copied."""
+    """A chat message; images and audio are summarised (size, url), never copied.  A tool message in an
+    ``llm_call`` prompt may have ``ref`` (``"tool_results"``) instead of ``content``: its output is the
+    one its tool call returned in the conversation's latest ``tool_results`` event (stored once)."""
 
     role: str
-    content: str | list[dict[str, Any]]
+    #: absent when ``ref`` is set
+    content: NotRequired[str | list[dict[str, Any]]]
     tool_calls: NotRequired[list[ToolCallJSON]]
     tool_call_id: NotRequired[str]
+    ref: NotRequired[Literal["tool_results"]]
 
 
 # --- the events ----------------------------------------------------------------------------------
@@ -147,7 +166,8 @@ class LlmCall(CommonFields):
 
     type: Literal["llm_call"]  # type: ignore[misc]
     model: str
-    #: the messages new since the call's previous model call
+    #: the messages new since the call's previous model call; a tool output already in a ``tool_results``
+    #: event is a reference (``ref``, see :class:`MessageJSON`), put back by :class:`PromptResolver`
     prompt: list[MessageJSON]
     response: str
     tool_calls: list[ToolCallJSON]
@@ -379,6 +399,59 @@ def llm_action(event: Mapping[str, Any]) -> str:
     return ", ".join(names) if names else "answer"
 
 
+class PromptResolver:
+    """Puts back inline the tool outputs that ``llm_call`` prompts reference (:data:`TOOL_OUTPUT_REF`).
+
+    Give it a trajectory's events in order (:meth:`resolve`, one at a time: a live or incremental reader
+    keeps one resolver per trajectory); it returns each event as a version 1 reader knows it: an
+    ``llm_call`` whose prompt has references comes back as a copy with every referenced message's
+    ``content`` in place (the event given is never changed), any other event as it is.  A reference
+    whose ``tool_results`` is missing (a torn or cut file) gets a content that says so, and keeps its
+    ``ref``.  Events without references (version 1 trajectories) come back unchanged.
+
+    It holds only the outputs recorded and not yet referenced (the writer references each at most once,
+    :func:`rlm.trajectory.stored_prompt`), and forgets a conversation's at its ``call_end``.
+    """
+
+    __slots__ = ("_outputs",)
+
+    def __init__(self) -> None:
+        #: call_id -> tool call id -> the output recorded by the call's latest ``tool_results``
+        self._outputs: dict[Any, dict[Any, Any]] = {}
+
+    def resolve(self, event: Mapping[str, Any]) -> Any:
+        kind = event.get("type")
+        if kind == "tool_results":
+            results = event.get("tool_results")
+            if isinstance(results, list):
+                outputs = self._outputs.setdefault(event.get("call_id"), {})
+                for r in results:
+                    if isinstance(r, Mapping) and "content" in r:
+                        outputs[r.get("call_id")] = r["content"]
+        elif kind == "llm_call":
+            prompt = event.get("prompt")
+            if isinstance(prompt, list) and any(isinstance(m, Mapping) and "ref" in m for m in prompt):
+                outputs = self._outputs.get(event.get("call_id"), {})
+                return {**event, "prompt": [self._message(m, outputs) for m in prompt]}
+        elif kind == "call_end":  # the conversation is over: nothing can refer to its outputs any more
+            self._outputs.pop(event.get("call_id"), None)
+        return event
+
+    @staticmethod
+    def _message(message: Any, outputs: dict[Any, Any]) -> Any:
+        if not isinstance(message, Mapping) or message.get("ref") != TOOL_OUTPUT_REF:
+            return message
+        call_id = message.get("tool_call_id")
+        if call_id in outputs:  # each recorded output is referenced once (the writer forgets it then too)
+            out = {k: v for k, v in message.items() if k != "ref"}
+            return {"role": out.pop("role", "tool"), "content": outputs.pop(call_id), **out}
+        return {**message, "content": f"[the output of tool call {call_id} is not in this trajectory]"}
+
+    def resolve_all(self, events: Any) -> list[Any]:
+        """:meth:`resolve` of every event of an iterable, in order."""
+        return [self.resolve(e) for e in events]
+
+
 def _first_line(value: Any, width: int) -> str:
     lines = str(value or "").strip().splitlines()
     return lines[0][:width] if lines else ""
@@ -419,7 +492,8 @@ def describe(event: Mapping[str, Any], *, width: int = 80, number: int | None = 
 __all__ = [
     "COMMON_FIELDS", "EVENT_TYPES", "SCHEMA_VERSION", "CallEnd", "CallStart", "CommonFields", "ContextCompacted",
     "ContextInjected",
-    "Error", "FinalJSON", "LimitHit", "LlmCall", "MessageJSON", "NoAnswer", "RepeatedCode", "ReplExecution",
-    "RunEnd", "RunStart", "TokenUsage", "ToolCallJSON", "ToolResultJSON", "ToolResults", "ToolStart",
+    "Error", "FinalJSON", "LimitHit", "LlmCall", "MessageJSON", "NoAnswer", "PromptResolver", "RepeatedCode",
+    "ReplExecution", "RunEnd", "RunStart", "TOOL_OUTPUT_REF", "TokenUsage", "ToolCallJSON", "ToolResultJSON",
+    "ToolResults", "ToolStart",
     "describe", "fields_of", "json_schema", "llm_action", "repl_execution_fields",
 ]

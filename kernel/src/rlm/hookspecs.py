@@ -300,6 +300,9 @@ def rlm_trajectory_event(event: Mapping[str, Any]) -> None:
 
     :param event: the event as a JSON-ready mapping with at least ``type``,
         ``trajectory_id``, ``call_id``, ``parent_call_id``, ``depth`` and
-        ``timestamp``.
+        ``timestamp``, as the sinks write it: a tool output already in a
+        ``tool_results`` event is a reference in the next ``llm_call`` prompt
+        (an observer that reads prompts feeds every event to one
+        :class:`rlm.events.PromptResolver`).
     :return: nothing.
     """

@@ -58,8 +58,8 @@ from rlm.logging import get_logger
 from rlm.pricing import cost_of
 from rlm.repl_protocol import code_blocks, find_final, looks_like_code
 from rlm.schema import SchemaError, validate
-from rlm.tokens import tokens_for_chars
-from rlm.trajectory import Recorder, new_id
+from rlm.sizing import PromptMeter, estimate_tokens, prompt_size  # noqa: F401 - the last two re-exported
+from rlm.trajectory import Recorder, new_id, stored_prompt
 from rlm.types import FinalSignal, Message, ToolCall, ToolResult, ToolSpec, Usage
 
 log = get_logger(__name__)
@@ -100,58 +100,6 @@ MAX_REPEATS = 3
 COMPACT_AT = 0.75
 #: ... down to this many characters each.
 COMPACT_KEEP_CHARS = 500
-
-
-def _utf8_len(text: str) -> int:
-    """UTF-8 bytes of ``text`` (a lone surrogate counts as the 3 bytes it would take)."""
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _message_size(m: Message) -> tuple[int, int]:
-    """(characters, UTF-8 bytes) of one message as a provider sees it, with a fixed overhead each."""
-    chars = len(m.text) + 16
-    size = _utf8_len(m.text) + 16
-    if not isinstance(m.content, str):
-        parts = 1000 * sum(1 for p in m.content if getattr(p, "type", "") != "text")
-        chars += parts
-        size += parts
-    for c in m.tool_calls:
-        text = c.name + json.dumps(dict(c.arguments), default=str)
-        chars += len(text)
-        size += _utf8_len(text)
-    return chars, size
-
-
-def prompt_size(messages: Sequence[Message], tools: Sequence[ToolSchema] = (),
-                cache: dict[int, tuple[Message, int, int]] | None = None) -> tuple[int, int]:
-    """(characters, UTF-8 bytes) of a prompt: its messages and tool schemas.
-
-    ``cache`` (id -> (message, chars, bytes)) makes repeated measures of a growing
-    conversation cost only the new messages.
-    """
-    chars = size = 0
-    for m in messages:
-        if cache is None:
-            c, b = _message_size(m)
-        else:
-            hit = cache.get(id(m))
-            if hit is None or hit[0] is not m:
-                hit = cache[id(m)] = (m, *_message_size(m))
-            c, b = hit[1], hit[2]
-        chars += c
-        size += b
-    for t in tools:
-        text = t.name + t.description + json.dumps(dict(t.parameters))
-        chars += len(text)
-        size += _utf8_len(text)
-    return chars, size
-
-
-def estimate_tokens(messages: Sequence[Message], tools: Sequence[ToolSchema] = (),
-                    cache: dict[int, tuple[Message, int, int]] | None = None) -> int:
-    """A cheap estimate of prompt tokens (:func:`rlm.tokens.tokens_for_chars`, plus overhead), for
-    sizing the context window.  Budget reservations use :meth:`Run.input_reservation`, an upper bound."""
-    return tokens_for_chars(prompt_size(messages, tools, cache)[0]) + 8
 
 
 def to_json_text(value: Any) -> str:
@@ -252,6 +200,11 @@ class CallNode:
     seed: int | None = None
     #: times the model repeated code (failing again, or printing the same) in this conversation
     repeats: int = 0
+    #: the running size of this conversation's prompt (:class:`rlm.sizing.PromptMeter`)
+    meter: PromptMeter = field(factory=PromptMeter, repr=False)
+    #: tool call id -> its output, recorded in a ``tool_results`` event and not yet referenced by an
+    #: ``llm_call`` prompt (:func:`rlm.trajectory.stored_prompt`: each output is stored once)
+    tool_outputs: dict[str, str] = field(factory=dict, repr=False)
 
     @property
     def parent_call_id(self) -> str | None:
@@ -324,9 +277,10 @@ class Run:
         self.tool_calls: list[ToolCall] = []
         self.limits_hit: list[str] = []
         self._environments: list[Environment] = []
+        #: call id -> the start of its environment under way (:meth:`start_environment`)
+        self._env_starts: dict[str, asyncio.Task[Environment]] = {}
         self.top: CallNode | None = None
         self._windows: dict[int, int] = {}
-        self._size_cache: dict[int, tuple[Message, int, int]] = {}
         #: True once run_end was written (by the run's end, or by :meth:`end_cancelled`)
         self.ended = False
         _OPEN_RUNS.add(self)
@@ -442,9 +396,62 @@ class Run:
             sub_call_type=sub_call_type,
         )
 
+    def start_environment(self, call: CallNode, contexts: Mapping[str, Any] | None = None) -> None:
+        """Begin starting ``call``'s REPL session (and binding ``contexts`` in it) in the background, so
+        that the start overlaps the call's first model turn; :meth:`environment_for` awaits it.
+
+        A start that fails is raised by the first use of the environment, as if it had started
+        then; a run that never uses it ends as it would have without it.  :meth:`close` stops a
+        start still under way."""
+        if self.environment_factory is None or call.environment is not None or call.call_id in self._env_starts:
+            return
+        self._env_starts[call.call_id] = asyncio.ensure_future(self._start_environment(call, dict(contexts or {})))
+
+    async def _start_environment(self, call: CallNode, contexts: dict[str, Any]) -> Environment:
+        env = await self._open_environment(call)
+        for name, value in contexts.items():
+            await env.set_context(name, value)
+        return env
+
     async def environment_for(self, call: CallNode) -> Environment:
         """The REPL session of ``call``, started on first use (the top call of a session's run: the
-        session's, which stays open after the run)."""
+        session's, which stays open after the run); a start under way (:meth:`start_environment`)
+        is awaited, its error raised."""
+        starting = self._env_starts.get(call.call_id)
+        if starting is not None:
+            try:
+                return await asyncio.shield(starting)  # one waiter cancelled does not stop it for the others
+            finally:
+                if starting.done() and self._env_starts.get(call.call_id) is starting:
+                    del self._env_starts[call.call_id]
+        return await self._open_environment(call)
+
+    async def _turn_while_starting(self, call: CallNode, messages: list[Message]) -> tuple[LLMResponse, Environment]:
+        """``call``'s first model turn, made while its environment starts; (the reply, the environment).
+
+        The environment's failure counts first, as when it started before the turn: a start that
+        fails at once fails before the turn is sent, one that fails later cancels the turn still
+        under way, and one that fails after the turn raised (a limit, a backend error) wins over
+        that error."""
+        starting = self._env_starts.get(call.call_id)
+        if starting is not None:
+            await asyncio.sleep(0)  # the start's first step runs now: a start that fails at once is done
+        if starting is None or starting.done():
+            env = await self.environment_for(call)
+            return await self.llm(call, messages), env
+        turn = asyncio.ensure_future(self.llm(call, messages))
+        try:
+            await asyncio.wait((starting, turn), return_when=asyncio.FIRST_EXCEPTION)
+            env = await self.environment_for(call)
+            return await turn, env
+        finally:
+            if not turn.done():
+                turn.cancel()
+                await asyncio.wait((turn,))
+            if not turn.cancelled():
+                turn.exception()  # retrieved: the start's error (or a cancellation) was raised instead
+
+    async def _open_environment(self, call: CallNode) -> Environment:
         if call.environment is None and call is self.top and self.session is not None:
             call.environment = await self.session.environment_for(
                 self.environment_factory, settings_from_config(self.config), _HostCallbacks(self, call))
@@ -457,6 +464,7 @@ class Run:
         return call.environment
 
     async def close(self) -> None:
+        await self._end_environment_starts()
         cancelled: BaseException | None = None
         for env in self._environments:
             try:
@@ -467,6 +475,19 @@ class Run:
                 log.warning("environment_close_failed", error=str(exc))
         if cancelled is not None:
             raise cancelled
+
+    async def _end_environment_starts(self) -> None:
+        """Stop the environment starts the run never waited for (:meth:`close` then closes what they
+        opened); a failed one is only logged: nothing used that environment."""
+        starts, self._env_starts = list(self._env_starts.values()), {}
+        for task in starts:
+            task.cancel()
+        if not starts:
+            return
+        await asyncio.wait(starts)
+        for task in starts:
+            if not task.cancelled() and task.exception() is not None:
+                log.info("environment_start_unused", error=str(task.exception())[:300])
 
     # --- one LLM call -----------------------------------------------------------------------
 
@@ -494,7 +515,7 @@ class Run:
         timeout = self.remaining_time(soft=not forced)
         if timeout <= 0:
             raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s"))
-        _chars, size = prompt_size(messages, tools, self._size_cache)
+        _chars, size = call.meter.measure(messages, tools)
         est_input = self.input_reservation(call, size, route.model)
         tokens_room, cost_room = self.room(call, est_input, forced=forced, pricing=pricing)
         room = tokens_room - est_input
@@ -565,7 +586,7 @@ class Run:
             call,
             "llm_call",
             model=response.model or route.model,
-            prompt=[m for m in messages[-_new_messages(messages):]],
+            prompt=stored_prompt(messages[-_new_messages(messages):], call.tool_outputs),
             response=response.message.text,
             tool_calls=response.message.tool_calls,
             token_usage={"input": usage.input_tokens, "output": usage.output_tokens, "total": usage.total_tokens},
@@ -588,7 +609,8 @@ class Run:
         """
         window = self.context_window(route or self.route(call))
         limit = int(window * COMPACT_AT)
-        if estimate_tokens(messages, cache=self._size_cache) <= limit:
+        meter = call.meter
+        if meter.estimate_tokens(messages) <= limit:
             return
         candidates = [i for i, m in enumerate(messages)
                       if m.role == "tool" or (m.role == "user" and m.text.startswith("REPL output:"))][:-2]
@@ -601,11 +623,11 @@ class Run:
             text = m.text[:COMPACT_KEEP_CHARS] + f"\n[... {cut} characters of this older output removed to fit the context window]"
             messages[i] = Message.tool(m.tool_call_id or "", text, name=m.name) if m.role == "tool" else Message.user(text)
             saved += cut
-            if estimate_tokens(messages, cache=self._size_cache) <= limit:
+            if meter.estimate_tokens(messages) <= limit:
                 break
         if saved:
             self.emit(call, "context_compacted", removed_chars=saved, window=window,
-                      estimated_tokens=estimate_tokens(messages))
+                      estimated_tokens=meter.estimate_tokens(messages))
 
     def sampling(self, call: CallNode, route: Route) -> dict[str, Any]:
         """The sampling options of ``call``'s next request: the user's (config), raised by repetition
@@ -646,6 +668,8 @@ class Run:
         turns = max_turns or self.config.max_turns
         limit: Refusal | None = None
         last_text = ""
+        if call is self.top:  # execute_code is there: its sandbox starts while the model thinks
+            self.start_environment(call)
         try:
             for _ in range(turns):
                 call.turns += 1
@@ -763,6 +787,7 @@ class Run:
         for result in results:
             messages.append(Message.tool(result.call_id, result.content, name=result.name))
         self.emit(call, "tool_results", tool_results=results)
+        call.tool_outputs.update((r.call_id, r.content) for r in results)
 
     async def run_tool(self, call: CallNode, tc: ToolCall) -> ToolResult:
         started = time.monotonic()
@@ -900,7 +925,7 @@ class Run:
     async def repl_loop(self, call: CallNode, messages: list[Message], *,
                         max_turns: int | None = None) -> CallOutcome:
         turns = max_turns or self.config.max_turns
-        env = await self.environment_for(call)
+        env: Environment | None = None  # the first turn gets it: it starts while the model thinks
         nudged = False
         last_text = ""
         last_error = ""  # the error of the last code run (a reply that only repeats it is no answer)
@@ -909,7 +934,10 @@ class Run:
             for _ in range(turns):
                 call.turns += 1
                 call.subcalls_this_turn = 0
-                response = await self.llm(call, messages)
+                if env is None:
+                    response, env = await self._turn_while_starting(call, messages)
+                else:
+                    response = await self.llm(call, messages)
                 text = response.message.text
                 last_text = text or last_text
                 messages.append(Message.assistant(text))

@@ -18,13 +18,13 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
 import attrs
 
-from rlm.events import SCHEMA_VERSION
+from rlm.events import SCHEMA_VERSION, TOOL_OUTPUT_REF, PromptResolver
 from rlm.logging import get_logger
 from rlm.types import AudioPart, ImagePart, Message, TextPart
 
@@ -114,6 +114,23 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (int, float, bool)):
         return value
     return escape_surrogates(repr(value))
+
+
+def stored_prompt(messages: Iterable[Message], recorded: MutableMapping[str, str]) -> list[Any]:
+    """The ``prompt`` of an ``llm_call`` event: ``messages``, each tool message whose text is the output
+    its call recorded in a ``tool_results`` event (``recorded``: tool call id -> that output) written as
+    a reference instead (``{"role": "tool", "tool_call_id": ID, "ref": "tool_results"}``, see
+    :mod:`rlm.events`), so that a trajectory stores each tool output once.  A referenced output leaves
+    ``recorded`` (a later prompt that has the same message again stores it inline)."""
+    out: list[Any] = []
+    for m in messages:
+        call_id = m.tool_call_id
+        if m.role == "tool" and call_id and isinstance(m.content, str) and recorded.get(call_id) == m.content:
+            del recorded[call_id]
+            out.append({"role": "tool", "tool_call_id": escape_surrogates(call_id), "ref": TOOL_OUTPUT_REF})
+        else:
+            out.append(m)
+    return out
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -250,9 +267,14 @@ class TrajectoryFile:
 
 def read_trajectory_file(path: str) -> TrajectoryFile:
     """Read a JSONL trajectory, skipping (and counting) every line that is torn, not UTF-8
-    or not a JSON object with a ``type``; never raises for the content of the file."""
+    or not a JSON object with a ``type``; never raises for the content of the file.
+
+    The tool outputs that ``llm_call`` prompts store by reference are put back inline
+    (:class:`rlm.events.PromptResolver`): the events read are those of any schema version as
+    version 1 wrote them."""
     events: list[dict[str, Any]] = []
     skipped = 0
+    resolver = PromptResolver()
     with open(path, "rb") as fh:
         for raw in fh:
             raw = raw.strip()
@@ -268,7 +290,7 @@ def read_trajectory_file(path: str) -> TrajectoryFile:
                 continue
             if b"\\u" in raw:  # a JSON escape may have made a lone surrogate: keep the events printable
                 event = escape_surrogates_deep(event)
-            events.append(event)
+            events.append(resolver.resolve(event))
     return TrajectoryFile(events=events, skipped=skipped)
 
 

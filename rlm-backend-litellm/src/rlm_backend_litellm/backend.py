@@ -209,6 +209,9 @@ class LiteLLMBackend(RetryingBackend):
 
     def _params(self, request: LLMRequest) -> dict[str, Any]:
         params = convert.request_params(request, max_tokens_param="max_tokens")
+        # the message dicts are shared between requests (rlm_backend_kit.openai_format.wire_message), and
+        # litellm's provider adapters may rewrite a message's fields: each request gets its own (shallow) copies
+        params["messages"] = [dict(m) for m in params["messages"]]
         if request.max_tokens is None and self.options.default_max_tokens is not None:
             params["max_tokens"] = self.options.default_max_tokens
         args = self._cached_call_args(request.model)

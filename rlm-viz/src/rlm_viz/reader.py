@@ -18,6 +18,7 @@ import os
 import threading
 from typing import Any
 
+from rlm.events import PromptResolver
 from rlm.logging import get_logger
 
 from rlm_viz.model import Call, Step, ToolUse, Trajectory, clip
@@ -103,6 +104,8 @@ class TrajectoryLoader:
         self.errors: list[tuple[str | None, str]] = []
         self._calls: dict[str, _CallAcc] = {}
         self._roots: list[str] = []
+        #: puts back the tool outputs llm_call prompts store by reference (rlm.events, schema v2)
+        self._resolver = PromptResolver()
         self._lock = threading.Lock()
 
     @property
@@ -152,7 +155,7 @@ class TrajectoryLoader:
                     self.bad_lines += 1
                     continue
                 if isinstance(event, dict):
-                    self._fold(event)
+                    self._fold(self._resolver.resolve(event))
                 else:
                     self.bad_lines += 1
             self.offset += len(data)

@@ -25,6 +25,7 @@ from typing import Any
 from attrs import define
 from rlm.backend import LLMRequest, LLMResponse, StreamEnd, StreamEvent, TextDelta, ToolCallDelta, ToolSchema
 from rlm.errors import BackendError
+from rlm.memo import memoize_by_identity
 from rlm_backend_kit.openai_format import value_of as _get
 from rlm.types import AudioPart, ImagePart, Message, TextPart, ToolCall, Usage
 
@@ -142,18 +143,29 @@ def to_anthropic_messages(messages: Iterable[Message]) -> tuple[str, list[dict[s
         if message.role == "system":
             if message.text:
                 system.append(message.text)
-        elif message.role == "tool":
-            add("user", [{"type": "tool_result", "tool_use_id": message.tool_call_id or "", "content": message.text}])
-        elif message.role == "assistant":
-            blocks = content_blocks(message)
-            blocks += [
-                {"type": "tool_use", "id": call.id, "name": call.name, "input": dict(call.arguments)}
-                for call in message.tool_calls
-            ]
-            add("assistant", blocks)
         else:
-            add("user", content_blocks(message))
+            add(*wire_blocks(message))
     return "\n\n".join(system), out
+
+
+def message_blocks(message: Message) -> tuple[str, list[dict[str, Any]]]:
+    """(role, content blocks) of one message that is not a system message (tool results go in user turns)."""
+    if message.role == "tool":
+        return "user", [{"type": "tool_result", "tool_use_id": message.tool_call_id or "", "content": message.text}]
+    if message.role == "assistant":
+        blocks = content_blocks(message)
+        blocks += [
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": dict(call.arguments)}
+            for call in message.tool_calls
+        ]
+        return "assistant", blocks
+    return "user", content_blocks(message)
+
+
+#: :func:`message_blocks` computed once per message object (:mod:`rlm.memo`): a conversation's old messages
+#: are not converted again each turn.  The blocks are shared between requests: read them only
+#: (:func:`to_anthropic_messages` builds new lists around them).
+wire_blocks = memoize_by_identity(message_blocks)
 
 
 def to_anthropic_tools(tools: Sequence[ToolSchema]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rlm.backend import LLMRequest, LLMResponse, StreamEnd, StreamEvent, TextDelta, ToolCallDelta, ToolSchema
+from rlm.memo import memoize_by_identity
 from rlm.types import AudioPart, ImagePart, Message, TextPart, ToolCall, Usage
 
 #: Where arguments that are not a JSON object end up, so that the tool reports the problem to the model.
@@ -70,8 +71,33 @@ def to_openai_message(message: Message) -> dict[str, Any]:
     return out
 
 
+#: :func:`to_openai_message` computed once per message object (:mod:`rlm.memo`): a conversation's old
+#: messages are not converted again each turn.  The dicts are shared between requests: read them only.
+wire_message = memoize_by_identity(to_openai_message)
+
+
 def to_openai_messages(messages: Iterable[Message]) -> list[dict[str, Any]]:
-    return [to_openai_message(m) for m in messages]
+    """The messages in OpenAI form.  The list is new; its dicts are shared (:data:`wire_message`):
+    a caller that changes one copies it first."""
+    return wire_message.many(messages)
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON, as the SDKs and httpx write a request body."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+#: the JSON of :data:`wire_message`, once per message object
+wire_json = memoize_by_identity(lambda message: json_bytes(wire_message(message)))
+
+
+def json_body(params: Mapping[str, Any], messages: Sequence[Message]) -> bytes:
+    """The JSON bytes of ``params``, a request body whose ``messages`` are ``messages`` in OpenAI form
+    (:func:`request_params`), with each message's JSON taken from :data:`wire_json`: a turn encodes its
+    new messages, not the whole conversation.  Parses to ``params`` (``messages`` comes first)."""
+    rest = json_bytes({k: v for k, v in params.items() if k != "messages"})
+    head = b'{"messages":[' + b",".join(wire_json.many(messages)) + b"]"  # type: ignore[attr-defined]
+    return head + (b"," + rest[1:] if rest != b"{}" else b"}")
 
 
 def to_openai_tools(tools: Sequence[ToolSchema]) -> list[dict[str, Any]]:

@@ -89,6 +89,9 @@ class SDKCall:
 
     params: dict[str, Any]
     context: Any = None
+    #: ``params`` (without ``timeout`` and ``stream``) already serialized as JSON, when the backend built it
+    #: (:func:`rlm_backend_kit.openai_format.json_body`); None: the SDK serializes ``params``
+    body: bytes | None = None
 
     @property
     def model(self) -> str:

@@ -120,7 +120,14 @@ class OpenAIBackend(SDKBackend):
         if stream:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
-        return SDKCall(params)
+            return SDKCall(params)
+        # the body's JSON from each message's, encoded once (the SDK would encode the whole conversation each turn)
+        try:
+            body: bytes | None = convert.json_body({k: v for k, v in params.items() if k != "timeout"},
+                                                   request.messages)
+        except (TypeError, ValueError):  # not JSON as it stands (NaN, a lone surrogate): the SDK says so as usual
+            body = None
+        return SDKCall(params, body=body)
 
     @staticmethod
     def _create_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -147,9 +154,13 @@ class OpenAIBackend(SDKBackend):
             # the SDK's own ``post`` (auth, headers, errors as the SDK raises them), without ``create``'s typed
             # transform of the params and typed parse of the answer -- about 40% of the SDK's CPU per call: the
             # body is already the wire format and the answer is read as a dict (from_openai_completion reads both)
-            body = {"model": kwargs["model"], **kwargs["extra_body"]}
-            response = await client.post("/chat/completions", cast_to=response_type, body=body,
-                                         options={"timeout": kwargs["timeout"]})
+            if call.body is not None and _takes_content(client):
+                response = await client.post("/chat/completions", cast_to=response_type, content=call.body,
+                                             options={"timeout": kwargs["timeout"]})
+            else:
+                body = {"model": kwargs["model"], **kwargs["extra_body"]}
+                response = await client.post("/chat/completions", cast_to=response_type, body=body,
+                                             options={"timeout": kwargs["timeout"]})
         else:  # pragma: no cover - an SDK whose client is not httpx-based
             response = (await client.chat.completions.with_raw_response.create(**kwargs)).http_response
         content_type = response.headers.get("content-type", "")
@@ -171,6 +182,22 @@ class OpenAIBackend(SDKBackend):
 
 
 _RESPONSE_TYPES: dict[type, Any] = {}
+_TAKES_CONTENT: dict[type, bool] = {}
+
+
+def _takes_content(client: Any) -> bool:
+    """Whether the SDK client's ``post`` sends a ``content=`` body as it is (openai 2.x's later releases do)."""
+    kind = type(client)
+    known = _TAKES_CONTENT.get(kind)
+    if known is None:
+        import inspect
+
+        try:
+            known = "content" in inspect.signature(client.post).parameters
+        except (TypeError, ValueError):
+            known = False
+        _TAKES_CONTENT[kind] = known
+    return known
 
 
 def _response_type(client: Any) -> Any:
