@@ -5,8 +5,11 @@ time) and the warm execute latency of a few small cells (median / p90 /
 min over N runs in one session), plus an ``llm_query`` round trip through
 fake host callbacks.  It also prints what the OS jail costs: cold starts and
 with every layer, then with the OS layers (namespaces,
-Landlock, seccomp) switched off.  No assertions; the goals are warm execution
-< 2 ms and cold start <= 100 ms.
+Landlock, seccomp) switched off, and the time until a session is ready
+(``start()``) with a cold worker and with one claimed from the pre-started
+spare (``[plugins.env-local] spare_workers``).  No assertions; the goals are
+warm execution < 2 ms, cold start <= 100 ms and a session ready from the
+spare <= 15 ms.
 
     python bench/env_local.py            # 200 warm runs, 10 cold starts
     python bench/env_local.py -n 1000 --cold 20
@@ -23,7 +26,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+import attrs
 from rlm.environment import EnvironmentSettings
+from rlm_env_local.config import LocalEnvConfig
 from rlm_env_local.session import LocalEnvironment
 
 CELLS = {
@@ -70,10 +75,41 @@ def _compile_worker_modules() -> None:
         compileall.compile_dir(os.path.dirname(module.__file__ or ""), quiet=1)
 
 
+def _options(spare_workers: int) -> LocalEnvConfig | None:
+    """The plugin's options with ``spare_workers`` (None where this version has no spare worker)."""
+    if "spare_workers" not in attrs.fields_dict(LocalEnvConfig):
+        return None
+    return LocalEnvConfig(spare_workers=spare_workers)
+
+
+async def session_ready(workdir: str, cold: int) -> None:
+    """``start()`` until the session is ready: a cold worker, then one claimed from the spare."""
+    variants = [("cold worker", 0), ("from the spare", 1)]
+    if _options(0) is None:
+        variants = [("cold worker", None)]
+        print("(this version has no spare worker: cold only)")
+    for label, spares in variants:
+        options = _options(spares) if spares is not None else None
+        settings = EnvironmentSettings(workdir=workdir, allowed_paths=(workdir,), options=options)
+        env = LocalEnvironment(settings=settings)  # the first start of these settings (it primes the spare)
+        await env.start()
+        await env.close()
+        samples = []
+        for _ in range(cold):
+            await asyncio.sleep(0.5)  # time for a new spare to start, as between the sessions of a server
+            env = LocalEnvironment(settings=settings)
+            began = time.perf_counter()
+            await env.start()
+            samples.append(time.perf_counter() - began)
+            await env.close()
+        print(f"session ready (start()) {label:>14}, {cold} runs:  {_stats(samples)}")
+
+
 async def main(runs: int, cold: int) -> None:
     _compile_worker_modules()
     workdir = tempfile.mkdtemp(prefix="rlm-bench-")
-    settings = EnvironmentSettings(workdir=workdir, allowed_paths=(workdir,))
+    await session_ready(workdir, cold)
+    settings = EnvironmentSettings(workdir=workdir, allowed_paths=(workdir,), options=_options(0))
 
     for label, off in (("jailed", ()), ("no OS jail", OS_LAYERS)):
         starts, cpu = [], []

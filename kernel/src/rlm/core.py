@@ -643,12 +643,13 @@ class RLM:
                              context: Any, system_prompt: str | None = None) -> list[Message]:
         text = prompt if isinstance(prompt, str) else Message.user(list(prompt)).text
         value = text if context is None else context
-        env = await run.environment_for(top)
-        await env.set_context("context", value)
         session = run.session
+        contexts = {"context": value}
         if session is not None:  # a session's inputs stay: context_0, context_1... (answers: answer_0...)
+            contexts[f"context_{session.completions}"] = value
+        run.start_environment(top, contexts)  # it starts while the first model call runs
+        if session is not None:
             number = session.completions
-            await env.set_context(f"context_{number}", value)
             if session.messages is not None:
                 earlier = f"context_0..context_{number - 1} and answer_0..answer_{number - 1}"
                 return [*session.messages, Message.user(

@@ -75,7 +75,11 @@ class Session:
         self.callbacks.target = run_callbacks
         if self.environment is None:
             env = factory(settings=settings, callbacks=self.callbacks)
-            await env.start()
+            try:
+                await env.start()
+            except BaseException:  # failed or cancelled (a run that ended first): nothing may outlive it
+                await env.close()
+                raise
             self.environment = env
         return self.environment
 

@@ -22,6 +22,8 @@ environment cannot work (no engine, no image, a broken guest).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 import uuid
 from typing import Any
@@ -37,6 +39,20 @@ from rlm_env_docker.config import DockerEnvConfig, options_of
 from rlm_env_docker.spec import ContainerSpec, build_spec
 
 log = get_logger(__name__)
+
+
+def _abandoned(launching: asyncio.Future[Any]) -> None:
+    """The launch of a start that was cancelled (a run that ended before it used its sandbox): the
+    container it created once it is there is removed, off the event loop."""
+    from rlm_env_docker import engine
+
+    if launching.cancelled() or launching.exception() is not None:
+        return
+    launched = launching.result()
+    with contextlib.suppress(OSError):
+        launched.socket.close()
+    log.info("docker_session_discarded", container=launched.id[:12], reason="start cancelled")
+    threading.Thread(target=engine.remove, args=(launched.id,), name="rlm-docker-remove", daemon=True).start()
 
 
 class _Box:
@@ -151,7 +167,12 @@ class DockerEnvironment(GuestSession):
             engine.ensure_image(spec.image, pull=self.options.pull)
             return engine.launch(spec)
 
-        launched = await asyncio.to_thread(prepare)
+        launching = asyncio.ensure_future(asyncio.to_thread(prepare))
+        try:
+            launched = await asyncio.shield(launching)  # a thread cannot be stopped: see _abandoned
+        except asyncio.CancelledError:
+            launching.add_done_callback(_abandoned)
+            raise
         stream = AttachStream(launched.socket)
         client = GuestClient(stream, stream, callbacks=self.callbacks, name=f"docker sandbox {session}")
         box = _Box(spec, launched.id, stream, client)

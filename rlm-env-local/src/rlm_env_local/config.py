@@ -33,6 +33,10 @@ class LocalEnvConfig:
         "help": "largest file code may write, MiB"})
     startup_timeout: float = field(default=30.0, validator=validators.gt(0), metadata={
         "help": "seconds the worker process may take to start"})
+    spare_workers: int = field(default=1, validator=[validators.instance_of(int), validators.ge(0),
+                                                     validators.le(8)], metadata={
+        "help": "workers kept started ahead (imports done, OS jail entered), each claimed by one new session "
+                "only; 0 starts every worker when its session starts"})
     require_os_sandbox: bool = field(default=sys.platform == "linux", metadata={
         "help": "refuse to run when an OS layer of the jail (namespaces, landlock, seccomp) is unavailable "
                 "(default true on Linux); false runs with the layers this machine has and says which"})

@@ -8,7 +8,10 @@ to an anonymous temporary file read only to explain a crash.  I/O uses
 ``loop.add_reader``/``add_writer`` on non-blocking pipes, so a worker works
 from whichever event loop calls it (``asyncio.run`` per call included).  The
 worker runs in its own session (process group) with a minimal environment:
-no API keys or other secrets of the host reach it.
+no API keys or other secrets of the host reach it.  What its OS jail allows
+(``jail``: the paths, the layers switched off) is fixed on its command line,
+so that it enters the jail before it gets ``init`` (a pre-started spare,
+:mod:`rlm_env_local.spares`, does).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rlm.logging import get_logger
 from rlm_repl.replies import MAX_FRAME_BYTES, ProtocolError
@@ -33,6 +37,7 @@ log = get_logger(__name__)
 
 _BOOT = ("import sys, json\n"
          "sys.path.extend(p for p in json.loads(sys.argv[1]) if p not in sys.path)\n"
+         "# sys.argv[2]: the jail (rlm_env_local.worker.main)\n"
          "from rlm_env_local.worker import main\n"
          "main()\n")
 
@@ -63,7 +68,7 @@ def _import_paths(extra_modules: Sequence[str] = ()) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def _command(python: str, extra_modules: Sequence[str]) -> list[str]:
+def _command(python: str, extra_modules: Sequence[str], jail: Mapping[str, Any]) -> list[str]:
     """How the worker is started.  With the interpreter running rlm, ``-S`` skips the site
     module (and every .pth file: a few ms of the cold start); its site-packages are passed
     explicitly.  Another interpreter keeps its own site setup."""
@@ -72,7 +77,7 @@ def _command(python: str, extra_modules: Sequence[str]) -> list[str]:
     if os.path.realpath(python) == os.path.realpath(sys.executable):
         flags.append("-S")
         paths += [p for p in site.getsitepackages() if os.path.isdir(p)]
-    return [python, *flags, "-c", _BOOT, json.dumps(list(dict.fromkeys(paths)))]
+    return [python, *flags, "-c", _BOOT, json.dumps(list(dict.fromkeys(paths))), json.dumps(dict(jail))]
 
 
 def _worker_env() -> dict[str, str]:
@@ -99,12 +104,12 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 class WorkerProcess:
     """One running worker: the line reader and writer of its protocol pipes."""
 
-    def __init__(self, *, python: str, extra_modules: Sequence[str], cwd: str) -> None:
+    def __init__(self, *, python: str, extra_modules: Sequence[str], cwd: str, jail: Mapping[str, Any]) -> None:
         self._stderr = tempfile.TemporaryFile()
         #: The whole environment the worker starts with (no secret of the host's).
         self.env = _worker_env()
         self._proc = subprocess.Popen(
-            _command(python, extra_modules),
+            _command(python, extra_modules, jail),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=cwd, env=self.env,
             start_new_session=True, close_fds=True,
         )
@@ -135,6 +140,16 @@ class WorkerProcess:
                 pass
         self._stderr.close()
         self._finalizer.detach()
+
+    def abandon(self) -> None:
+        """Let go of the worker without killing it (a forked child's copy of its parent's worker):
+        its pipes are closed here, the finalizer that would kill it is detached."""
+        self._finalizer.detach()
+        for stream in (self._proc.stdin, self._proc.stdout, self._stderr):
+            with contextlib.suppress(OSError, ValueError):
+                if stream is not None:
+                    stream.close()
+        self._proc.returncode = 0  # not this process's child: never waited for nor killed from here
 
     @property
     def returncode(self) -> int | None:

@@ -49,7 +49,8 @@ def doctor_check(config: Any = None) -> Iterator[Any]:
 
     options = _options(config)
     probe_options = LocalEnvConfig(python=options.python, extra_modules=options.extra_modules,
-                                   startup_timeout=options.startup_timeout, require_os_sandbox=False)
+                                   startup_timeout=options.startup_timeout, require_os_sandbox=False,
+                                   spare_workers=0)  # one worker, no spare kept for later
     with tempfile.TemporaryDirectory(prefix="rlm-doctor-") as workdir:
         env = LocalEnvironment(settings=EnvironmentSettings(workdir=workdir, allowed_paths=(workdir,),
                                                             options=probe_options))

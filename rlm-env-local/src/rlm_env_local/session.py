@@ -3,7 +3,10 @@
 A :class:`rlm_repl.session.GuestSession` whose sandbox is a worker subprocess
 (:mod:`rlm_env_local.process`) running the shared REPL server under the OS
 jail and the RestrictedPython policy (:mod:`rlm_env_local.worker`).  The
-session starts its worker lazily (or on :meth:`start`); a timed-out execution
+session starts its worker lazily (or on :meth:`start`), claiming a pre-started
+spare when one of the same jail is waiting (:mod:`rlm_env_local.spares`); a
+start that cannot succeed (no interpreter, an OS layer this machine lacks while
+``require_os_sandbox`` is on) fails before its first await; a timed-out execution
 kills the worker and starts a fresh one (state is lost, the result says so);
 past ``cpu_limit_s`` (default: the timeout) the kernel kills the worker the
 same way.  Errors in user code come back in ``REPLResult.error`` and are
@@ -28,6 +31,7 @@ from rlm_repl.session import GuestSession
 from rlm_env_local import jail
 from rlm_env_local.config import LocalEnvConfig
 from rlm_env_local.process import WorkerProcess, default_python
+from rlm_env_local.spares import POOL, WorkerSpec
 
 log = get_logger(__name__)
 
@@ -128,17 +132,32 @@ class LocalEnvironment(GuestSession):
         returncode = await asyncio.to_thread(sandbox.process.wait_exit)
         return _death_reason(returncode, self._cpu_limit_s(self.settings.timeout))
 
-    async def _launch(self) -> _Worker:
+    def _spec(self) -> WorkerSpec:
         s = self.settings
-        init = {
-            "allowed_paths": list(s.allowed_paths), "writable_paths": list(s.writable_paths),
-            "max_open_files": s.max_open_files, "max_file_size_mb": self.options.max_file_size_mb,
-            "extra_modules": list(self.options.extra_modules), "layers_off": sorted(self.disable_layers),
-            "pretend_missing": sorted(jail.pretend_missing()),
-        }
-        python = self.options.python or default_python()
+        return WorkerSpec.of(python=self.options.python or default_python(), extra_modules=self.options.extra_modules,
+                          cwd=s.workdir, allowed_paths=s.allowed_paths, writable_paths=s.writable_paths,
+                          layers_off=tuple(sorted(self.disable_layers)),
+                          pretend_missing=tuple(sorted(jail.pretend_missing())))
+
+    def _required(self) -> bool:
+        """Whether a missing OS layer refuses the session (the default on Linux; not when a test switched one off)."""
+        return self.options.require_os_sandbox and not (self.disable_layers & set(jail.OS_LAYERS))
+
+    async def _launch(self) -> _Worker:
+        # everything up to the worker's start is synchronous: a session that cannot start fails at
+        # once, before its caller's next await (the kernel's first model call is not sent then)
+        s = self.settings
+        if self._required():  # a layer this machine lacks: the worker would report it the same way
+            problem = refusal({name: "active" if why is None else f"unavailable: {why}"
+                               for name, why in jail.probe().items()})
+            if problem is not None:
+                raise problem
+        init = {"max_open_files": s.max_open_files, "max_file_size_mb": self.options.max_file_size_mb,
+                "extra_modules": list(self.options.extra_modules)}
+        spec = self._spec()
+        python = spec.python
         try:
-            process = WorkerProcess(python=python, extra_modules=self.options.extra_modules, cwd=s.workdir)
+            process = POOL.claim(spec, self.options.spare_workers)
         except OSError as exc:
             raise SandboxError(f"cannot start the local REPL worker ({python}): {exc}",
                                fix="check [plugins.env-local] python and that settings.workdir exists") from exc
@@ -161,8 +180,7 @@ class LocalEnvironment(GuestSession):
         layers = {str(k)[:64]: str(v)[:300] for k, v in layers.items()} if isinstance(layers, dict) else {}
         layers["scrubbed-env"] = "active: the worker gets no variable of the host's environment but " \
                                  + ", ".join(sorted(process.env))
-        required = self.options.require_os_sandbox and not (self.disable_layers & set(jail.OS_LAYERS))
-        problem = refusal(layers) if required else None
+        problem = refusal(layers) if self._required() else None
         if problem is not None:
             process.kill("OS jail incomplete")
             raise problem

@@ -1,12 +1,16 @@
 """The worker process: the shared REPL server under the local sandbox's jail and policy.
 
-Started by :mod:`rlm_env_local.process` as ``python -I -B [-S] -c <boot>``.  It
-speaks the protocol of :mod:`rlm_repl.repl_server` (whose :class:`Channel` and
-:class:`Server` it uses): at start it moves the protocol pipes off fds 0/1
-(which then point to /dev/null, so nothing -- not even C code -- can write
-into the protocol), reads the ``init`` message, locks itself in the OS jail
-(:mod:`rlm_env_local.jail`: namespaces, Landlock, seccomp) while it is still
-single-threaded, starts a watchdog that exits when the host dies, sets its
+Started by :mod:`rlm_env_local.process` as ``python -I -B [-S] -c <boot>
+<paths> <jail>``.  It speaks the protocol of :mod:`rlm_repl.repl_server` (whose
+:class:`Channel` and :class:`Server` it uses): at start it moves the protocol
+pipes off fds 0/1 (which then point to /dev/null, so nothing -- not even C
+code -- can write into the protocol), imports what the REPL needs and locks
+itself in the OS jail (:mod:`rlm_env_local.jail`: namespaces, Landlock,
+seccomp) while it is still single-threaded, with the paths and switches of
+``<jail>`` -- all before ``init`` arrives, so that a pre-started spare
+(:mod:`rlm_env_local.spares`) is claimed by sending ``init`` alone.  The
+paths code may read and write are those of ``<jail>``, never ``init``'s.
+Then it reads ``init``, starts a watchdog that exits when the host dies, sets its
 resource limits (address space, open files, file size, no new processes, no
 core dumps), disables the process-creating functions of ``os``, installs the
 audit hook and answers ``ready`` with the layers in force.  Then it serves
@@ -18,6 +22,7 @@ fresh one.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -62,35 +67,42 @@ def _neuter_os() -> None:
                 setattr(module, name, _refuse)
 
 
-def _jail(init: dict[str, Any], off: frozenset[str]) -> dict[str, str]:
+def _jail(spec: dict[str, Any], off: frozenset[str]) -> dict[str, str]:
     """Enter the OS jail (before any thread or user code); layer -> status."""
     from rlm_env_local import jail
 
-    read = [*_lib_roots(), *jail.SYSTEM_LIB_DIRS, *jail.SYSTEM_FILES, *init["allowed_paths"]]
-    return jail.confine(read=read, write=init["writable_paths"], skip=off,
-                        missing=init.get("pretend_missing", ()))
+    read = [*_lib_roots(), *jail.SYSTEM_LIB_DIRS, *jail.SYSTEM_FILES, *spec["allowed_paths"]]
+    return jail.confine(read=read, write=spec["writable_paths"], skip=off,
+                        missing=spec.get("pretend_missing", ()))
 
 
-def serve(channel: Any, init: dict[str, Any]) -> None:
-    """Build the REPL and answer requests until the host closes the pipe."""
-    off = frozenset(init.get("layers_off", ()))
-    python_layer = "python-guards" not in off
+def prepare(spec: dict[str, Any]) -> tuple[dict[str, str], float]:
+    """Import what the REPL needs, then enter the jail ``spec`` describes; (layer -> status, ms in the jail)."""
     # modules the REPL needs are imported before the jail closes the file system around us
+    import rlm_env_local.audit
+    import rlm_env_local.modules
+    import rlm_env_local.sandbox  # noqa: F401
+
+    jail_started = time.perf_counter()
+    layers = _jail(spec, frozenset(spec.get("layers_off", ())))
+    return layers, round((time.perf_counter() - jail_started) * 1000, 3)
+
+
+def serve(channel: Any, init: dict[str, Any], spec: dict[str, Any], layers: dict[str, str], jail_ms: float) -> None:
+    """Build the REPL (inside the jail ``spec`` set up) and answer requests until the host closes the pipe."""
+    off = frozenset(spec.get("layers_off", ()))
+    python_layer = "python-guards" not in off
     from rlm_env_local.audit import AuditPolicy, install
     from rlm_env_local.modules import ModuleGate
     from rlm_env_local.sandbox import Repl
 
-    jail_started = time.perf_counter()
-    layers = _jail(init, off)
-    jail_ms = round((time.perf_counter() - jail_started) * 1000, 3)
-
+    read_roots, write_roots = list(spec["allowed_paths"]), list(spec["writable_paths"])
     server = repl_server.Server(channel, cpu_kill=True)
     gate = ModuleGate(init.get("extra_modules", ()))
-    audit = AuditPolicy(read_roots=init["allowed_paths"], write_roots=init["writable_paths"],
-                        lib_roots=_lib_roots())
+    audit = AuditPolicy(read_roots=read_roots, write_roots=write_roots, lib_roots=_lib_roots())
     repl = Repl(gate=gate, audit=audit if python_layer else None, host=server.host_call(),
-                has_callbacks=bool(init["has_callbacks"]), read_roots=init["allowed_paths"],
-                write_roots=init["writable_paths"], workdir=init["workdir"], output_limit=int(init["output_limit"]),
+                has_callbacks=bool(init["has_callbacks"]), read_roots=read_roots,
+                write_roots=write_roots, workdir=init["workdir"], output_limit=int(init["output_limit"]),
                 restricted=python_layer)
     server.repl = repl
     repl.install_streams()
@@ -120,11 +132,17 @@ def _set_limit(which: int, value: int) -> None:
 
 
 def main() -> None:
-    """Entry point of the worker process."""
+    """Entry point of the worker process: the jail first, then ``init`` (see the module docstring)."""
     channel = repl_server.open_streams(require_dup=True)
+    try:
+        spec = json.loads(sys.argv[2])
+        layers, jail_ms = prepare(spec)
+    except BaseException:  # noqa: BLE001 - report to the host through stderr, then die
+        os.write(2, traceback.format_exc().encode("utf-8", "replace"))
+        os._exit(1)
     init = repl_server.read_init(channel)
     try:
-        serve(channel, init)
+        serve(channel, init, spec, layers, jail_ms)
     except BrokenPipeError:
         pass
     except BaseException:  # noqa: BLE001 - report to the host through stderr, then die

@@ -145,9 +145,14 @@ class GuestSession:
             await self._stop(sandbox, "dead")
             self._lost_notice = f"the {self.noun} ended since the last call ({reason}); {SESSION_LOST}"
             log.info("session_lost_between_calls", environment=self.name, reason=reason)
-        if self._quota is None:
-            self._quota = await asyncio.to_thread(self._new_quota)
+        # launched first: a sandbox that cannot start fails before this call's first await
         sandbox = await self._launch()
+        if self._quota is None:  # before any code runs: what is under writable_paths now is the baseline
+            try:
+                self._quota = await asyncio.to_thread(self._new_quota)
+            except BaseException:
+                self._stop_now(sandbox, "start failed")
+                raise
         if self._closed:  # closed while it started: it must not outlive the session
             await self._stop(sandbox, "closed during start")
             raise SandboxError(f"this {self.name} environment was closed", fix="create a new environment")
