@@ -1,6 +1,11 @@
 """End to end: ``rlm visualize --dir <fixtures> --port <free>`` as a subprocess, rendered by headless Chromium.
 
 Needs the ``chromium`` package (``scripts/ci-viz-deps.sh``); skipped without it.
+One Chromium session, driven over the DevTools protocol (:mod:`rlm_viz.browser`), opens the
+dashboard and polls its live DOM until the run shows or :data:`DEADLINE_S` passes: Streamlit
+renders over a websocket after the page has loaded, and its first script run in a fresh server
+imports pandas and Altair, so a one-shot ``--dump-dom`` (whose virtual time budget runs out
+whatever the server's pace) could dump the page before the run arrived on a loaded machine.
 The screenshot is kept at ``$RLM_VIZ_SCREENSHOT`` (default: the test's tmp dir)
 and its path printed.
 """
@@ -19,10 +24,11 @@ import pytest
 
 pytest.importorskip("streamlit")
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,1800"]
+from rlm_viz.browser import Chromium, find_chromium
+
+CHROMIUM = find_chromium()
+#: how long the page gets to show the run (it takes seconds; this only bounds a broken page)
+DEADLINE_S = 120
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run scripts/ci-viz-deps.sh")]
@@ -48,11 +54,6 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise AssertionError(f"{url} did not answer in {timeout} s")
 
 
-def chromium(args: list[str], profile: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
 def test_dashboard_renders_the_run_in_chromium(log_dir, tmp_path, traj):
     port = free_port()
     rlm = shutil.which("rlm", path=os.path.dirname(sys.executable)) or "rlm"
@@ -63,22 +64,17 @@ def test_dashboard_renders_the_run_in_chromium(log_dir, tmp_path, traj):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url, proc)
-        dom = ""
-        # Streamlit renders client-side over a websocket, and its first script run imports
-        # pandas and Altair (seconds): dump the DOM again until the run shows, a minute at most.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            out = chromium(["--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
-                            "--dump-dom", url], str(tmp_path / "profile-dom"))
-            dom = out.stdout
-            if traj.FAILED_TASK in dom and "HTTP 500 from provider" in dom:
-                break
-            time.sleep(1)
-        assert traj.FAILED_TASK in dom, dom[-2000:]
-        assert traj.TASK in dom  # the other run, in the picker's table
-        assert "HTTP 500 from provider" in dom  # the error, highlighted
-        shot = os.environ.get("RLM_VIZ_SCREENSHOT") or str(tmp_path / "dashboard.png")
-        chromium(["--virtual-time-budget=20000", f"--screenshot={shot}", url], str(tmp_path / "profile-shot"))
+        with Chromium(CHROMIUM, profile=str(tmp_path / "profile")) as page:
+            page.open(url)
+            # the run is shown and the script run is over (Streamlit's "running" indicator gone)
+            page.wait_for(lambda d: traj.FAILED_TASK in d and "HTTP 500 from provider" in d
+                          and traj.TASK in d and not page.running(), DEADLINE_S)
+            dom = page.html()
+            assert traj.FAILED_TASK in dom, dom[-2000:]
+            assert traj.TASK in dom  # the other run, in the picker's table
+            assert "HTTP 500 from provider" in dom  # the error, highlighted
+            shot = os.environ.get("RLM_VIZ_SCREENSHOT") or str(tmp_path / "dashboard.png")
+            page.screenshot(shot)
         assert os.path.getsize(shot) > 10_000
         print(f"screenshot: {shot}")
     finally:
