@@ -10,7 +10,7 @@ from rlm.errors import PluginError
 
 
 def test_plugin_import_does_not_import_mcp():
-    code = ("import sys, rlm_mcp.plugin, rlm_mcp.config\n"
+    code = ("import sys, rlm_mcp.plugin, rlm_mcp.config, rlm_mcp.install, rlm_mcp.client_config\n"
             "assert 'mcp' not in sys.modules and 'rlm_mcp.server' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -22,6 +22,7 @@ def test_command_and_section_are_registered():
     pm = create_plugin_manager()
     commands = collect(pm, "command")
     assert commands["mcp-serve"].target == "rlm_mcp.cli:serve"
+    assert commands["mcp install"].target == "rlm_mcp.install:install"  # `rlm mcp install` (group "mcp")
     assert "mcp" in collect(pm, "config_section")
 
 

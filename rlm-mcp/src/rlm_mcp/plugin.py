@@ -13,6 +13,9 @@ from rlm import hookimpl
 def rlm_register_commands(register):
     register("mcp-serve", "rlm_mcp.cli:serve",
              help="Start the MCP server for Claude Desktop / Claude Code (stdio, or --transport http).")
+    register("mcp install", "rlm_mcp.install:install",  # `rlm mcp install`: the kernel's CLI makes the group "mcp"
+             help="Write the Claude Desktop (--claude-desktop) or Claude Code (--claude-code: ./.mcp.json) "
+                  "configuration that starts this rlm's `rlm mcp-serve`; --dry-run prints it.")
 
 
 @hookimpl
