@@ -122,7 +122,10 @@ def _descendant_workers() -> list[int]:
                 return False
         return False
 
-    return [pid for pid, cmd in commands.items() if b"rlm_env_local.worker" in cmd and below_us(pid)]
+    # the MCP server's workers are our grandchildren; a direct child is a spare of this test process's own
+    # pool (left by an earlier test in the same pytest run), not the server's
+    return [pid for pid, cmd in commands.items()
+            if b"rlm_env_local.worker" in cmd and parents.get(pid) != os.getpid() and below_us(pid)]
 
 
 def test_a_session_killed_between_calls_is_announced_through_mcp(connect):
