@@ -208,7 +208,7 @@ def load_commands() -> list[tuple[str, str, str, str]] | None:
 def store(snap: Snapshot, text: str, commands: list[tuple[str, str, str, str]] | None = None) -> None:
     """Cache ``text`` and ``commands`` (see :func:`load_commands`; left out when a field holds a tab or a
     line break) under ``snap``: atomically; nothing when not storable; a failure to write is ignored."""
-    import tempfile
+    from rlm.atomic import replace_file
 
     if not snap.storable or "\0" in text:
         return
@@ -219,16 +219,6 @@ def store(snap: Snapshot, text: str, commands: list[tuple[str, str, str, str]] |
     path = cache_file()
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".help-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(_RECORD.join([_SEPARATOR.join(entry), *others][:MAX_ENTRIES]))
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        replace_file(path, _RECORD.join([_SEPARATOR.join(entry), *others][:MAX_ENTRIES]).encode("utf-8"))
     except OSError:
         pass

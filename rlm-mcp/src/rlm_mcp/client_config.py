@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from attrs import frozen
+from rlm.atomic import replace_file
 from rlm.errors import ConfigError
 
 #: The largest file read (a client's configuration is a few KiB; a bigger file is not one).
@@ -167,18 +167,5 @@ def _current_bytes(path: Path) -> bytes | None:
 
 
 def _replace(path: Path, data: bytes, mode: int) -> None:
-    """Put ``data`` at ``path`` atomically: a temporary file of the same folder, synced, then renamed over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Put ``data`` at ``path`` atomically, synced (the user's client config), with ``mode``."""
+    replace_file(path, data, mode=mode, sync=True)
