@@ -11,7 +11,10 @@ server's threads count too -- they are the same for every route, see the "server
 
 Ratios are within one run (wall time on a shared machine is noisy; CPU time is less so).
 
-Usage: python bench/client_turn.py [--turns 50] [--repeat 3] [--calls 5]
+``--gc-freeze`` imports the SDKs first and then calls ``gc.freeze()``, as an ``rlm run``/``agent``/``batch``/
+``mcp-serve`` process does once its backend has imported its SDK (``rlm.cli.freeze_gc``).
+
+Usage: python bench/client_turn.py [--turns 50] [--repeat 3] [--calls 5] [--gc-freeze]
 """
 
 from __future__ import annotations
@@ -158,11 +161,25 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="import the SDKs, then gc.freeze(), as the rlm CLI does (rlm.cli.freeze_gc)")
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
+    if args.gc_freeze:
+        import gc
+
+        import openai  # noqa: F401
+        try:
+            from rlm_backend_litellm.loader import load_litellm
+        except ImportError:
+            pass
+        else:
+            load_litellm()
+        gc.freeze()
     from rlm_testing.server import Reply, ScriptedLLMServer
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; CPU ms per turn, {args.turns} tool turns")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; CPU ms per turn, {args.turns} tool turns"
+          + (", gc.freeze() after the SDK imports" if args.gc_freeze else ""))
     zero = zero_route(args.turns, args.repeat)
     print(f"zero backend (in-process):          {fmt(zero)}")
     with ScriptedLLMServer() as server:

@@ -615,3 +615,23 @@ def test_cli_prompt_with_an_undecodable_byte_exits_2_with_one_line(rlm_cli, proj
     assert result.stderr == ("rlm: error: the prompt is not valid text: it holds an undecodable byte 0xe9 at "
                              "character 3: pass UTF-8 text (decode bytes with errors='replace' to keep the rest)\n")
     assert not (project / "logs").exists()
+
+
+def test_jsonable_of_plain_and_odd_values():
+    """Plain built-in values (taken first, by exact type) and their subclasses, attrs instances, bytes and
+    lone surrogates come out the same JSON-ready way."""
+    from collections import OrderedDict
+
+    from rlm.trajectory import jsonable
+
+    class Count(int):
+        pass
+
+    call = ToolCall(id="c1", name="noop", arguments={"k": (1, 2)})
+    value = {"a": [1, 2.5, True, None, ("x", b"\x00\x01")], "\udcff": "bad \udcff", 3: call,
+             "sub": OrderedDict(z=Count(7)), "set": frozenset({1})}
+    out = jsonable(value)
+    assert out == {"a": [1, 2.5, True, None, ["x", "<2 bytes>"]], "\\xff": "bad \\xff",
+                   "3": {"id": "c1", "name": "noop", "arguments": {"k": [1, 2]}},
+                   "sub": {"z": 7}, "set": [1]}
+    assert json.loads(json.dumps(out)) == out

@@ -80,3 +80,38 @@ def test_capabilities_from_the_model_map():
     assert mini.pricing_per_mtok is None, "the kernel prices tokens itself"
     unknown = backend.capabilities("my-local-model")
     assert (unknown.native_tools, unknown.json_schema, unknown.vision, unknown.context_window) == (True, True, False, None)
+
+
+def test_a_known_openai_model_on_api_base_names_its_provider(scripted_llm):
+    """An OpenAI model at api_base goes with custom_llm_provider="openai" (what litellm finds itself, named so
+    that litellm does not match api_base against its known endpoints on every call); a model of another
+    provider keeps its own."""
+    backend = _backend(scripted_llm)
+    assert backend._params(LLMRequest(model="gpt-4o-mini", messages=[Message.user("x")]))["custom_llm_provider"] \
+        == "openai"
+    anthropic = backend._params(LLMRequest(model="anthropic/claude-3-5-sonnet-latest", messages=[Message.user("x")]))
+    assert "custom_llm_provider" not in anthropic
+    scripted_llm.script([Reply.text("ok")])
+    assert run(backend, LLMRequest(model="gpt-4o-mini", messages=[Message.user("x")])).message.text == "ok"
+    assert scripted_llm.last_request.model == "gpt-4o-mini"
+
+
+def test_the_shared_client_is_looked_up_once_per_model_until_aclose(scripted_llm, monkeypatch):
+    import asyncio
+
+    backend = _backend(scripted_llm)
+    looked_up: list[str] = []
+    real = backend._shared_client
+
+    def counting(model, args):
+        looked_up.append(model)
+        return real(model, args)
+
+    monkeypatch.setattr(backend, "_shared_client", counting)
+    request = LLMRequest(model="gpt-4o-mini", messages=[Message.user("x")])
+    first = backend._params(request)["client"]
+    assert first is not None and backend._params(request)["client"] is first
+    assert looked_up == ["gpt-4o-mini"]
+    asyncio.run(backend.aclose())
+    assert backend._params(request)["client"] is first, "the process's shared client, looked up again"
+    assert looked_up == ["gpt-4o-mini", "gpt-4o-mini"]

@@ -221,6 +221,35 @@ def _cached_app(args: Sequence[str]) -> Any:
         return None
 
 
+#: The commands that make model calls, often hundreds in one process: :func:`main` turns :func:`freeze_gc` on for
+#: them.
+GC_FREEZE_COMMANDS = frozenset({"run", "agent", "batch", "mcp-serve"})
+_gc_freeze_on = False
+
+
+def enable_gc_freeze() -> None:
+    """Turn :func:`freeze_gc` on for the rest of the process, and freeze what is alive now."""
+    global _gc_freeze_on
+    _gc_freeze_on = True
+    freeze_gc()
+
+
+def freeze_gc() -> None:
+    """``gc.freeze()`` when :func:`main` runs one of :data:`GC_FREEZE_COMMANDS` in this process (else nothing):
+    every object alive now leaves the cyclic collector's reach for good.
+
+    Called by main() before the command (:func:`enable_gc_freeze`), and by the backends right after they
+    import their SDK (:func:`rlm_backend_kit.sdk_backend.after_sdk_import`): the openai SDK leaves ~70k objects
+    behind it, litellm ~360k, alive as long as the process, and each full collection traversed them all -- a
+    fan-out of sub-calls spent about a third of its CPU there (bench/subcalls.py --gc-freeze).  No
+    ``gc.collect()`` first: after litellm's import one takes ~0.3 s, and what it would free is the imports'
+    few cycles, kept instead.  Library users (no main()) decide for themselves."""
+    if _gc_freeze_on:
+        import gc
+
+        gc.freeze()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlm`` script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -244,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 app = build_app(pm, args, registered)
                 if snap is not None:
                     _store_help(snap, pm, registered)
+            if argv is None and next((a for a in args if not a.startswith("-")), None) in GC_FREEZE_COMMANDS:
+                enable_gc_freeze()  # the process's own command line (not a caller's main([...]))
             result = app(args, result_action="return_value", print_error=False, exit_on_error=False)
         finally:
             _current_pm.reset(token)

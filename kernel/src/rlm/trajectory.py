@@ -95,9 +95,21 @@ def _has_surrogates(value: Any) -> bool:
     return False
 
 
+#: leaves :func:`jsonable` returns as they are, by exact type (checked first: most of an event's values)
+_PLAIN_LEAVES = frozenset({int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """``value`` made JSON-ready: attrs instances as dicts, bytes summarised, lone surrogates escaped
     (the result always encodes as UTF-8)."""
+    kind = type(value)
+    # exact built-in types first, without the attrs and ABC checks below (no attrs class is one of these)
+    if kind in _PLAIN_LEAVES:
+        return value
+    if kind is dict:
+        return {escape_surrogates(str(k)): jsonable(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [jsonable(v) for v in value]
     if isinstance(value, str):
         return escape_surrogates(value)
     if isinstance(value, Message):

@@ -277,3 +277,29 @@ def test_the_request_timeout_bounds_the_call():
     request = LLMRequest(model="m", messages=[Message.user("x")], timeout=0.05)
     with pytest.raises(ProviderUnavailableError, match="did not answer within the 0.05s timeout"):
         asyncio.run(backend.complete(request))
+
+
+def test_an_sdk_import_freezes_the_gc_only_where_the_cli_asked(tmp_path):
+    """import_sdk freezes the collector after a first import when ``rlm.cli`` turned freezing on (``rlm run``
+    & co.), never otherwise (a fresh interpreter: frozen objects are never collected)."""
+    import subprocess
+    import sys
+
+    for name in ("sdk_a", "sdk_b", "sdk_c"):
+        (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    code = f"""
+import gc, json, sys
+sys.path.insert(0, {str(tmp_path)!r})
+from rlm_backend_kit.sdk_backend import import_sdk
+import_sdk("sdk_a", "fix"); counts = [gc.get_freeze_count()]      # rlm.cli not imported: a library
+from rlm import cli
+import_sdk("sdk_b", "fix"); counts.append(gc.get_freeze_count())  # imported, not turned on
+cli._gc_freeze_on = True
+import_sdk("sdk_b", "fix"); counts.append(gc.get_freeze_count())  # already imported: nothing new
+import_sdk("sdk_c", "fix"); counts.append(gc.get_freeze_count())  # a first import: frozen
+print(json.dumps(counts))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert counts[:3] == [0, 0, 0] and counts[3] > 0

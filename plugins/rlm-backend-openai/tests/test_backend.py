@@ -80,3 +80,37 @@ def test_capabilities():
     assert backend.capabilities("gpt-4o-audio-preview").audio
     assert not backend.capabilities("gpt-3.5-turbo").vision
     assert not backend.capabilities("gpt-3.5-turbo").json_schema
+
+
+def test_each_base_url_and_key_goes_where_it_belongs(scripted_llm):
+    """The SDK client keeps the URL it made for a path (rlm_backend_openai.backend._client_type): backends with
+    another base URL or key have clients of their own, each sending to its URL with its key."""
+    from rlm_testing.backend_plugin_suite import key_sent
+
+    scripted_llm.script([Reply.text(str(n)) for n in range(4)])
+    base = scripted_llm.base_url("openai")
+    one = _backend(scripted_llm, base_url=base + "/one", api_key="k-one")
+    two = _backend(scripted_llm, base_url=base + "/two", api_key="k-two")
+    request = LLMRequest(model="gpt-4o-mini", messages=[Message.user("q")])
+    for backend in (one, two, one, two):
+        run(backend, request)
+    sent = [(r.path.rsplit("/", 2)[0].rsplit("/", 1)[-1], key_sent(r)) for r in scripted_llm.requests]
+    assert sent == [("one", "k-one"), ("two", "k-two"), ("one", "k-one"), ("two", "k-two")]
+
+
+def test_the_kept_url_follows_a_new_base_url():
+    import openai
+
+    from rlm_backend_openai.backend import _client_type
+
+    client = _client_type(openai)(api_key="k", base_url="http://127.0.0.1:1/v1", max_retries=0)
+    assert isinstance(client, openai.AsyncOpenAI)
+    first = client._prepare_url("/chat/completions")
+    assert str(first) == "http://127.0.0.1:1/v1/chat/completions"
+    assert client._prepare_url("/chat/completions") is first, "made once per path"
+    assert str(client._prepare_url("/models")) == "http://127.0.0.1:1/v1/models"
+    client.base_url = "http://127.0.0.1:2/other/"
+    assert str(client._prepare_url("/chat/completions")) == "http://127.0.0.1:2/other/chat/completions"
+    copy = client.with_options(base_url="http://127.0.0.1:3/v2")
+    assert str(copy._prepare_url("/chat/completions")) == "http://127.0.0.1:3/v2/chat/completions"
+    assert str(client._prepare_url("/chat/completions")) == "http://127.0.0.1:2/other/chat/completions"

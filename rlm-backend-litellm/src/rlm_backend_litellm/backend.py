@@ -92,6 +92,8 @@ class LiteLLMBackend(RetryingBackend):
         self._args: dict[str, dict[str, Any]] = {}
         #: the keys of the shared OpenAI SDK clients this backend gave litellm (rlm_backend_kit.http_transport)
         self._shared_keys: set[Any] = set()
+        #: _shared_client per model until aclose (its checks read the environment: ~0.1 ms, the same every turn)
+        self._clients: dict[str, Any] = {}
 
     # --- models and keys ---------------------------------------------------------------------
 
@@ -114,7 +116,10 @@ class LiteLLMBackend(RetryingBackend):
         provider = self.provider_of(model)
         if base_url:
             args["api_base"] = base_url
-            if provider is None or self.options.custom_llm_provider:
+            # "openai" is named too, though litellm finds it again: without it litellm matches api_base against
+            # each of its ~60 known OpenAI-compatible endpoints, twice a call (~10% of its function calls a turn);
+            # a model or api_base litellm resolves to another provider (groq...) goes without it, as before
+            if provider in (None, "openai") or self.options.custom_llm_provider:
                 args["custom_llm_provider"] = provider or "openai"
         elif self.options.custom_llm_provider:
             args["custom_llm_provider"] = self.options.custom_llm_provider
@@ -217,7 +222,9 @@ class LiteLLMBackend(RetryingBackend):
         args = self._cached_call_args(request.model)
         params.update(args)
         if self.options.shared_client:
-            client = self._shared_client(request.model, args)
+            if request.model not in self._clients:
+                self._clients[request.model] = self._shared_client(request.model, args)
+            client = self._clients[request.model]
             if client is not None:
                 params["client"] = client
         params["model"] = request.model
@@ -343,6 +350,7 @@ class LiteLLMBackend(RetryingBackend):
     async def aclose(self) -> None:
         """Close litellm's clients of this event loop when no other open litellm backend used it.  Idempotent."""
         self._providers.clear()
+        self._clients.clear()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -100,6 +100,9 @@ def load_litellm() -> Any:
                 raise PluginError(f"litellm cannot be imported ({exc})", fix=INSTALL_HINT) from exc
             quiet(module)
             _litellm = module
+            from rlm_backend_kit.sdk_backend import after_sdk_import
+
+            after_sdk_import()  # `rlm run` & co.: litellm's ~360k objects out of the collector's reach
     return _litellm
 
 

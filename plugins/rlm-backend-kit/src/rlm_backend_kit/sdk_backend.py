@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import json
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
@@ -76,10 +77,22 @@ def require_module(module: str, message: str, fix: str) -> None:
 
 def import_sdk(module: str, fix: str) -> Any:
     """The SDK module ``module``, imported on first use (SDKs take a while); PluginError(``fix``) if it fails."""
+    first = module not in sys.modules
     try:
-        return importlib.import_module(module)
+        sdk = importlib.import_module(module)
     except ImportError as exc:
         raise PluginError(f"the {module} SDK cannot be imported ({exc})", fix=fix) from exc
+    if first:
+        after_sdk_import()
+    return sdk
+
+
+def after_sdk_import() -> None:
+    """An SDK was just imported: in an ``rlm`` CLI process, its objects leave the cyclic collector's reach
+    (:func:`rlm.cli.freeze_gc`; nothing when rlm is used as a library).  ``rlm.cli`` is not imported here."""
+    freeze = getattr(sys.modules.get("rlm.cli"), "freeze_gc", None)
+    if freeze is not None:
+        freeze()
 
 
 @define
