@@ -14,16 +14,15 @@ SIGBUS): it is only ever replaced by a rename.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import stat
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from attrs import define
+from rlm.atomic import replace_file
 from rlm.dirs import cache_dir as rlm_cache_dir
 from rlm.errors import SandboxError
 from rlm.logging import get_logger
@@ -112,17 +111,7 @@ class ModuleCache:
     def _store(self, module: Any, path: Path) -> None:
         try:
             blob = module.serialize()
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".cwasm", dir=str(path.parent))
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(blob)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            replace_file(path, blob, sync=True)
         except (OSError, import_wasmtime().WasmtimeError) as exc:
             log.warning("wasm_cache_write_failed", path=str(path), error=str(exc))
             return

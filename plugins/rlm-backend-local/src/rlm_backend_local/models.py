@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from attrs import define
+from rlm.atomic import replace_file
 from rlm.dirs import cache_dir
 from rlm.errors import ConfigError, ModelNotFoundError
 from rlm.logging import get_logger
@@ -231,11 +232,7 @@ def sha256_of(path: Path) -> str:
 def _write_marker(path: Path, spec: ModelSpec) -> None:
     stat = path.stat()
     data = {"model": spec.name, "sha256": spec.sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".marker")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-        os.fchmod(fh.fileno(), 0o644)
-    os.replace(tmp, _marker(path))
+    replace_file(_marker(path), json.dumps(data).encode(), mode=0o644)
 
 
 def check_gguf(path: Path) -> None:
