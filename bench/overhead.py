@@ -99,7 +99,7 @@ def make_rlm(backend, log_dir: str, tools=None, **settings):
     pm = create_plugin_manager(entry_points=False)
     pm.register(Plugin())
     return RLM(model="bench", backend="zero", environment="none", plugin_manager=pm, tools=tools or [noop],
-               log_dir=log_dir, token_budget=None, max_turns=100_000, **settings)
+               log_dir=log_dir, token_budget=10**9, max_turns=100_000, **settings)
 
 
 def per_turn_overhead(turns: int, repeat: int) -> list[float]:
@@ -148,7 +148,7 @@ def http_per_turn(turns: int, repeat: int) -> list[float] | None:
                 return "ok"
 
             rlm = RLM(model="openai/bench", api_base=server.openai_base_url, tools=[noop], log_dir=tmp,
-                      token_budget=None, max_turns=100_000, environment="local")
+                      token_budget=10**9, max_turns=100_000, environment="local")
             started = time.perf_counter()
             result = rlm.completion_sync("go")
             if index:
