@@ -10,9 +10,10 @@ The scripted server (bench/drivers/server.py's ``answer``, plus the ``repl`` kin
 ``--latency`` to every reply.  The ideal is 3 x latency: the turn asking, one overlapped round of N, the
 turn answering "done".  By default the server runs in its own process (``--server process``), so its
 CPU is not charged to the driver and the two do not share one GIL; ``--server thread`` runs it in the
-driver process.  Printed per (kind, N): median wall, ideal, wall / ideal, and the driver process's CPU
-time per sub-call (the two top-level turns included); "best" is the fastest sample (the machine's other load
-blurs the median on a shared 2-core box).  Each sample is a fresh ``RLM``; one warm-up run per
+driver process.  Printed per (kind, N): median wall, ideal, wall / ideal, the driver process's CPU
+time per sub-call (the two top-level turns included) and the server process's CPU per request (its N + 2
+requests, from /proc in clock ticks; on a machine with few cores it competes with the driver for them);
+"best" is the fastest sample (the machine's other load blurs the median on a shared 2-core box).  Each sample is a fresh ``RLM``; one warm-up run per
 (kind, N) is not counted.  Asserts nothing, except that every run answered "done" (a run that did not do
 the work fails instead of being timed).
 
@@ -99,6 +100,17 @@ class Server:
             raise SystemExit(f"the server process did not start: {line!r}")
         return line.split()[1]
 
+    def cpu(self) -> float | None:
+        """CPU seconds the server process has used so far (Linux ``/proc``); None in a thread or elsewhere."""
+        if self.proc is None:
+            return None
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __exit__(self, *exc: object) -> None:
         if self.thread_server is not None:
             self.thread_server.stop()
@@ -107,18 +119,22 @@ class Server:
             self.proc.wait(timeout=10)
 
 
-def one_run(kind: str, n: int, base_url: str, log_dir: str) -> tuple[float, float]:
-    """(wall s, driver CPU s) of one fresh run."""
+def one_run(kind: str, n: int, base_url: str, log_dir: str,
+            server: Server | None = None) -> tuple[float, float, float | None]:
+    """(wall s, driver CPU s, server process CPU s or None) of one fresh run."""
     from rlm import RLM
 
     rlm = RLM(model="openai/scripted-model", api_base=base_url, log_dir=log_dir, environment="local",
               token_budget=10**9, max_turns=100, max_parallel=n, max_subcalls=n)
+    server_cpu = server.cpu() if server is not None else None
     cpu, wall = time.process_time(), time.perf_counter()
     result = rlm.completion_sync(prompt("batch" if kind == "tool" else "repl", n, "ours"))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if server_cpu is not None:
+        server_cpu = server.cpu() - server_cpu
     if not result.success or result.response != "done":
         raise SystemExit(f"{kind} n={n}: run failed: {result.error!r} {str(result.response)[:300]!r}")
-    return wall, cpu
+    return wall, cpu, server_cpu
 
 
 def main() -> int:
@@ -150,7 +166,8 @@ def main() -> int:
         profiler = cProfile.Profile(time.process_time)  # CPU time: other processes do not blur it
     rows = []
     load_before = os.getloadavg()
-    with Server(args.server, args.latency) as base_url, tempfile.TemporaryDirectory() as tmp:
+    server = Server(args.server, args.latency)
+    with server as base_url, tempfile.TemporaryDirectory() as tmp:
         base_url = base_url.replace("127.0.0.1", args.host)
         for kind in args.kinds.split(","):
             for n in (int(v) for v in args.n.split(",")):
@@ -162,12 +179,14 @@ def main() -> int:
                 for _ in range(args.repeat):
                     if profiler is not None:
                         profiler.enable()
-                    samples.append(one_run(kind, n, base_url, tmp))
+                    samples.append(one_run(kind, n, base_url, tmp, server))
                     if profiler is not None:
                         profiler.disable()
                 wall = statistics.median(s[0] for s in samples)
                 cpu = statistics.median(s[1] for s in samples)
-                rows.append((kind, n, wall, min(s[0] for s in samples), 3 * args.latency, cpu))
+                server_cpu = (statistics.median(s[2] for s in samples)
+                              if all(s[2] is not None for s in samples) else None)
+                rows.append((kind, n, wall, min(s[0] for s in samples), 3 * args.latency, cpu, server_cpu))
     if profiler is not None:
         profiler.dump_stats(args.profile)
     charged = "its CPU not charged to the driver" if args.server == "process" else "its CPU charged to the driver"
@@ -177,10 +196,11 @@ def main() -> int:
           f"median of {args.repeat} fresh runs after 1 warm-up, {frozen}"
           f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"{'kind':<5} {'N':>4} {'wall s':>8} {'ideal s':>8} {'ratio':>6} {'best s':>7} {'best ratio':>10} "
-          f"{'driver CPU ms/sub-call':>23}")
-    for kind, n, wall, best, ideal, cpu in rows:
+          f"{'driver CPU ms/sub-call':>23} {'server CPU ms/request':>22}")
+    for kind, n, wall, best, ideal, cpu, server_cpu in rows:
+        served = "n/a" if server_cpu is None else f"{server_cpu / (n + 2) * 1000:.2f}"
         print(f"{kind:<5} {n:>4} {wall:>8.3f} {ideal:>8.3f} {wall / ideal:>6.2f} {best:>7.3f} {best / ideal:>10.2f} "
-              f"{cpu / n * 1000:>23.2f}")
+              f"{cpu / n * 1000:>23.2f} {served:>22}")
     return 0
 
 

@@ -58,7 +58,12 @@ from rlm.logging import get_logger
 from rlm.pricing import cost_of
 from rlm.repl_protocol import code_blocks, find_final, looks_like_code
 from rlm.schema import SchemaError, validate
-from rlm.sizing import PromptMeter, estimate_tokens, prompt_size  # noqa: F401 - the last two re-exported
+from rlm.sizing import (  # noqa: F401 - estimate_tokens, prompt_size re-exported
+    PromptMeter,
+    estimate_tokens,
+    prompt_size,
+    tools_size,
+)
 from rlm.trajectory import Recorder, new_id, stored_prompt
 from rlm.types import FinalSignal, Message, ToolCall, ToolResult, ToolSpec, Usage
 
@@ -256,6 +261,8 @@ class Run:
         self.cache = cache
         self.sub_route = sub_route
         self.tools = dict(tools)
+        #: (the tool specs, their schemas): :meth:`tool_schemas`
+        self._schemas: tuple[tuple[ToolSpec, ...], tuple[ToolSchema, ...], int] | None = None
         self.environment_factory = environment_factory
         self.policies = list(policies)
         self.recorder = recorder
@@ -515,7 +522,9 @@ class Run:
         timeout = self.remaining_time(soft=not forced)
         if timeout <= 0:
             raise LimitReached(Refusal.of("timeout", f"{self.config.timeout:g} s"))
-        _chars, size = call.meter.measure(messages, tools)
+        _chars, size = call.meter.measure(messages)
+        if tools:  # the same sum as measure(messages, tools), the run's own schemas sized once
+            size += self._tools_bytes(tools)
         est_input = self.input_reservation(call, size, route.model)
         tokens_room, cost_room = self.room(call, est_input, forced=forced, pricing=pricing)
         room = tokens_room - est_input
@@ -554,9 +563,12 @@ class Run:
         started = time.monotonic()
         settled = False
         try:
-            response, hit = await asyncio.wait_for(
-                cached_call(self.cache, request, lambda r: self._send(call, r, route.backend), scope=route.scope),
-                timeout=max(0.001, timeout))
+            sending = cached_call(self.cache, request, lambda r: self._send(call, r, route.backend), scope=route.scope)
+            if call.depth > 0:  # a sub-call: no task of its own (a fan-out of N pays N fewer tasks on the one loop)
+                async with asyncio.timeout(max(0.001, timeout)):
+                    response, hit = await sending
+            else:  # the top call keeps wait_for's task: a background environment start gets its first step
+                response, hit = await asyncio.wait_for(sending, timeout=max(0.001, timeout))
             usage = response.usage
             cost = cost_of(pricing, usage.input_tokens, usage.output_tokens)
             if cost is None:
@@ -657,9 +669,21 @@ class Run:
 
     # --- the tools protocol -----------------------------------------------------------------
 
-    def tool_schemas(self) -> list[ToolSchema]:
-        return [ToolSchema(name=t.name, description=t.description, parameters=t.parameters)
-                for t in self.tools.values()]
+    def tool_schemas(self) -> tuple[ToolSchema, ...]:
+        """The schemas of :attr:`tools`, one tuple while the tools stay the same: every call of the run (a fan-out
+        of sub-calls) sends the same object, so what is derived from it (its size, a backend's JSON) is made once."""
+        specs = tuple(self.tools.values())
+        kept = self._schemas
+        if kept is None or len(kept[0]) != len(specs) or any(a is not b for a, b in zip(kept[0], specs)):
+            schemas = tuple(ToolSchema(name=t.name, description=t.description, parameters=t.parameters)
+                            for t in specs)
+            kept = self._schemas = (specs, schemas, tools_size(schemas)[1])
+        return kept[1]
+
+    def _tools_bytes(self, tools: Sequence[ToolSchema]) -> int:
+        """The UTF-8 bytes :func:`rlm.sizing.tools_size` counts for ``tools`` (kept for :meth:`tool_schemas`')."""
+        kept = self._schemas
+        return kept[2] if kept is not None and tools is kept[1] else tools_size(tools)[1]
 
     async def tools_loop(self, call: CallNode, messages: list[Message], *,
                          response_format: Mapping[str, Any] | None = None,

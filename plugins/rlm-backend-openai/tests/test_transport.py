@@ -22,14 +22,7 @@ from rlm_testing.server import Reply
 REQUEST = LLMRequest(model="gpt-4o-mini", messages=[Message.user("hi")])
 
 
-@pytest.fixture(autouse=True)
-def _fresh_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                 "RLM_HTTP_TRANSPORT"):
-        monkeypatch.delenv(name, raising=False)
-    http_transport.clear_shared_clients()
-    yield
-    http_transport.clear_shared_clients()
+pytestmark = pytest.mark.usefixtures("fresh_http_clients")
 
 
 def _transport(backend: OpenAIBackend):

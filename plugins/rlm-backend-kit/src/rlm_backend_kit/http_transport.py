@@ -9,6 +9,8 @@ a fresh one each call): nothing of a loop outlives it but idle sockets, closed b
 :meth:`LeanTransport.close_loop`.  Nothing caps the connections open at once (N concurrent calls, a batch of
 sub-calls, are N requests on the wire) and up to :data:`MAX_IDLE` idle ones are kept per loop and origin; a
 host name is looked up once per :data:`DNS_TTL` for all of them (:class:`AddressCache`), not once a connection.
+:meth:`LeanTransport.post_bytes` sends a request head built once (the OpenAI backend's non-streamed calls) through
+the same pool, limits and errors, without httpx's request and response objects.
 
 The server is not trusted: the status line and headers are capped (:data:`MAX_HEADER_BYTES`,
 :data:`MAX_HEADERS`), a body is capped (:data:`MAX_BODY_BYTES`), every read waits at most the request's
@@ -22,6 +24,7 @@ environment, a scheme other than http/https, or ``RLM_HTTP_TRANSPORT=httpx``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import socket
@@ -153,6 +156,7 @@ class AddressCache:
         self._found.clear()
 
 
+@functools.lru_cache(maxsize=256)
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(host)
@@ -397,7 +401,7 @@ def _build(httpx: Any) -> type:  # noqa: C901 - the classes over one httpx modul
             scheme, host, port = origin
             context = (self._ssl_context or shared_ssl_context()) if scheme == "https" else None
             try:
-                reader, writer = await asyncio.wait_for(open_stream(host, port, ssl_context=context), timeout)
+                reader, writer = await _timed(open_stream(host, port, ssl_context=context), timeout)
             except (asyncio.TimeoutError, TimeoutError) as exc:
                 raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from exc
             except (OSError, ssl.SSLError) as exc:
@@ -408,18 +412,44 @@ def _build(httpx: Any) -> type:  # noqa: C901 - the classes over one httpx modul
         # --- a request ---------------------------------------------------------------------------
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            origin = self._origin(request)
+            timeouts = request.extensions.get("timeout") or {}
+            body = await request.aread()
+            return await self._send(request, origin, self._head(request, body), body,
+                                    timeouts.get("connect", DEFAULT_TIMEOUT), timeouts.get("read", DEFAULT_TIMEOUT))
+
+        async def post_bytes(self, request: httpx.Request, head: bytes,
+                             body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+            """Send ``head`` + ``body`` and read the whole answer: (status, header lines, body as it came, not
+            decoded).  ``head`` is a complete request head for ``request`` (its status line, headers and blank
+            line, e.g. :meth:`head_prefix` + ``Content-Length``); ``request`` gives the origin and the timeouts and
+            is the request the errors name.  The same pool, limits, timeouts and errors as a request through httpx,
+            without building httpx's request and response objects (the OpenAI backend's non-streamed calls)."""
+            timeouts = request.extensions.get("timeout") or {}
+            status, _reason, headers, stream = await self._send(
+                request, self._origin(request), head, body, timeouts.get("connect", DEFAULT_TIMEOUT),
+                timeouts.get("read", DEFAULT_TIMEOUT), bare=True)
+            parts = []
+            chunks = stream.__aiter__()
+            try:
+                async for chunk in chunks:
+                    parts.append(chunk)
+            finally:
+                await chunks.aclose()
+                stream._finish()  # read whole: back to the pool; else closed
+            return status, headers, parts[0] if len(parts) == 1 else b"".join(parts)
+
+        @staticmethod
+        def _origin(request: httpx.Request) -> Origin:
             url = request.url
             scheme = url.scheme
             if scheme not in ("http", "https"):
                 raise httpx.UnsupportedProtocol(f"the lean transport speaks http and https, not {scheme!r}",
                                                 request=request)
-            origin: Origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
-            timeouts = request.extensions.get("timeout") or {}
-            connect_timeout = timeouts.get("connect", DEFAULT_TIMEOUT)
-            read_timeout = timeouts.get("read", DEFAULT_TIMEOUT)
-            body = await request.aread()
-            head = self._head(request, body)
+            return (scheme, url.host, url.port or (443 if scheme == "https" else 80))
 
+        async def _send(self, request: httpx.Request, origin: Origin, head: bytes, body: bytes,
+                        connect_timeout: float | None, read_timeout: float | None, *, bare: bool = False) -> Any:
             idle = self._pool().get(origin)
             while True:
                 conn = None
@@ -432,7 +462,7 @@ def _build(httpx: Any) -> type:  # noqa: C901 - the classes over one httpx modul
                 if conn is None:
                     conn = await self._connect(request, origin, connect_timeout)
                 try:
-                    return await self._exchange(request, origin, conn, head, body, read_timeout)
+                    return await self._exchange(request, origin, conn, head, body, read_timeout, bare=bare)
                 except _Stale:
                     conn.close()  # a kept-alive connection the server had closed: once more on a fresh one
                     idle = None
@@ -442,7 +472,9 @@ def _build(httpx: Any) -> type:  # noqa: C901 - the classes over one httpx modul
                     raise
 
         @staticmethod
-        def _head(request: httpx.Request, body: bytes) -> bytes:
+        def head_prefix(request: httpx.Request) -> bytes:
+            """``request``'s status line and headers as sent, each line ending in CRLF, without
+            ``Content-Length``/``Transfer-Encoding`` and without the blank line that ends the head."""
             url = request.url
             target = url.raw_path or b"/"
             lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), target)]
@@ -458,12 +490,18 @@ def _build(httpx: Any) -> type:  # noqa: C901 - the classes over one httpx modul
                 lines.append(name + b": " + value)
             if not has_host:
                 lines.append(b"Host: " + url.netloc)
+            lines.append(b"")
+            return b"\r\n".join(lines)
+
+        @classmethod
+        def _head(cls, request: httpx.Request, body: bytes) -> bytes:
+            head = cls.head_prefix(request)
             if body or request.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-                lines.append(b"Content-Length: %d" % len(body))
-            return b"\r\n".join(lines) + b"\r\n\r\n"
+                head += b"Content-Length: %d\r\n" % len(body)
+            return head + b"\r\n"
 
         async def _exchange(self, request: httpx.Request, origin: Origin, conn: _Connection, head: bytes, body: bytes,
-                            read_timeout: float | None) -> httpx.Response:
+                            read_timeout: float | None, *, bare: bool = False) -> Any:
             reused = conn.reused
             try:
                 conn.writer.write(head + body if len(body) < 65536 else head)
@@ -527,6 +565,8 @@ def _build(httpx: Any) -> type:  # noqa: C901 - the classes over one httpx modul
             stream = _Body(self, origin, conn, request, length=length, chunked=chunked, keep_alive=keep_alive,
                            read_timeout=read_timeout)
             conn.reused = False
+            if bare:  # post_bytes: no httpx.Response
+                return status, reason, headers, stream
             return httpx.Response(status, headers=headers, stream=stream, request=request,
                                   extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason})
 

@@ -17,13 +17,23 @@ too: a stream that ends without a ``finish_reason`` (the SDK drops
 was yielded), an event that is not JSON, an answer with no text and no tool
 call (``content: null``; retried), and an HTML page or other non-JSON body
 with status 200 (not retried: ``api_base`` is wrong).
+
+A non-streamed call on the shared client over the lean transport skips the SDK's per-call request and
+response objects once the SDK has made one call: the SDK builds the request head once (auth, organization,
+project, platform and timeout headers, the httpx client's headers and cookies) and each call sends it with
+its own body (:class:`_DirectRoute`; answers, errors, cookies and redirects are handled as the SDK handles
+them).  A client with per-call auth (an API-key provider, workload identity), SDK retries or custom httpx
+settings always goes through the SDK's ``post``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import ssl
 import sys
+import time
 from typing import Any
 
 from rlm_backend_kit import openai_format as convert
@@ -80,6 +90,9 @@ class OpenAIBackend(SDKBackend):
     classify_error = staticmethod(classify)
     share_clients = True
 
+    #: (the last request's ``tools`` object, its JSON): :meth:`_tools_json`
+    _last_tools: tuple[Any, bytes] | None = None
+
     def max_tokens_param(self) -> str:
         choice = self.options.max_tokens_param
         if choice != "auto":
@@ -121,13 +134,23 @@ class OpenAIBackend(SDKBackend):
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
             return SDKCall(params)
-        # the body's JSON from each message's, encoded once (the SDK would encode the whole conversation each turn)
+        # the body's JSON from each message's, encoded once (the SDK would encode the whole conversation each turn),
+        # and the tools' once per tools object (a run sends the same one with every call: a fan-out of sub-calls)
         try:
-            body: bytes | None = convert.json_body({k: v for k, v in params.items() if k != "timeout"},
+            body: bytes | None = convert.json_body({k: v for k, v in params.items() if k not in ("timeout", "tools")},
                                                    request.messages)
+            if "tools" in params:
+                body = body[:-1] + b',"tools":' + self._tools_json(request.tools, params["tools"]) + b"}"
         except (TypeError, ValueError):  # not JSON as it stands (NaN, a lone surrogate): the SDK says so as usual
             body = None
         return SDKCall(params, body=body)
+
+    def _tools_json(self, tools: Any, wire: list[dict[str, Any]]) -> bytes:
+        """The JSON of ``wire`` (``tools`` in OpenAI form), kept for the last ``tools`` object sent."""
+        kept = self._last_tools
+        if kept is None or kept[0] is not tools:
+            kept = self._last_tools = (tools, convert.json_bytes(wire))
+        return kept[1]
 
     @staticmethod
     def _create_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +172,12 @@ class OpenAIBackend(SDKBackend):
         kwargs = self._create_kwargs(call.params)
         if kwargs.get("stream"):
             return await client.chat.completions.create(**kwargs)
+        if call.body is not None:
+            direct = _direct_route(client, kwargs["timeout"])
+            if direct is not None:
+                answer = await direct.post(call.body)
+                if answer is not _REDIRECTED:
+                    return answer
         response_type = _response_type(client)
         if response_type is not None:
             # the SDK's own ``post`` (auth, headers, errors as the SDK raises them), without ``create``'s typed
@@ -193,6 +222,8 @@ def _client_type(sdk: Any) -> type:
     if kind is None:
         class AsyncOpenAI(base):  # type: ignore[misc, valid-type]
             _rlm_urls: tuple[Any, dict[str, Any]] | None = None
+            #: (base URL, timeout, its :class:`_DirectRoute`), or None: made on the next non-streamed call
+            _rlm_direct: tuple[Any, float, _DirectRoute] | None = None
 
             def _prepare_url(self, url: str) -> Any:
                 base_url = self.base_url
@@ -239,3 +270,121 @@ def _response_type(client: Any) -> Any:
         module = sys.modules.get(base.__module__.split(".")[0]) if base is not None else None
         _RESPONSE_TYPES[kind] = getattr(module, "Response", None)
     return _RESPONSE_TYPES[kind]
+
+
+#: what :meth:`_DirectRoute.post` returns for a redirect: the SDK's own path sends the request (and follows it)
+_REDIRECTED = object()
+#: seconds a direct route's request head serves before the SDK builds it again (cookies it holds may expire)
+DIRECT_HEAD_TTL = 30.0
+
+
+class _DirectRoute:
+    """A non-streamed ``POST /chat/completions`` straight onto the shared client's
+    :class:`~rlm_backend_kit.http_transport.LeanTransport`, with the request head the SDK itself built.
+
+    The SDK's ``post`` builds an options model, a header set, a URL and an httpx request and response for
+    every call (~0.3 ms of CPU, most of a sub-call's client cost: a fan-out of 200 sub-calls pays it 200 times
+    on one event loop).  Here the SDK builds them once (the client's auth, organization, project, platform and
+    timeout headers, and the httpx client's own headers and cookies) and each call sends that head with its
+    body.  What the SDK would do with the answer is done
+    the same way: a connection failure or timeout is the SDK's ``APIConnectionError``/``APITimeoutError``, a
+    4xx/5xx its status error (``_make_status_error_from_response``), a body that is not JSON its text, a
+    compressed body decoded, cookies the server sets kept in the client's jar (the head is then built again),
+    and a redirect goes through the SDK's own path, which follows it."""
+
+    __slots__ = ("client", "http", "hx", "sdk", "transport", "request", "prefix", "made", "cookies")
+
+    def __init__(self, client: Any, http: Any, hx: Any, sdk: Any, transport: Any, request: Any) -> None:
+        self.client, self.http, self.hx, self.sdk, self.transport = client, http, hx, sdk, transport
+        self.request = request
+        self.prefix = transport.head_prefix(request)
+        self.made = time.monotonic()
+        self.cookies = len(http.cookies.jar)
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self.made < DIRECT_HEAD_TTL and len(self.http.cookies.jar) == self.cookies
+
+    async def post(self, body: bytes) -> Any:
+        hx, request = self.hx, self.request
+        try:
+            status, headers, raw = await self.transport.post_bytes(
+                request, self.prefix + b"Content-Length: %d\r\n\r\n" % len(body), body)
+        except hx.TimeoutException as exc:
+            raise self.sdk.APITimeoutError(request=request) from exc
+        except (hx.RequestError, ssl.SSLError) as exc:
+            raise self.sdk.APIConnectionError(request=request) from exc
+        plain = 200 <= status < 300
+        content_type = b""
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"content-type":
+                content_type = value
+            elif lower in (b"content-encoding", b"set-cookie"):
+                plain = False
+        if plain and b"json" in content_type.lower():
+            return json.loads(raw)
+        if 300 <= status < 400:
+            return _REDIRECTED
+        # anything else as the SDK would read it: through an httpx response (decoded, cookies kept)
+        response = hx.Response(status, headers=headers, content=raw, request=request)
+        if any(name.lower() == b"set-cookie" for name, _ in headers):
+            self.http.cookies.extract_cookies(response)
+        if status >= 400:
+            raise self.client._make_status_error_from_response(response)
+        if "json" not in response.headers.get("content-type", "").lower():
+            return response.text
+        return json.loads(response.content)
+
+
+def _direct_route(client: Any, timeout: float) -> _DirectRoute | None:
+    """The client's direct route for requests with ``timeout``, made on first use; None where the SDK's own
+    ``post`` must send: a client not over the lean transport, or with anything that changes a request per
+    call (an API-key provider, workload identity, a provider runtime, custom auth, an idempotency header,
+    SDK retries, httpx auth, event hooks or mounts), or before the SDK's first call (it looks up the platform
+    headers then)."""
+    kept = getattr(client, "_rlm_direct", _NOT_DIRECT)
+    if kept is _NOT_DIRECT:  # not our client type: the SDK's post
+        return None
+    base_url = client.base_url
+    if kept is not None and kept[0] is base_url and kept[1] == timeout and kept[2].fresh():
+        return kept[2]
+    route = _make_direct(client, timeout)
+    client._rlm_direct = (base_url, timeout, route) if route is not None else None
+    return route
+
+
+_NOT_DIRECT = object()
+
+
+def _make_direct(client: Any, timeout: float) -> _DirectRoute | None:
+    from rlm_backend_kit import http_transport
+
+    http = getattr(client, "_client", None)
+    if http is None or getattr(client, "_platform", None) is None:
+        return None
+    for name in ("_provider_runtime", "_api_key_provider", "_workload_identity_auth", "_idempotency_header"):
+        if getattr(client, name, None) is not None:
+            return None
+    if client.max_retries != 0 or client.custom_auth is not None:
+        return None
+    if getattr(http, "_auth", None) is not None or getattr(http, "_mounts", None):
+        return None
+    hooks = getattr(http, "_event_hooks", None)
+    if hooks is None or any(hooks.values()):
+        return None
+    base = next((c for c in type(http).__mro__ if c.__name__ == "AsyncClient"), None)
+    hx = sys.modules.get(base.__module__.split(".")[0]) if base is not None else None
+    transport = getattr(http, "_transport", None)
+    if hx is None or not isinstance(transport, http_transport.lean_transport_type(hx)):
+        return None
+    sdk_name = type(client).__mro__[1].__module__.split(".")[0]
+    try:
+        sdk = sys.modules[sdk_name]
+        options = importlib.import_module(f"{sdk_name}._models").FinalRequestOptions.construct(
+            method="post", url="/chat/completions", json_data=None, content=b"", timeout=timeout)
+        request = client._build_request(options, retries_taken=0)
+    except Exception:  # noqa: BLE001 - an SDK shaped otherwise: its own post
+        return None
+    if request.method != "POST":
+        return None
+    return _DirectRoute(client, http, hx, sdk, transport, request)
