@@ -23,6 +23,7 @@ from rlm.errors import ToolError
 from rlm.events import describe, llm_action
 from rlm.logging import get_logger
 from rlm.budget import HARD_CAPS
+from rlm.compat import AgentConfig
 from rlm.tools import tool
 from rlm.types import FinalSignal
 
@@ -129,7 +130,18 @@ class AgentResult:
 
     @property
     def success(self) -> bool:
+        """True when the run ended with an answer: FINAL/FINAL_VAR, a plain reply, or the forced last turn
+        after a limit (``forced_termination`` and ``limit_hit`` say so).  rlm-runtime 2.x said False for a
+        forced answer; ``success and not forced_termination`` is its meaning."""
         return self.answer_source in ("final", "final_var", "forced") and self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data: every field, plus ``success`` (rlm-runtime 2.x's keys are all there)."""
+        from rlm.trajectory import jsonable
+
+        out: dict[str, Any] = jsonable(self)
+        out["success"] = self.success
+        return out
 
 
 @define(frozen=True, kw_only=True)
@@ -173,9 +185,14 @@ class AgentRunner:
         A provider failing at run time is recorded (the event's ``error``) and the run goes on without it.
     :param context_budget: most tokens of that context (default 2000; it is re-sent with every turn).
     Other keyword arguments go to :class:`rlm.RLM` (``plugin_manager=``, ``config=``, ``backend=``...).
+
+    rlm-runtime 2.x's form works too: ``AgentRunner(rlm, AgentConfig(...))`` (or ``config=AgentConfig(...)``)
+    runs with that RLM's configuration, plugins, tools and session budget, and the AgentConfig's limits
+    (:class:`rlm.compat.AgentConfig`); a limit given both as a keyword and in the AgentConfig, with two
+    different values, is a ConfigError.
     """
 
-    def __init__(self, model: str | None = None, environment: str | None = None, *,
+    def __init__(self, model: Any = None, environment: Any = None, *,
                  max_iterations: int | None = None, cost_limit: float | None = None,
                  token_budget: int | None = 50_000, timeout: float | None = None, max_depth: int | None = None,
                  auto_context: bool = False, context_budget: int | None = None, **rlm_kwargs: Any) -> None:
@@ -183,6 +200,42 @@ class AgentRunner:
         from rlm.core import RLM
         from rlm.errors import ConfigError
 
+        base: RLM | None = None
+        agent_config = rlm_kwargs.pop("config") if isinstance(rlm_kwargs.get("config"), AgentConfig) else None
+        if isinstance(environment, AgentConfig):  # AgentRunner(rlm, AgentConfig(...))
+            if agent_config is not None:
+                raise ConfigError("AgentRunner got two AgentConfigs", fix="pass one")
+            agent_config, environment = environment, None
+        if isinstance(model, RLM):
+            base, model = model, None
+            if environment is not None:
+                raise ConfigError("AgentRunner(rlm, environment=...): the RLM already names its environment",
+                                  fix="set environment= on the RLM, or pass model=/environment= instead of an RLM")
+        if agent_config is not None:
+            given = {"max_iterations": max_iterations, "cost_limit": cost_limit, "token_budget": token_budget,
+                     "timeout": timeout, "max_depth": max_depth, "auto_context": auto_context,
+                     "context_budget": context_budget}
+            defaults = {"token_budget": 50_000, "auto_context": False}
+            for key, value in agent_config.runner_arguments().items():
+                if key in given:
+                    mine = given[key]
+                    if mine is not None and mine != defaults.get(key) and mine != value:
+                        raise ConfigError(f"AgentRunner: {key} is given twice ({key}={mine!r} and "
+                                          f"AgentConfig {value!r})", fix="give it once")
+                    given[key] = value
+                else:
+                    rlm_kwargs.setdefault(key, value)
+            max_iterations, cost_limit, token_budget = given["max_iterations"], given["cost_limit"], \
+                given["token_budget"]
+            timeout, max_depth, auto_context = given["timeout"], given["max_depth"], given["auto_context"]
+            context_budget = given["context_budget"]
+        if base is not None:
+            if "config" in rlm_kwargs or "plugin_manager" in rlm_kwargs:
+                raise ConfigError("AgentRunner(rlm, config=/plugin_manager=...): the RLM already has them",
+                                  fix="pass an RLM, or config=/plugin_manager=, not both")
+            rlm_kwargs.update(config=base.config, plugin_manager=base.pm)
+            rlm_kwargs.setdefault("tools", base.extra_tools)
+            rlm_kwargs.setdefault("system_prompt", base.system_prompt)
         for name, value in (("cost_limit", cost_limit), ("timeout", timeout)):  # inf would be clamped silently
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"keyword argument {name}: must be a finite number, got {value!r} "
@@ -195,6 +248,8 @@ class AgentRunner:
         self.rlm = RLM(model=model, environment=environment, max_depth=depth, token_budget=token_budget,
                        cost_limit=self.cost_limit, timeout=self.timeout, max_turns=self.max_iterations,
                        **rlm_kwargs)
+        if base is not None:
+            self.rlm._session_budget = base.session_budget  # its session_cost_cap covers the agent's runs too
         self.context_budget = _context_budget(context_budget)
         #: (name, provider) of the context provider when ``auto_context``, else None
         self.context_provider: tuple[str, Any] | None = self._context_provider() if auto_context else None
@@ -419,4 +474,4 @@ def _emit_after_run_start(run: Any, type: str, fields: Mapping[str, Any]) -> Non
     recorder.emit = emit
 
 
-__all__ = ["AgentResult", "AgentRunner", "AgentStatus", "IterationSummary"]
+__all__ = ["AgentConfig", "AgentResult", "AgentRunner", "AgentStatus", "IterationSummary"]

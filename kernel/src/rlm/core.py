@@ -50,19 +50,23 @@ def clamp_to_caps(config: RLMConfig) -> RLMConfig:
     return attrs.evolve(config, **changes) if changes else config
 
 
-def _override(config: RLMConfig, overrides: Mapping[str, Any]) -> RLMConfig:
-    """Apply keyword overrides to a given config, validated like any other layer."""
+def _override(config: RLMConfig, overrides: Mapping[str, Any],
+              sources: Mapping[str, str] | None = None) -> RLMConfig:
+    """Apply keyword overrides to a given config, validated like any other layer.
+
+    ``sources`` names where a key came from in error messages (default: ``keyword argument <key>``).
+    """
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return config
     data = {f.name: getattr(config, f.name) for f in attrs.fields(RLMConfig)
             if f.name not in ("pricing", "plugins", "source", "explicit")}
     data.update(given)
-    structured = structure_section(data, RLMConfig, where="keyword arguments:",
-                                   sources={k: f"keyword argument {k}" for k in given})
+    labels = {k: (sources or {}).get(k, f"keyword argument {k}") for k in given}
+    structured = structure_section(data, RLMConfig, where="keyword arguments:", sources=labels)
     new = attrs.evolve(structured, pricing=config.pricing, plugins=config.plugins, source=config.source,
                        explicit=config.explicit | frozenset(given))
-    validate(new, {k: f"keyword argument {k}" for k in given})
+    validate(new, labels)
     return new
 
 
@@ -95,6 +99,10 @@ def _parse_json_answer(text: str) -> Any:
     return json.loads(stripped)
 
 
+#: rlm-runtime 2.x's ``RLM(...)`` keyword names that :func:`rlm.compat.rlm_settings` maps or refuses.
+_LEGACY_SETTINGS = frozenset({"timeout_seconds", "docker_timeout", "tool_budget", "api_key"})
+
+
 class RLM:
     """A Recursive Language Model runtime.
 
@@ -106,7 +114,9 @@ class RLM:
     :param max_depth: nesting of sub-LLM calls (hard cap 5).
     :param plugin_manager: a plugin manager to use (tests pass their own).
     :param system_prompt: replaces the default system prompt.
-    :param settings: any other ``[rlm]`` key (``token_budget=``, ``max_turns=``...).
+    :param settings: any other ``[rlm]`` key (``token_budget=``, ``max_turns=``...); rlm-runtime 2.x's names
+        ``timeout_seconds=`` and ``docker_timeout=`` are taken for ``timeout=`` and ``env_timeout=``, and its
+        ``tool_budget=`` and ``api_key=`` are refused with what to use instead (:mod:`rlm.compat`).
     """
 
     def __init__(
@@ -122,6 +132,10 @@ class RLM:
         system_prompt: str | None = None,
         **settings: Any,
     ) -> None:
+        if any(key in settings for key in _LEGACY_SETTINGS):
+            from rlm.compat import rlm_settings
+
+            settings = rlm_settings(settings)  # rlm-runtime 2.x's names: timeout_seconds=, docker_timeout=...
         self.pm = plugin_manager or create_plugin_manager()
         self._sections = {name: reg.load() for name, reg in collect(self.pm, "config_section").items()}
         overrides = {"model": model, "environment": environment, "backend": backend, "max_depth": max_depth,
@@ -300,6 +314,7 @@ class RLM:
         top_p: float | None = None,
         seed: int | None = None,
         max_output_tokens: int | None = None,
+        options: Any = None,
     ) -> CompletionResult:
         """Answer ``prompt``; the model may run code, call tools and delegate.
 
@@ -314,10 +329,57 @@ class RLM:
         :param temperature: sampling options for this call's model requests (``top_p``, ``seed`` too);
             default: the config's.  A backend that does not send one refuses it before any call.
         :param max_output_tokens: output tokens one model call may write (default: the config's).
+        :param options: rlm-runtime 2.x's :class:`rlm.compat.CompletionOptions` (its limits for this call,
+            mapped onto rlm's settings; a field rlm has no counterpart for is a ConfigError).
         """
-        return await self._complete(prompt, system=system, context=context, response_format=response_format,
-                                    protocol=protocol, max_turns=max_turns, temperature=temperature, top_p=top_p,
-                                    seed=seed, max_output_tokens=max_output_tokens)
+        overrides: dict[str, Any] = {}
+        include_events = True
+        if options is not None:
+            overrides, response_format, include_events = self._options(options, response_format=response_format,
+                                                                       temperature=temperature)
+            temperature = overrides.pop("temperature", temperature)  # _complete's sampling keywords win
+        result = await self._complete(prompt, system=system, context=context, response_format=response_format,
+                                      protocol=protocol, max_turns=max_turns, temperature=temperature,
+                                      top_p=top_p, seed=seed, max_output_tokens=max_output_tokens,
+                                      overrides=overrides)
+        return result if include_events else attrs.evolve(result, events=())
+
+    def _options(self, options: Any, *, response_format: Mapping[str, Any] | None,
+                 temperature: float | None) -> tuple[dict[str, Any], Mapping[str, Any] | None, bool]:
+        """2.x's ``options=``: the ``[rlm]`` overrides it sets (checked now, errors naming the option), the
+        response format, and whether the result keeps its events (``include_trajectory``)."""
+        from rlm.compat import CompletionOptions
+
+        if not isinstance(options, CompletionOptions):
+            raise ConfigError(f"options={options!r}: not a CompletionOptions",
+                              fix="pass rlm.CompletionOptions(...), or give the settings as keyword arguments")
+        overrides = options.settings()
+        for name, given in (("temperature", temperature), ("response_format", response_format)):
+            other = overrides.get(name) if name != "response_format" else options.response_format
+            if given is not None and other is not None and given != other:
+                raise ConfigError(f"{name} is given twice, as completion({name}=...) and in CompletionOptions",
+                                  fix="give it once")
+        _override(self.config, overrides, sources=options.sources())  # refuse a bad value now, naming the option
+        for key, cap in HARD_CAPS.items():  # clamped like RLM(...)'s own settings
+            value = overrides.get(key)
+            if value is not None and value > cap:
+                log.warning("limit_clamped", setting=key, requested=value, cap=cap)
+                overrides[key] = type(value)(cap)
+        fmt = response_format if response_format is not None else options.json_schema()
+        return overrides, fmt, options.include_trajectory is not False
+
+    async def agent_run(self, goal: str, max_iterations: int = 10, cost_limit: float | None = None,
+                        system: str | None = None) -> Any:
+        """rlm-runtime 2.x's ``agent_run``: run :class:`rlm.agent.AgentRunner` on ``goal`` with this RLM's
+        configuration, plugins and tools; returns its :class:`rlm.agent.AgentResult`."""
+        from rlm.agent import AgentRunner
+        from rlm.compat import AgentConfig
+
+        runner = AgentRunner(self, AgentConfig(max_iterations=max_iterations, cost_limit=cost_limit))
+        try:
+            return await runner.run(goal, system=system)
+        finally:
+            await runner.aclose()
 
     async def stream(self, prompt: str | Sequence[ContentPart], *, system: str | None = None,
                      protocol: str | None = None) -> AsyncIterator[str]:
@@ -539,8 +601,8 @@ class RLM:
                  **({"requested_model": self.config.model} if served != self.config.model else {}),
                  **({"sub_model": run.sub_route.model} if run.sub_route is not None else {}),
                  backend=getattr(backend, "name", None), environment=self.config.environment, protocol=protocol,
-                 isolation=isolation, token_budget=self.config.token_budget, cost_limit=self.config.cost_limit,
-                 max_depth=self.config.max_depth, tools=sorted(tools), path=path,
+                 isolation=isolation, token_budget=run.config.token_budget, cost_limit=run.config.cost_limit,
+                 max_depth=run.config.max_depth, tools=sorted(tools), path=path,
                  **({"batch_id": run.batch_id} if run.batch_id else {}))
         error: RLMError | None = None
         outcome = CallOutcome(text="")
@@ -817,3 +879,12 @@ async def _close_quietly(run: Run) -> None:
         await asyncio.shield(run.close())
     except BaseException as exc:  # noqa: BLE001 - already stopping: a second cancel ends the cleanup
         log.info("run_close_interrupted", error=type(exc).__name__)
+
+
+def _register_legacy_modules() -> None:
+    from rlm.compat import register_legacy_modules
+
+    register_legacy_modules(RLM)  # rlm-runtime 2.x's `from rlm.core.orchestrator import RLM` and friends
+
+
+_register_legacy_modules()

@@ -77,6 +77,12 @@ class ToolCall:
     name: str
     arguments: Mapping[str, Any] = field(factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The call as JSON-ready data: ``id``, ``name``, ``arguments``."""
+        from rlm.trajectory import jsonable
+
+        return {"id": jsonable(self.id), "name": jsonable(self.name), "arguments": jsonable(dict(self.arguments))}
+
 
 def _content(value: Any) -> Content:
     if isinstance(value, str):
@@ -102,6 +108,16 @@ class Message:
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message as JSON-ready data (``role``, ``content``, and ``tool_calls``, ``tool_call_id``,
+        ``name`` when set); image and audio bytes are summarised, not copied."""
+        from rlm.trajectory import escape_surrogates, message_json
+
+        out = message_json(self)
+        if self.name:
+            out["name"] = escape_surrogates(self.name)
+        return out
 
     @classmethod
     def system(cls, text: str) -> Message:
@@ -129,6 +145,13 @@ class ToolResult:
     content: str
     is_error: bool = False
     duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (every field)."""
+        from rlm.trajectory import jsonable
+
+        out: dict[str, Any] = jsonable(self)
+        return out
 
 
 ToolHandler = Callable[..., Awaitable[Any]]
@@ -217,6 +240,13 @@ class REPLResult:
     def success(self) -> bool:
         return self.error is None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (every field; ``final`` as a dict or None)."""
+        from rlm.trajectory import jsonable
+
+        out: dict[str, Any] = jsonable(self)
+        return out
+
 
 @define(frozen=True, kw_only=True)
 class CompletionResult:
@@ -254,3 +284,12 @@ class CompletionResult:
     @property
     def success(self) -> bool:
         return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data: every field (``tool_calls`` and ``events`` as lists of dicts,
+        ``parsed`` as it is) plus ``success``; ``json.dumps`` takes it as it is."""
+        from rlm.trajectory import jsonable
+
+        out: dict[str, Any] = jsonable(self)
+        out["success"] = self.success
+        return out
