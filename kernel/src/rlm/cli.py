@@ -104,6 +104,9 @@ def build_app(pm: RLMPluginManager | None, argv: Sequence[str] = (),
 
     if commands is None:
         commands = registered_commands(pm)
+    invoked = None  # the command argv names: its own docstring is its `--help` (the others are not imported)
+    if argv and argv[0].startswith("-") and argv[0] not in ("--help", "-h", "--version"):
+        raise UsageError(f"unknown option {argv[0]!r} before the command", fix="run `rlm --help` to see the commands")
     if argv and not argv[0].startswith("-"):
         words = [w for w in argv if not w.startswith("-")]
         reg = next((commands[" ".join(words[:n])] for n in range(len(words), 0, -1)
@@ -111,11 +114,16 @@ def build_app(pm: RLMPluginManager | None, argv: Sequence[str] = (),
         if reg is None and argv[0] not in _groups(commands):
             import difflib
 
+            if argv[0] in RUNTIME_2X_COMMANDS:
+                instead, what = RUNTIME_2X_COMMANDS[argv[0]]
+                raise UsageError(f"unknown command {argv[0]!r}: rlm-runtime 2.x's {argv[0]} is {what}",
+                                 fix=f"run `{instead}`")
             close = difflib.get_close_matches(argv[0], [n.split()[0] for n in commands], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"unknown command {argv[0]!r}{hint}", fix="run `rlm --help` to see the commands")
         if reg is not None:
-            reg.load()
+            target = reg.load()
+            invoked = reg if getattr(target, "__doc__", None) else None  # no docstring: the registered help
     app = App(name="rlm", help=HELP, version=__version__, version_flags=["--version"], help_format="plaintext")
     groups: dict[str, App] = {}
     for reg in commands.values():
@@ -129,7 +137,9 @@ def build_app(pm: RLMPluginManager | None, argv: Sequence[str] = (),
                 groups[key] = App(name=path[depth], help=_group_help(key, commands), help_format="plaintext")
                 parent.command(groups[key])
             parent = groups[key]
-        parent.command(reg.target, name=leaf, help=reg.description or None)
+        # The registered help is the one line of a command list; the command that runs shows its whole docstring
+        # in `rlm CMD --help` (its exit codes, its details), as cyclopts renders it from the imported function.
+        parent.command(reg.target, name=leaf, help=None if reg is invoked else (reg.description or None))
     return app
 
 
@@ -298,6 +308,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+#: Commands of rlm-runtime 2.x that rlm has under another name: what the unknown-command error says.
+RUNTIME_2X_COMMANDS = {  # 2.x command -> (the command to run, what the error says it became)
+    "snipara-status": ("rlm doctor", "part of `rlm doctor` here, which reports rlm-snipara's state"),
+}
+
+#: Options of rlm-runtime 2.x that rlm has under another command: what a usage error naming one says.
+RUNTIME_2X_HINTS = {
+    "--show-config": "rlm-runtime 2.x's --show-config is `rlm config show` here (add -c FILE for another file)",
+}
+
+
 def _usage_error(exc: Exception, args: Sequence[str]) -> str | None:
     """One line for a command-line mistake cyclopts found (None: not one of those)."""
     from cyclopts import CycloptsError
@@ -308,9 +329,28 @@ def _usage_error(exc: Exception, args: Sequence[str]) -> str | None:
     if missing is not None:
         return missing
     message = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
-    command = next((a for a in args if not a.startswith("-")), None)
-    where = f"rlm {command} --help" if command else "rlm --help"
-    return f"rlm: error: {message}: see `{where}`"
+    head, sep, guess = message.partition(". Did you mean ")
+    if sep:  # "Unknown option: --bogus. Did you mean --verbose?" -> one clause
+        message = f"{head} (did you mean {guess.rstrip('?')}?)"
+    hint = next((text for option, text in RUNTIME_2X_HINTS.items()
+                 if any(a == option or a.startswith(option + "=") for a in args) and option in message), None)
+    if hint is not None:
+        message = f"{head if sep else message}: {hint}"
+    return f"rlm: error: {message}: see `{_help_command(exc, args)} --help`"
+
+
+def _help_command(exc: Exception, args: Sequence[str]) -> str:
+    """The command whose ``--help`` explains a usage error: the subcommand the mistake was made in
+    (``rlm cache stats``, not the group ``rlm cache``; cyclopts' command chain), else the words of ``args``
+    before the first option, else ``rlm``."""
+    chain = [word for word in (getattr(exc, "command_chain", None) or ()) if word and word != "rlm"]
+    if not chain:
+        for word in args:
+            if word.startswith("-"):
+                break
+            chain.append(word)
+        chain = chain[:1]  # what follows may be a positional argument, not a subcommand
+    return " ".join(["rlm", *chain])
 
 
 def _missing_positional(exc: Exception, args: Sequence[str]) -> str | None:

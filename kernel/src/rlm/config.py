@@ -601,6 +601,58 @@ def load_config(
     return config
 
 
+def setting_sources(
+    config: RLMConfig,
+    *,
+    sections: Mapping[str, type] | None = None,
+    env: Mapping[str, str] | None = None,
+    file_label: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Where each value of ``config`` (made by :func:`load_config` without keyword arguments) came from, by
+    the same precedence: ``{"rlm": {key: (value, source, secret)}, "plugins": {section: {key: (...)}}}``.
+
+    ``source`` is ``"environment variable RLM_X"`` (``"... (from /dir/.env)"`` when a .env set it), the
+    file (``file_label``, default ``config.source``) or ``"default"``; ``secret`` is True for a field
+    declared ``repr=False`` (its value must not be shown).  Reads the file again; changes nothing.
+    """
+    env = os.environ if env is None else env
+    doc = read_toml(Path(config.source)) if config.source else {}
+    where = file_label or config.source or CONFIG_FILENAME
+    table = doc.get("rlm") if isinstance(doc.get("rlm"), dict) else {}
+
+    def from_env(names: list[str]) -> str | None:
+        for name in names:
+            if name in env:
+                origin = _dotenv_origin(name, env)
+                return f"environment variable {name}" + (f" (from {origin})" if origin is not None else "")
+        return None
+
+    fields = {f.name: f for f in attrs.fields(RLMConfig)}
+    rlm: dict[str, Any] = {}
+    for key in KEYS:
+        alias = fields[key].metadata.get("env")
+        source = from_env([_env_name(key), *([alias] if alias else [])]) or (where if key in table else "default")
+        rlm[key] = (getattr(config, key), source, fields[key].repr is False)
+    plugin_tables = doc.get("plugins") if isinstance(doc.get("plugins"), dict) else {}
+    env_tables = _plugin_env(env)
+    plugins: dict[str, Any] = {}
+    for name in sections or {}:
+        value = config.plugin(name)
+        if value is None or not attrs.has(type(value)):
+            continue
+        in_file = plugin_tables.get(name) if isinstance(plugin_tables.get(name), dict) else {}
+        in_env = env_tables.get(_norm(name), {})
+        rows: dict[str, Any] = {}
+        for f in attrs.fields(type(value)):
+            if f.name in in_env:
+                source = from_env([in_env[f.name][1]]) or "environment"
+            else:
+                source = where if f.name in in_file else "default"
+            rows[f.name] = (getattr(value, f.name), source, f.repr is False)
+        plugins[name] = rows
+    return {"rlm": rlm, "plugins": plugins}
+
+
 def _given_pricing(given: Any) -> dict[str, ModelPricing]:
     """``RLM(pricing=...)``: model name -> a :class:`ModelPricing` or a mapping with its fields, validated
     like a ``[pricing."<model>"]`` table."""

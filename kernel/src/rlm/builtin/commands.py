@@ -7,7 +7,7 @@ from rlm.hookspecs import hookimpl
 
 @hookimpl
 def rlm_register_commands(register):
-    register("init", "rlm.commands.init:init", help="Write a commented rlm.toml in the current directory.")
+    register("init", "rlm.commands.init:init", help="Write a commented rlm.toml (in the current directory or DIR).")
     register("plugins", "rlm.commands.plugins:plugins", help="List installed, broken and disabled plugins.")
     register("doctor", "rlm.commands.doctor:doctor", help="Check Python, plugins, configuration and keys.")
     register("version", "rlm.commands.version:version", help="Show the versions of rlm and its plugins.")
@@ -17,6 +17,8 @@ def rlm_register_commands(register):
     register("logs", "rlm.commands.logs:logs", help="List trajectories, or show one as a tree.")
     register("cache stats", "rlm.commands.cache:stats", help="Show the response cache: entries, size, location.")
     register("cache clear", "rlm.commands.cache:clear", help="Remove every entry of the response cache.")
+    register("config show", "rlm.commands.config:show",
+             help="Print the effective configuration and where each value came from.")
 
 
 @hookimpl

@@ -8,22 +8,28 @@ from typing import Annotated, Literal
 
 from cyclopts import Parameter
 
+from rlm.commands.config import with_config_option
 
+
+@with_config_option
 def agent(
     task: str,
     *,
-    max_iterations: int | None = None,
+    max_iterations: Annotated[int | None, Parameter(name=["--max-iterations", "-i"])] = None,
     cost_limit: float | None = None,
-    token_budget: int = 50_000,
+    token_budget: Annotated[int, Parameter(name=["--token-budget", "--budget", "-t"])] = 50_000,
     timeout: float | None = None,
     env: Annotated[str | None, Parameter(name=["--env", "-e"])] = None,
-    model: str | None = None,
+    model: Annotated[str | None, Parameter(name=["--model", "-m"])] = None,
     sub_model: str | None = None,
     temperature: float | None = None,
-    backend: str | None = None,
-    max_depth: int | None = None,
+    backend: Annotated[str | None, Parameter(name=["--backend", "-b"])] = None,
+    max_depth: Annotated[int | None, Parameter(name=["--max-depth", "-d"])] = None,
     protocol: Literal["auto", "tools", "repl"] | None = None,
+    auto_context: bool = False,
+    context_budget: int | None = None,
     log_dir: str | None = None,
+    config: Annotated[str | None, Parameter(name=["--config", "-c"])] = None,
     json_output: Annotated[bool, Parameter(name=["--json"])] = False,
     verbose: Annotated[bool, Parameter(name=["--verbose", "-v"])] = False,
 ) -> int:
@@ -41,7 +47,7 @@ def agent(
     cost_limit: float
         USD for the run (default 2.0 when the model's price is known, cap 10).
     token_budget: int
-        Tokens for the run.
+        Tokens for the run (--budget: rlm-runtime 2.x's name).
     timeout: float
         Seconds for the whole run (default 300, cap 600).
     env: str
@@ -58,8 +64,15 @@ def agent(
         Sub-call nesting (default 4, cap 5).
     protocol: str
         tools, repl or auto.
+    auto_context: bool
+        Put the context provider's text for the task (rlm-snipara) into the system prompt before the
+        first turn (off by default; rlm-runtime 2.x had it on).
+    context_budget: int
+        Tokens of that context (default 2000).
     log_dir: str
         Where the trajectory is written.
+    config: str
+        Read this rlm.toml (or an rlm-runtime 2.x one) instead of the one found from the current directory.
     json_output: bool
         Print the result as JSON.
     verbose: bool
@@ -72,13 +85,14 @@ def agent(
     from rlm.config import check_cli_numbers
     from rlm.progress import ProgressPrinter
 
-    check_cli_numbers(timeout=timeout, cost_limit=cost_limit, token_budget=token_budget,
-                      max_iterations=max_iterations, max_depth=max_depth)  # nan/inf/negative: one line, exit 2
+    check_cli_numbers(timeout=timeout, cost_limit=cost_limit, token_budget=token_budget,  # nan/inf/negative:
+                      max_iterations=max_iterations, max_depth=max_depth,  # one line, exit 2
+                      context_budget=context_budget)
     pm = plugin_manager()
     runner = AgentRunner(model=model, environment=env, backend=backend, max_iterations=max_iterations,
                          cost_limit=cost_limit, token_budget=token_budget, timeout=timeout, max_depth=max_depth,
                          plugin_manager=pm, protocol=protocol, log_dir=log_dir, sub_model=sub_model,
-                         temperature=temperature)
+                         temperature=temperature, auto_context=auto_context, context_budget=context_budget)
     progress = ProgressPrinter(stream=sys.stderr, verbose=verbose, max_iterations=runner.max_iterations)
     pm.register(progress, name="rlm-cli-progress")
 

@@ -8,21 +8,25 @@ from typing import Annotated, Any, Literal
 
 from cyclopts import Parameter
 
+from rlm.commands.config import with_config_option
 
+
+@with_config_option
 def batch(
     input: str,
     *,
     output: Annotated[str, Parameter(name=["--output", "-o"])],
     concurrency: int = 4,
     cost_limit: float | None = None,
-    model: str | None = None,
+    model: Annotated[str | None, Parameter(name=["--model", "-m"])] = None,
     sub_model: str | None = None,
     env: Annotated[str | None, Parameter(name=["--env", "-e"])] = None,
-    backend: str | None = None,
+    backend: Annotated[str | None, Parameter(name=["--backend", "-b"])] = None,
     protocol: Literal["auto", "tools", "repl"] | None = None,
     log_dir: str | None = None,
     executor: str | None = None,
     address: str | None = None,
+    config: Annotated[str | None, Parameter(name=["--config", "-c"])] = None,
 ) -> int:
     """Answer every prompt of a JSONL file; each result is appended to OUTPUT as it ends.
 
@@ -59,6 +63,8 @@ def batch(
     address: str
         The cluster of the executor (ray: auto, host:6379 or ray://host:10001; unset: a local Ray
         cluster started for this batch).
+    config: str
+        Read this rlm.toml (or an rlm-runtime 2.x one) instead of the one found from the current directory.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

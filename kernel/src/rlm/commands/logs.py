@@ -23,13 +23,16 @@ from rlm.trajectory import escape_surrogates
 
 logs = App(name="logs")
 
+#: ``--log-dir``, also ``--dir``/``-d`` as rlm-runtime 2.x named it.
+LogDir = Annotated[str | None, Parameter(name=["--log-dir", "--dir", "-d"])]
+
 
 @logs.default
 def show(
     trajectory: str | None = None,
     *,
-    log_dir: str | None = None,
-    limit: int = 20,
+    log_dir: LogDir = None,
+    limit: Annotated[int, Parameter(name=["--limit", "--tail", "-n"])] = 20,
     batch: str | None = None,
     json_output: Annotated[bool, Parameter(name=["--json"])] = False,
     schema: bool = False,
@@ -41,9 +44,9 @@ def show(
     trajectory: str
         A trajectory id (or a unique prefix, or "last") to show.
     log_dir: str
-        Directory of the JSONL trajectories (default from rlm.toml, else ./logs).
+        Directory of the JSONL trajectories (default from rlm.toml, else ./logs; --dir: rlm-runtime 2.x's name).
     limit: int
-        How many runs to list.
+        How many runs to list, newest first (--tail: rlm-runtime 2.x's name).
     batch: str
         List only the runs of this `rlm batch` (its id, as the listing's batch column shows it).
     json_output: bool
@@ -58,6 +61,8 @@ def show(
         return 0
     from rlm.errors import ConfigError
 
+    if limit < 1:
+        raise ConfigError(f"--limit {limit}: must be at least 1", fix="give how many runs to list, e.g. --limit 10")
     directory = _directory(log_dir)
     files = trajectory_files(directory)
     shown = escape_surrogates(directory)
@@ -87,7 +92,7 @@ def show(
 
 
 @logs.command(name="rm")
-def rm(trajectory: str, /, *, log_dir: str | None = None) -> int:
+def rm(trajectory: str, /, *, log_dir: LogDir = None) -> int:
     """Delete one trajectory file.
 
     Exit 1 when no trajectory has that id, 2 when a prefix matches several.
@@ -123,7 +128,7 @@ def rm(trajectory: str, /, *, log_dir: str | None = None) -> int:
 
 
 @logs.command(name="prune")
-def prune(*, older_than: str, dry_run: bool = False, log_dir: str | None = None) -> int:
+def prune(*, older_than: str, dry_run: bool = False, log_dir: LogDir = None) -> int:
     """Delete the trajectories not modified for longer than a duration.
 
     Only *.jsonl files of the log directory: never other files, never a symbolic link.

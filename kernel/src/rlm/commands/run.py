@@ -9,25 +9,29 @@ from typing import Annotated, Any, Literal
 
 from cyclopts import Parameter
 
+from rlm.commands.config import with_config_option
 
+
+@with_config_option
 def run(
     prompt: str,
     *,
-    model: str | None = None,
+    model: Annotated[str | None, Parameter(name=["--model", "-m"])] = None,
     sub_model: str | None = None,
     temperature: float | None = None,
     env: Annotated[str | None, Parameter(name=["--env", "-e"])] = None,
-    backend: str | None = None,
-    max_depth: int | None = None,
+    backend: Annotated[str | None, Parameter(name=["--backend", "-b"])] = None,
+    max_depth: Annotated[int | None, Parameter(name=["--max-depth", "-d"])] = None,
     sub_calls: Annotated[bool | None, Parameter(negative="--no-sub-calls")] = None,
     max_sub_calls: int | None = None,
     max_turns: int | None = None,
-    token_budget: int | None = None,
+    token_budget: Annotated[int | None, Parameter(name=["--token-budget", "-t"])] = None,
     cost_limit: float | None = None,
     timeout: float | None = None,
     protocol: Literal["auto", "tools", "repl"] | None = None,
-    system: str | None = None,
+    system: Annotated[str | None, Parameter(name=["--system", "-s"])] = None,
     log_dir: str | None = None,
+    config: Annotated[str | None, Parameter(name=["--config", "-c"])] = None,
     json_output: Annotated[bool, Parameter(name=["--json"])] = False,
     verbose: Annotated[bool, Parameter(name=["--verbose", "-v"])] = False,
 ) -> int:
@@ -75,6 +79,8 @@ def run(
         Extra system instructions.
     log_dir: str
         Where the JSONL trajectory is written.
+    config: str
+        Read this rlm.toml (or an rlm-runtime 2.x one) instead of the one found from the current directory.
     json_output: bool
         Print the whole result as JSON.
     verbose: bool
