@@ -35,7 +35,7 @@ from rlm.logging import get_logger
 from rlm_mcp import __version__
 from rlm_mcp.handshake import INSTRUCTIONS, SERVER_NAME, SERVER_TITLE, StdioFront, server_description
 from rlm_mcp.service import RLMService
-from rlm_mcp.tools import TOOLS, TOOLS_BY_NAME
+from rlm_mcp.tools import ALIASES, TOOLS, TOOLS_BY_NAME
 
 log = get_logger(__name__)
 
@@ -52,7 +52,11 @@ def _result(data: Any, *, error: bool = False) -> types.CallToolResult:
 
 
 def build_server(service: RLMService) -> Server[Any]:
-    """The lowlevel server whose tools call ``service``."""
+    """The lowlevel server whose tools call ``service``.
+
+    ``tools/list`` shows :data:`~rlm_mcp.tools.TOOLS` only; a call by an rlm-runtime 2.x name
+    (:data:`~rlm_mcp.tools.ALIASES`, e.g. ``destroy_session``) is answered by the tool it names.
+    """
     tools = [_tool(t) for t in TOOLS]
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
@@ -74,8 +78,14 @@ def build_server(service: RLMService) -> Server[Any]:
 
     return Server(SERVER_NAME, version=__version__, title=SERVER_TITLE, description=server_description(kernel_version),
                   instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool,
-                  get_tool_input_schema=lambda name: (dict(TOOLS_BY_NAME[name].input_schema)
-                                                      if name in TOOLS_BY_NAME else None))
+                  get_tool_input_schema=_input_schema)
+
+
+def _input_schema(name: str) -> dict[str, Any] | None:
+    """The input schema of tool ``name`` (an rlm-runtime 2.x alias: its target's); None for no such tool."""
+    alias = ALIASES.get(name)
+    tool = TOOLS_BY_NAME.get(alias.target if alias is not None else name)
+    return dict(tool.input_schema) if tool is not None else None
 
 
 

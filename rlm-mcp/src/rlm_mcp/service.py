@@ -25,7 +25,7 @@ from rlm_mcp.completions import RLMSessionManager
 from rlm_mcp.config import MCPConfig
 from rlm_mcp.runs import RunManager
 from rlm_mcp.sessions import SessionError, SessionManager, check_session_id
-from rlm_mcp.tools import TOOLS_BY_NAME
+from rlm_mcp.tools import ALIASES, EXECUTION_PROFILES, RETIRED, TOOLS_BY_NAME
 
 log = get_logger(__name__)
 
@@ -37,10 +37,37 @@ class ToolArgumentError(RLMError):
     """A tool was called with arguments its schema refuses."""
 
 
+def resolve_legacy(name: str, arguments: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The tool and arguments a call by an rlm-runtime 2.x name or with a 2.x argument means.
+
+    ``destroy_session`` -> ``close_session`` (see :data:`rlm_mcp.tools.ALIASES`);
+    ``execute_python(profile=...)`` -> its ``timeout`` (quick 5 s, default: the server's, analysis 120 s,
+    extended 300 s; a ``timeout`` given too wins).  Anything else is returned as it is.
+    """
+    args = dict(arguments)
+    alias = ALIASES.get(name)
+    if alias is not None:
+        log.info("mcp_tool_alias", called=name, tool=alias.target)
+        name = alias.target
+    if name == "execute_python" and "profile" in args:
+        profile = args.pop("profile")
+        if not isinstance(profile, str) or profile not in EXECUTION_PROFILES:
+            raise ToolArgumentError(f"execute_python: profile {profile!r} is not one of "
+                                    f"{', '.join(EXECUTION_PROFILES)} (rlm-runtime 2.x presets)",
+                                    fix="leave profile out and give timeout (seconds) instead")
+        seconds = EXECUTION_PROFILES[profile]
+        if args.get("timeout") is None and seconds is not None:
+            args["timeout"] = seconds
+        log.info("mcp_legacy_argument", tool=name, argument="profile", value=profile, timeout=args.get("timeout"))
+    return name, args
+
+
 def check_arguments(name: str, arguments: Mapping[str, Any]) -> None:
     """Validate ``arguments`` against the tool's JSON Schema (the SDK's lowlevel server does not)."""
     tool = TOOLS_BY_NAME.get(name)
     if tool is None:
+        if name in RETIRED:
+            raise ToolArgumentError(f"no tool named {name!r}", fix=RETIRED[name])
         raise ToolArgumentError(f"no tool named {name!r}", fix=f"use one of: {', '.join(TOOLS_BY_NAME)}")
     validator = jsonschema.Draft202012Validator(dict(tool.input_schema))
     error = next(iter(sorted(validator.iter_errors(dict(arguments)), key=lambda e: list(e.path))), None)
@@ -94,7 +121,9 @@ class RLMService:
                 log.exception("session_reap_failed")
 
     async def call(self, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        """Run tool ``name``; raises RLMError for problems the caller can fix."""
+        """Run tool ``name`` (or the tool an rlm-runtime 2.x name means); raises RLMError for problems the
+        caller can fix."""
+        name, arguments = resolve_legacy(name, arguments)
         check_arguments(name, arguments)
         log.debug("tool_called", tool=name)
         return await getattr(self, f"tool_{name}")(**arguments)

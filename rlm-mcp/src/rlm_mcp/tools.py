@@ -1,7 +1,11 @@
 """The tools the server offers: names, descriptions written for a model, JSON Schemas, hints.
 
 Plain data (no ``mcp`` import): :mod:`rlm_mcp.server` turns each
-:class:`ToolDef` into an ``mcp.types.Tool``.
+:class:`ToolDef` into an ``mcp.types.Tool``.  :data:`ALIASES` are the
+rlm-runtime 2.x names a 2.x client may call (``destroy_session``): they are
+answered by the tool they name but not listed in ``tools/list``, so a model
+sees one name per tool.  :data:`RETIRED` are 2.x tools with no counterpart
+here: a call gets an error naming the replacement.
 """
 
 from __future__ import annotations
@@ -193,3 +197,34 @@ TOOLS: tuple[ToolDef, ...] = (
 )
 
 TOOLS_BY_NAME: Mapping[str, ToolDef] = {t.name: t for t in TOOLS}
+
+
+@define(frozen=True, kw_only=True)
+class ToolAlias:
+    """A name from rlm-runtime 2.x answered by ``target``; ``difference``: how ours behaves otherwise."""
+
+    name: str
+    target: str
+    difference: str
+
+
+ALIASES: Mapping[str, ToolAlias] = {a.name: a for a in (
+    ToolAlias(name="destroy_session", target="close_session",
+              difference="the session 'default' is closed like any other (execute_python starts it again); 2.x "
+                         "reset it and never failed for it. An id with no open session is an error, as in 2.x, "
+                         "and RLM sessions (rlm_complete) of that id are closed too"),
+)}
+"""rlm-runtime 2.x tool name -> the alias (not listed in tools/list; called by name it works)."""
+
+#: Arguments of rlm-runtime 2.x that ours lack, accepted by name and mapped (tool -> argument -> meaning).
+#: ``execute_python(profile=...)``: 2.x's timeout presets, in seconds (``timeout`` given too wins).
+EXECUTION_PROFILES: Mapping[str, float | None] = {"quick": 5.0, "default": None, "analysis": 120.0,
+                                                  "extended": 300.0}
+
+RETIRED: Mapping[str, str] = {
+    "run_completion": "run_completion (rlm-runtime 2.x) is not offered: call rlm_complete(prompt, session_id?, "
+                      "max_turns?, token_budget?, cost_limit?) instead; it answers with the model configured for "
+                      "the server ([rlm] model in rlm.toml, RLM_MODEL or rlm mcp-serve --model), so 2.x's "
+                      "model, system and max_depth arguments have no counterpart",
+}
+"""rlm-runtime 2.x tools with no counterpart here -> the fix a call to one of them gets."""

@@ -48,6 +48,10 @@ class SniparaConfig:
         "help": "seconds one request to the hosted API may take"})
     max_tokens: int = field(default=5000, validator=validators.ge(100), metadata={
         "help": "default token budget of one query's results"})
+    legacy_tool_names: bool = field(default=False, metadata={
+        "help": "show the tools under their rlm-runtime 2.x names and arguments (rlm_context_query, rlm_search, "
+                "rlm_sections, rlm_shared_context; hosted: also rlm_read, rlm_memories, rlm_forget) instead of "
+                "ours, for prompts written for 2.x"})
 
 
 @define(frozen=True, kw_only=True)

@@ -24,6 +24,8 @@ def check(config: RLMConfig) -> Iterator[Check]:
         return
     tools = "6 context tools" + (" + memory tools" if config.memory_enabled else
                                  " (memory tools off: set [rlm] memory_enabled = true)")
+    if settings.legacy_tool_names:
+        tools += "; under their rlm-runtime 2.x names (legacy_tool_names = true)"
     if choice.provider == "snipara":
         if not cfg.key_looks_valid(config.snipara_api_key):
             yield Check(status="fail", summary="snipara: Invalid API key (the key does not start with rlm_)",

@@ -28,8 +28,15 @@ def rlm_register_tools(register, config):
     from rlm_snipara.providers import build_provider
     from rlm_snipara.tools import build_tools
 
+    settings = settings_of(config)
     provider = build_provider(choice, config)
-    for spec in build_tools(provider, default_tokens=settings_of(config).max_tokens, memory=config.memory_enabled):
+    specs = build_tools(provider, default_tokens=settings.max_tokens, memory=config.memory_enabled)
+    if settings.legacy_tool_names:  # the rlm-runtime 2.x names instead of ours (one name per tool)
+        from rlm_snipara import legacy
+        from rlm_snipara.tools import clamp_tokens
+
+        specs = legacy.apply(specs, provider=provider, clamp=clamp_tokens, memory=config.memory_enabled)
+    for spec in specs:
         register(spec)
 
 

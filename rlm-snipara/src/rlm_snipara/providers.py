@@ -59,6 +59,11 @@ class HostedProvider:
     async def _call(self, tool: str, **arguments: Any) -> Any:
         return await asyncio.to_thread(self.client.call, tool, _drop_none(**arguments))
 
+    async def forward(self, tool: str, arguments: dict[str, Any]) -> Any:
+        """Call the service's tool ``tool`` with ``arguments`` as given (the rlm-runtime 2.x names, see
+        :mod:`rlm_snipara.legacy`); None values are left out."""
+        return await self._call(tool, **arguments)
+
     async def context_query(self, query: str, max_tokens: int) -> Any:
         return await self._call("rlm_context_query", query=query, max_tokens=max_tokens)
 

@@ -25,8 +25,12 @@ MIN_TOKENS = 100
 MAX_QUERIES = 10
 
 
-def _budget(max_tokens: int) -> int:
+def clamp_tokens(max_tokens: int) -> int:
+    """``max_tokens`` brought within [:data:`MIN_TOKENS`, :data:`MAX_TOKENS_CAP`]."""
     return max(MIN_TOKENS, min(int(max_tokens), MAX_TOKENS_CAP))
+
+
+_budget = clamp_tokens
 
 
 def build_tools(provider: Provider, *, default_tokens: int = 5000, memory: bool = False) -> list[ToolSpec]:
