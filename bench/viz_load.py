@@ -38,13 +38,11 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "rlm-viz", "src"))
 
@@ -96,24 +94,6 @@ def generate(path: str, megabytes: float) -> int:
     return n
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer in {timeout} s")
-
-
 def script_times(app: str, directory: str) -> tuple[float, float]:
     """The Streamlit script ``app`` over ``directory`` under AppTest: (first run s, second run s)."""
     from streamlit.testing.v1 import AppTest
@@ -146,6 +126,8 @@ def browser(app: str, megabytes: float, deadline: float) -> None:
     size = os.path.getsize(path)
     cold, warm = script_times(app, directory)
     print(f"{size / 1e6:.1f} MB, {n:,} events: script (AppTest) first run {cold:.2f} s, second run {warm:.2f} s")
+    from rlm_viz.browser import free_port, wait_http
+
     port = free_port()
     command = [app if part == app_path() else part for part in streamlit_command(directory, port)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

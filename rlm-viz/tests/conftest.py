@@ -70,6 +70,66 @@ def failed_run(tid: str, ts: float) -> list[dict]:
     ]
 
 
+def many_calls_run(tid: str, calls: int = 1000, *, ts: float | None = None, turns: int = 20,
+                   live: bool = False) -> list[dict]:
+    """A realistic large run of the tools protocol: the top call works through ``turns`` turns, each
+    an ``execute_code`` whose code fans out ``llm_query_batched`` sub-calls (``calls`` calls in all,
+    the top call included), then answers.  Every 97th sub-call fails, one hits a limit, turn 7's code
+    raises, and the last turn answers (``run_end``; none when ``live``)."""
+    ts0 = ts if ts is not None else time.time() - 3600
+    clock = [ts0]
+
+    def tick(dt: float = 0.05) -> float:
+        clock[0] += dt
+        return clock[0]
+
+    c = {"tid": tid}
+    events = [ev("run_start", "c0", ts=tick(), prompt="Classify the 1,000 support tickets in `context` and list the "
+                 "top complaints with counts", model="openai/gpt-4o-mini", environment="local", protocol="tools", **c)]
+    per_turn = max(-(-(calls - 1) // turns), 1)
+    made = 1
+    for turn in range(1, turns + 1):
+        k = min(per_turn, calls - made)
+        code = (f"tickets = context.split('\\n')[{(turn - 1) * per_turn}:{turn * per_turn}]\n"
+                "labels = llm_query_batched([f'Classify this ticket: {t}' for t in tickets])\nprint(len(labels))")
+        events.append(llm("c0", 2000 + 150 * turn, 180, 0.0004, response=f"Batch {turn}: classifying the next "
+                          f"{k} tickets.", tool_calls=[{"id": f"x{turn}", "name": "execute_code",
+                                                        "arguments": {"code": code}}], ts=tick(), **c))
+        events.append(ev("tool_start", "c0", ts=tick(0.01), tool_calls=[{"id": f"x{turn}", "name": "execute_code"}],
+                         **c))
+        for _ in range(k):
+            made += 1
+            cid, sub = f"q{made}", {"parent": "c0", "depth": 1, "sub": "llm_query", **c}
+            events.append(ev("call_start", cid, ts=tick(0.002), prompt=f"Classify this ticket: #{made} the app "
+                             f"crashes when I upload a photo (ticket {made})", **sub))
+            events.append(llm(cid, 200 + (made * 7919) % 3000, 12, 0.00005, response=f"category {made % 7}",
+                              ts=tick(0.01), **sub))
+            if made == 500:
+                events.append(ev("limit_hit", cid, ts=tick(0.002), limit="tokens", message="token budget spent",
+                                 **sub))
+            ms = 8.0 + (made * 31) % 400
+            if made % 97 == 0:
+                events.append(ev("call_end", cid, ts=tick(0.002), error="HTTP 429: rate limited",
+                                 error_type="RateLimitError", duration_ms=ms, tokens_spent=0, cost=0.0, **sub))
+            else:
+                events.append(ev("call_end", cid, ts=tick(0.002), response=f"category {made % 7}", duration_ms=ms,
+                                 tokens_spent=312, cost=0.00005, **sub))
+        error = "ValueError: ticket 137 is not text" if turn == 7 else None
+        events.append(ev("repl_execution", "c0", ts=tick(), code=code, output="" if error else f"{k}\n", value=None,
+                         error=error, execution_time_ms=40.0, duration_ms=45.0, final=None, **c))
+        events.append(ev("tool_results", "c0", ts=tick(0.01), tool_results=[
+            {"call_id": f"x{turn}", "name": "execute_code", "content": error or f"{k}", "is_error": bool(error),
+             "duration_ms": 50.0}], **c))
+    if live:
+        return events
+    answer = "Top complaints: crashes on upload (412), login loops (233), slow sync (190)."
+    events.append(llm("c0", 6000, 90, 0.001, response=answer, ts=tick(), **c))
+    events.append(ev("run_end", "c0", ts=tick(), response=answer, error=None, limit_hit=None, answer_source="text",
+                     total_calls=calls, token_usage={"input": 400_000, "output": 20_000, "total": 420_000}, cost=0.07,
+                     duration_ms=(clock[0] - ts0) * 1000, **c))
+    return events
+
+
 def write(path: Path, events: list[dict], *, torn: str = "") -> Path:
     path.write_text("".join(json.dumps(e) + "\n" for e in events) + torn, encoding="utf-8")
     return path
@@ -91,4 +151,4 @@ def traj():
     import types
 
     return types.SimpleNamespace(TASK=TASK, FAILED_TASK=FAILED_TASK, ok_run=ok_run, failed_run=failed_run,
-                                 write=write, ev=ev)
+                                 write=write, ev=ev, many_calls_run=many_calls_run)

@@ -33,8 +33,8 @@ def test_aggregations(tmp_path, traj):
     assert by_model["openai/gpt-4o-mini"]["llm_calls"] == 3
     assert by_model["anthropic/claude-3-haiku"]["cost"] == pytest.approx(0.002)
     assert [(r["depth"], r["calls"]) for r in stats.cost_by_depth(t)] == [(0, 1), (1, 1), (2, 1)]
-    assert {r["tool"]: r["calls"] for r in stats.tool_distribution(t)} == {
-        "execute_code": 1, "rlm_sub_complete": 1, "(REPL code block)": 1}
+    # tools protocol: the one code run is its execute_code call, not also a "(REPL code block)"
+    assert {r["tool"]: r["calls"] for r in stats.tool_distribution(t)} == {"execute_code": 1, "rlm_sub_complete": 1}
     cats = {r["category"]: r["ms"] for r in stats.time_by_category(t)}
     assert cats == {"LLM": 480.0, "tools": 906.0, "REPL": 5.0}
     rows = stats.tokens_per_call(t)

@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 pytest.importorskip("streamlit")
 
-from rlm_viz.browser import Chromium, find_chromium
+from rlm_viz.browser import Chromium, dashboard, find_chromium, free_port
 
 CHROMIUM = find_chromium()
 #: how long the page gets to show the run (it takes seconds; this only bounds a broken page)
@@ -34,36 +30,11 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run scripts/ci-viz-deps.sh")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"rlm visualize exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer in {timeout} s")
-
-
 def test_dashboard_renders_the_run_in_chromium(log_dir, tmp_path, traj):
     port = free_port()
     rlm = shutil.which("rlm", path=os.path.dirname(sys.executable)) or "rlm"
     err_path = tmp_path / "visualize.err"
-    with open(err_path, "w") as err_file:
-        proc = subprocess.Popen([rlm, "visualize", "--dir", str(log_dir), "--port", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=err_file, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url, proc)
+    with dashboard([rlm, "visualize", "--dir", str(log_dir), "--port", str(port)], port, str(err_path)) as url:
         with Chromium(CHROMIUM, profile=str(tmp_path / "profile")) as page:
             page.open(url)
             # the run is shown and the script run is over (Streamlit's "running" indicator gone)
@@ -77,12 +48,5 @@ def test_dashboard_renders_the_run_in_chromium(log_dir, tmp_path, traj):
             page.screenshot(shot)
         assert os.path.getsize(shot) > 10_000
         print(f"screenshot: {shot}")
-    finally:
-        proc.terminate()  # rlm visualize stops its Streamlit child on SIGTERM
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
     err = err_path.read_text()
     assert f"http://127.0.0.1:{port}" in err and str(log_dir) in err  # the URL is printed on stderr

@@ -95,7 +95,7 @@ def test_a_large_run_sends_one_bounded_page(big):
 def test_pagers_reach_the_last_call_and_the_last_turn(big):
     big.pagination(key=f"steps:{TID}:c0").set_value(page.pages(TURNS + 3, page.STEPS_PER_PAGE)).run()
     assert f"turn {TURNS - 1}: lorem" in body(big) and "all done" in body(big)
-    assert "turn 0: lorem" not in body(big)
+    assert "turn 1: lorem" not in body(big)  # (the timeline above the tree shows turn 0, the top call's first)
 
     last = page.pages(SUBCALLS + 1, page.CALLS_PER_PAGE)
     big.pagination(key=f"calls:{TID}").set_value(last).run()
@@ -108,14 +108,14 @@ def test_pagers_reach_the_last_call_and_the_last_turn(big):
 
 
 def test_a_cut_output_is_shown_in_full_on_demand(big):
-    toggles = [t for t in big.toggle if t.key.startswith(f"full:{TID}:1:tool_results.0.content")]
+    toggles = [t for t in big.toggle if t.key.startswith(f"full:tree:{TID}:1:tool_results.0.content")]
     assert len(toggles) == 1 and toggles[0].label == "full text"
     toggles[0].set_value(True).run()
     assert not big.exception
     assert f"characters 1–{page.FULL_PAGE_CHARS:,} of {len(HUGE):,}" in body(big)
     assert "huge-output-END" not in body(big)  # still one page at a time, never the 3 MB whole
     assert sent(big)[1] < 500_000
-    key = f"full:{TID}:1:tool_results.0.content:page"
+    key = f"full:tree:{TID}:1:tool_results.0.content:page"
     big.pagination(key=key).set_value(page.pages(len(HUGE), page.FULL_PAGE_CHARS)).run()
     assert "huge-output-END" in body(big)
     assert [b.label for b in big.get("download_button")] == ["download the full text"]
@@ -130,7 +130,7 @@ def test_a_small_run_still_shows_every_call(log_dir, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["app.py", "--dir", str(log_dir)])
     at = AppTest.from_file(app_path(), default_timeout=30).run()
     at.sidebar.selectbox(key="run").select(at.sidebar.selectbox(key="run").options[1]).run()
-    assert not at.get("pagination") and not at.toggle and not at.help
+    assert not at.get("pagination") and not [t for t in at.toggle if t.key.startswith("full:")] and not at.help
     assert "deep question" in body(at)  # the steps of a closed sub-call
 
 
@@ -184,7 +184,9 @@ def test_full_text_reads_one_field_back_unclipped(tmp_path, traj):
 
 def test_only_the_open_tab_of_charts_is_sent(big):
     assert [t.label for t in big.tabs] == ["Tokens", "Durations", "Tools", "Cost"]
-    assert len(vega(big)) == 1 and big.subheader[-1].value == "Tokens per call"
+    # 61 calls: the top 15 and "others", and a histogram of all of them
+    assert len(vega(big)) == 2 and [s.value for s in big.subheader][-2:] == [
+        "Tokens per call (top 15 of 61, and the others)", "Calls by tokens"]
     big.session_state[f"charts:{TID}"] = "Cost"
     big.run()
     assert [s.value for s in big.subheader][-2:] == ["Cost by model", "Cost by depth"] and len(vega(big)) == 2

@@ -16,9 +16,11 @@ import itertools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -156,6 +158,49 @@ class Chromium:
         with open(path, "wb") as fh:
             fh.write(base64.b64decode(data))
         return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a dashboard under test)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, proc: subprocess.Popen[Any] | None = None, timeout: float = 60) -> None:
+    """Wait until the Streamlit server at ``url`` answers its health check; AssertionError when ``proc``
+    (the server's process) exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the dashboard's process exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
+@contextlib.contextmanager
+def dashboard(argv: list[str], port: int, stderr_path: str) -> Any:
+    """Run ``argv`` (an ``rlm visualize ... --port PORT`` command line) in its own process group, its stderr
+    in ``stderr_path``; yield its URL once it answers; stop it (SIGTERM, then SIGKILL after 15 s) on exit."""
+    with open(stderr_path, "w", encoding="utf-8") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url, proc)
+        yield url
+    finally:
+        proc.terminate()  # rlm visualize stops its Streamlit child on SIGTERM
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
 
 
 def _complete(port_file: str) -> bool:

@@ -34,6 +34,7 @@ def streamlit_command(directory: str, port: int) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", app_path(),
             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+            "--client.toolbarMode", "viewer",  # no Deploy button, no developer menu
             "--", "--dir", directory]
 
 
@@ -53,8 +54,8 @@ def _default_dir() -> str:
 
 def visualize(
     *,
-    log_dir: Annotated[str | None, Parameter(name=["--dir"])] = None,
-    port: int = 8502,
+    log_dir: Annotated[str | None, Parameter(name=["--dir", "-d"])] = None,
+    port: Annotated[int, Parameter(name=["--port", "-p"])] = 8502,
 ) -> int:
     """Open the trajectory dashboard: run picker, execution tree, token, time, tool and cost charts.
 

@@ -7,7 +7,8 @@ is previewed to :data:`PREVIEW_CHARS` characters, and a text shown in full is se
 (:func:`rlm_viz.model.clip`); the full text of one field is read back from the file:
 :func:`event_offsets` finds where each event starts (numbered as the reader numbers them) and
 :func:`full_text` reads that one line.  :func:`prepare` computes, once per file state, everything
-the charts need.  No Streamlit import.
+the charts need.  :func:`turns` splits a call into the model turns of the iteration timeline, each
+code block with the sub-calls it spawned and FINAL / ERR / LIMIT badges.  No Streamlit import.
 """
 
 from __future__ import annotations
@@ -64,13 +65,128 @@ class Prepared:
     tool_distribution: list[dict[str, Any]]
     cost_by_model: list[dict[str, Any]]
     cost_by_depth: list[dict[str, Any]]
+    tokens_histogram: list[dict[str, Any]]
+    duration_histogram: list[dict[str, Any]]
 
 
 def prepare(t: Trajectory) -> Prepared:
     return Prepared(trajectory=t, calls=t.walk(), totals=stats.totals(t), tokens_per_call=stats.tokens_per_call(t),
                     time_by_category=stats.time_by_category(t), time_per_call=stats.time_per_call(t),
                     slowest_steps=stats.slowest_steps(t), tool_distribution=stats.tool_distribution(t),
-                    cost_by_model=stats.cost_by_model(t), cost_by_depth=stats.cost_by_depth(t))
+                    cost_by_model=stats.cost_by_model(t), cost_by_depth=stats.cost_by_depth(t),
+                    tokens_histogram=stats.tokens_histogram(t), duration_histogram=stats.duration_histogram(t))
+
+
+# --- the iteration timeline of one call ----------------------------------------------------------
+
+#: characters of a call's prompt in its label
+LABEL_PROMPT_CHARS = 60
+#: sub-calls listed under one code block at a time
+CHILDREN_PER_PAGE = 10
+#: turns shown at a time in "all turns"
+TURNS_PER_PAGE = 10
+#: what the badges of a turn mean
+BADGES = {"FINAL": "the call answered in this turn", "ERR": "something failed in this turn",
+          "LIMIT": "a limit stopped the call in this turn"}
+
+
+def prompt_preview(text: str, limit: int = LABEL_PROMPT_CHARS) -> str:
+    """The first ``limit`` characters of ``text`` on one line (whitespace collapsed), "…" when cut."""
+    flat = " ".join(text[:limit * 4].split())
+    return flat if len(flat) <= limit else flat[:limit - 1].rstrip() + "…"
+
+
+def call_title(c: Call) -> str:
+    """``kind id · "prompt preview"``: what a call is about, not only its id."""
+    preview = prompt_preview(c.prompt)
+    return f"{c.label} · “{preview}”" if preview else c.label
+
+
+@attrs.define(frozen=True, kw_only=True)
+class Block:
+    """One step of a turn after its model call (a code run, tool results, an answer, an error ...)
+    and the sub-calls started while it ran, in start order."""
+
+    step: Step
+    children: tuple[str, ...] = ()
+
+
+@attrs.define(frozen=True, kw_only=True)
+class Turn:
+    """One model turn of a call: the ``llm_call`` (None for turn 0, what came before the first model
+    call: the prompt), the steps up to the next model call with the sub-calls each spawned, the badges
+    (:data:`BADGES`), and what the turn spent."""
+
+    number: int
+    llm: Step | None
+    blocks: tuple[Block, ...]
+    badges: tuple[str, ...]
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+    duration_ms: float
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def turns(t: Trajectory, c: Call) -> list[Turn]:
+    """The turns of call ``c``: turn 0 (only when something came before the first model call) and one
+    per ``llm_call``.  A sub-call hangs under the first code run or tool result of its parent that was
+    written after it started (the block whose code or tool spawned it); one started after the last of
+    them hangs under the turn's last block."""
+    groups: list[tuple[Step | None, list[Step]]] = [(None, [])]
+    for s in c.steps:
+        if s.type == "llm_call":
+            groups.append((s, []))
+        else:
+            groups[-1][1].append(s)
+    if not groups[0][1]:
+        groups.pop(0)
+    starts = sorted((t.calls[k].steps[0].index, k) for k in c.children if k in t.calls and t.calls[k].steps)
+    out = []
+    for n, (llm, rest) in enumerate(groups):
+        number = n if groups[0][0] is None else n + 1
+        first = llm.index if llm else -1
+        last = groups[n + 1][0].index if n + 1 < len(groups) else sys.maxsize  # type: ignore[union-attr]
+        mine = [k for i, k in starts if first < i < last]
+        spawned: dict[int, list[str]] = {}
+        for k in mine:
+            at = t.calls[k].steps[0].index
+            owner = next((b for b, s in enumerate(rest) if s.index > at and s.type in ("repl_execution", "tool_results")),
+                         len(rest) - 1)
+            spawned.setdefault(owner, []).append(k)
+        blocks = [Block(step=s, children=tuple(spawned.get(b, ()))) for b, s in enumerate(rest)]
+        if -1 in spawned:  # sub-calls of a turn with no step after its model call (still running)
+            blocks.append(Block(step=llm, children=tuple(spawned[-1])))  # type: ignore[arg-type]
+        steps = [llm, *rest] if llm else rest
+        cost = llm.cost if llm else None
+        out.append(Turn(number=number, llm=llm, blocks=tuple(blocks), badges=_badges(steps),
+                        input_tokens=llm.input_tokens if llm else 0, output_tokens=llm.output_tokens if llm else 0,
+                        cost=cost, duration_ms=sum(s.duration_ms for s in steps if s.type not in ("call_end", "run_end"))))
+    return out
+
+
+def _badges(steps: list[Step]) -> tuple[str, ...]:
+    badges = []
+    ended = [s for s in steps if s.type in ("call_end", "run_end")]
+    if any(s.text("final") for s in steps) or any(not s.error for s in ended):
+        badges.append("FINAL")
+    if any(s.error for s in steps) or any(s.type in ("error", "no_answer") for s in steps):
+        badges.append("ERR")
+    if any(s.type == "limit_hit" or s.text("limit") or s.text("forced") for s in steps):
+        badges.append("LIMIT")
+    return tuple(badges)
+
+
+def error_turn(t: Trajectory, call_id: str | None) -> int:
+    """The number of the first turn of ``call_id`` with an ERR badge (the last turn when none has)."""
+    c = t.calls.get(call_id or "run")
+    if c is None:
+        return 1
+    ts = turns(t, c)
+    return next((x.number for x in ts if "ERR" in x.badges), ts[-1].number if ts else 0)
 
 
 # --- full texts, read back from the file ---------------------------------------------------------

@@ -217,7 +217,8 @@ class TrajectoryLoader:
                           for c in (event.get("tool_calls") or []) if isinstance(c, dict))
             step = Step(**common, duration_ms=_num(event.get("duration_ms")), model=model, input_tokens=inp,
                         output_tokens=out, cost=cost if isinstance(cost, (int, float)) else None,
-                        texts=(("prompt", clip(event.get("prompt"))), ("response", clip(event.get("response")))),
+                        texts=(("prompt", clip(event.get("prompt"))), ("response", clip(event.get("response"))))
+                        + ((("forced", "the forced last turn after a limit"),) if event.get("forced") else ()),
                         tools=tools)
         elif kind == "tool_results":
             tools = []
@@ -242,13 +243,19 @@ class TrajectoryLoader:
             step = Step(**common, duration_ms=_num(event.get("duration_ms")),
                         error=clip(error) if error else None,
                         texts=(("code", clip(event.get("code"))), ("output", clip(event.get("output"))),
-                               ("value", clip(event.get("value")))))
+                               ("value", clip(event.get("value"))))
+                        + ((("final", clip(event["final"], 1000)),) if event.get("final") else ()))
         elif kind == "call_end":
             acc.finished = True
             acc.response = clip(event.get("response"))
             if isinstance(event.get("duration_ms"), (int, float)):
                 acc.duration_ms = float(event["duration_ms"])
+            error = event.get("error") or None
+            if error and not acc.errors:  # a failure the call's own events did not already record
+                acc.errors.append(f"{event.get('error_type') or 'error'}: {clip(error, 300)}")
+                self.errors.append((acc.call_id, f"call failed: {event.get('error_type') or 'error'}: {clip(error, 300)}"))
             step = Step(**common, duration_ms=_num(event.get("duration_ms")),
+                        error=clip(error) if error else None,
                         texts=(("response", acc.response),) + ((("limit", str(event["limit"])),)
                                                                 if event.get("limit") else ()))
         elif kind == "run_end":
