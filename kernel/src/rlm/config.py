@@ -83,7 +83,7 @@ class RLMConfig:
     max_subcalls: int = field(default=12, metadata=_help("sub-LLM calls one turn may start"))
     sub_calls: bool = field(default=True, metadata=_help("let the model delegate to sub-LLM calls"))
     max_parallel: int = field(default=8, metadata=_help("tool calls run at once"))
-    token_budget: int | None = field(default=100_000, metadata=_help("tokens one run may spend (unset: no limit)"))
+    token_budget: int | None = field(default=100_000, metadata=_help("tokens one run may spend"))
     cost_limit: float | None = field(default=None, metadata=_help(
         f"USD one run may spend (unset: no limit; cap {cap_text('cost_limit')})"))
     session_cost_cap: float | None = field(default=None, metadata=_help("USD all runs of one process may spend"))
@@ -740,7 +740,7 @@ def validate(config: RLMConfig, sources: Mapping[str, str] | None = None, *, whe
     if not math.isfinite(config.env_write_quota_mb) or config.env_write_quota_mb <= 0:
         fail("env_write_quota_mb", "must be a finite number of MiB more than 0")
     if config.token_budget is not None and config.token_budget < 1:
-        fail("token_budget", "must be at least 1 (leave it unset for no limit)")
+        fail("token_budget", "must be at least 1")
     for key in ("cost_limit", "session_cost_cap"):
         value = getattr(config, key)
         if value is not None and not value > 0:
