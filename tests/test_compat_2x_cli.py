@@ -49,7 +49,7 @@ def test_run_and_agent_with_2x_flags_and_a_2x_config_then_logs(scripted_llm, tmp
     run = _rlm(tmp_path, "run", "What is six times seven?", "-m", MODEL, "-e", "local", "-d", "1", "-t", "20000",
                "-s", "Answer with a number.", "-c", "old-rlm.toml", "--json")
     assert run.returncode == 0, run.stderr
-    assert "read old-rlm.toml as an rlm-runtime 2.x file: timeout_seconds -> timeout" in run.stderr
+    assert "config_2x_names" in run.stderr and "timeout_seconds -> timeout" in run.stderr
     result = json.loads(run.stdout)
     assert result["response"] == "42" and result["success"] is True
     start = _events(tmp_path, result["trajectory_id"])[0]
@@ -79,7 +79,7 @@ def test_a_2x_setting_rlm_does_not_have_is_one_line_exit_2_and_nothing_is_asked(
     run = _rlm(tmp_path, "run", "hi", "-m", MODEL, "-c", "old-rlm.toml")
     assert run.returncode == 2
     line, = run.stderr.strip().splitlines()
-    assert line.startswith("rlm: error: --config old-rlm.toml: [rlm] api_key: an rlm-runtime 2.x setting")
+    assert line.startswith("rlm: error: old-rlm.toml: [rlm] api_key: an rlm-runtime 2.x setting")
     assert "OPENAI_API_KEY" in line and "sk-live-secret" not in line and "Traceback" not in run.stderr
     assert scripted_llm.requests == []
     missing = _rlm(tmp_path, "agent", "hi", "-c", "nowhere.toml")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from rlm import cli
-from rlm.commands.config import RENAMED_2X, UNSUPPORTED_2X, to_toml, translate_2x
+from rlm.compat import REFUSED_SETTINGS, RENAMED_SETTINGS, translate_settings
 from rlm.errors import ConfigError
 
 
@@ -187,44 +187,47 @@ def test_a_missing_config_file_is_one_line_exit_2(recorded_rlm, capsys):
     assert "prompt" not in recorded_rlm
 
 
-def test_a_2x_file_is_translated_into_a_temporary_copy(recorded_rlm, tmp_path, capsys):
+def test_a_2x_file_is_read_with_its_names_mapped_and_a_warning(recorded_rlm, tmp_path, capsys):
     (tmp_path / "old.toml").write_text('[rlm]\nmodel = "gpt-4o"\ntimeout_seconds = 90\nsub_calls_enabled = false\n'
                                        'docker_network_disabled = true\n')
     assert cli.main(["run", "hi", "-c", "old.toml"]) == 2
-    err = capsys.readouterr().err
-    assert "read old.toml as an rlm-runtime 2.x file: timeout_seconds -> timeout; sub_calls_enabled -> sub_calls" in err
-    copy = Path(recorded_rlm["RLM_CONFIG"])
-    assert copy.name == "rlm.toml" and not copy.exists()  # removed after the command
+    assert recorded_rlm["RLM_CONFIG"] == str((tmp_path / "old.toml").resolve())  # the file itself, no copy
     from rlm.config import load_config
 
-    with pytest.raises(ConfigError, match="timeout_seconds: unknown key"):
-        load_config(path=tmp_path / "old.toml")  # the file itself is untouched and still 2.x
+    config = load_config(path=tmp_path / "old.toml", env={})
+    assert (config.timeout, config.sub_calls, config.model) == (90, False, "gpt-4o")
+    err = capsys.readouterr().err
+    assert "config_2x_names" in err and "timeout_seconds -> timeout; sub_calls_enabled -> sub_calls" in err
+    load_config(path=tmp_path / "old.toml", env={})
+    assert "config_2x_names" not in capsys.readouterr().err  # said once per file
 
 
-@pytest.mark.parametrize("key", sorted(UNSUPPORTED_2X))
+def test_a_2x_rlm_toml_found_from_the_current_directory_is_read_too(tmp_path, monkeypatch, capsys):
+    (tmp_path / "rlm.toml").write_text('[rlm]\nmodel = "gpt-4o"\ntimeout_seconds = 45\n')
+    monkeypatch.chdir(tmp_path)
+    from rlm.config import load_config
+
+    assert load_config(env={}).timeout == 45
+    assert cli.main(["config", "show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["rlm"]["timeout"]
+    assert shown == {"value": 45.0, "source": str(tmp_path / "rlm.toml")}
+
+
+@pytest.mark.parametrize("key", sorted(REFUSED_SETTINGS))
 def test_a_2x_key_without_an_equivalent_is_refused_with_what_to_do(key):
     value = {"sub_calls_budget_inheritance": 0.7, "docker_network_disabled": False}.get(key, "x")
     with pytest.raises(ConfigError) as info:
-        translate_2x({"rlm": {key: value}}, where="--config old.toml:")
-    assert f"--config old.toml: [rlm] {key}: an rlm-runtime 2.x setting rlm does not have" in str(info.value)
-    assert info.value.fix == UNSUPPORTED_2X[key]
+        translate_settings({key: value}, where="old.toml: [rlm]")
+    assert f"old.toml: [rlm] {key}: an rlm-runtime 2.x setting rlm does not have" in str(info.value)
+    assert info.value.fix == REFUSED_SETTINGS[key]
 
 
 def test_renamed_keys_map_and_a_conflict_is_refused():
-    doc, notes = translate_2x({"rlm": {k: 5 for k in RENAMED_2X}, "pricing": {"m": {"input_per_mtok": 1.0}}},
-                              where="f:")
-    assert doc["rlm"] == {ours: 5 for ours in RENAMED_2X.values()} and doc["pricing"] == {"m": {"input_per_mtok": 1.0}}
-    assert len(notes) == len(RENAMED_2X)
+    table, notes = translate_settings({**{k: 5 for k in RENAMED_SETTINGS}, "model": "m"}, where="f:")
+    assert table == {**{ours: 5 for ours in RENAMED_SETTINGS.values()}, "model": "m"}
+    assert len(notes) == len(RENAMED_SETTINGS)
     with pytest.raises(ConfigError, match="timeout_seconds = 5 and timeout = 6"):
-        translate_2x({"rlm": {"timeout_seconds": 5, "timeout": 6}}, where="f:")
-
-
-def test_to_toml_round_trips_nested_tables():
-    import tomllib
-
-    doc = {"rlm": {"model": 'a "b"', "allowed_paths": [".", "/x"], "verbose": True, "timeout": 5.5},
-           "plugins": {"env-docker": {"network": "none"}}, "pricing": {"gpt-4o/mini": {"input_per_mtok": 1.0}}}
-    assert tomllib.loads(to_toml(doc)) == doc
+        translate_settings({"timeout_seconds": 5, "timeout": 6}, where="f:")
 
 
 def test_a_real_2x_init_file_loads(recorded_rlm):

@@ -192,35 +192,74 @@ class AgentConfig:
         return out
 
 
-#: 2.x's names of ``RLM(...)`` keyword arguments that rlm names otherwise.
-RENAMED_SETTINGS: Mapping[str, str] = {"timeout_seconds": "timeout", "docker_timeout": "env_timeout"}
-
-#: 2.x's ``RLM(...)`` keyword arguments rlm has no counterpart for -> what to do instead.
-REFUSED_SETTINGS: Mapping[str, str] = {
-    "tool_budget": _TOOL_BUDGET_FIX.replace("cost_budget_usd / cost_limit", "cost_limit"),
-    "api_key": "leave api_key out and set the provider's key in the environment or .env "
-               "(OPENAI_API_KEY, ANTHROPIC_API_KEY...)",
+#: 2.x setting names (``RLM(...)`` keywords, ``[rlm]`` keys of an rlm.toml) that rlm names otherwise (same meaning).
+RENAMED_SETTINGS: Mapping[str, str] = {
+    "timeout_seconds": "timeout",
+    "docker_timeout": "env_timeout",
+    "sub_calls_enabled": "sub_calls",
+    "sub_calls_max_per_turn": "max_subcalls",
 }
+
+#: 2.x settings accepted when their value is what rlm does anyway: name -> (that value, what rlm does).
+SAME_AS_OURS: Mapping[str, tuple[Any, str]] = {
+    "sub_calls_budget_inheritance": (0.5, "a sub-call always gets at most half of what its parent has left"),
+    "docker_network_disabled": (True, "the docker environment has no network unless [plugins.env-docker] network "
+                                      "says otherwise"),
+}
+
+#: 2.x settings rlm has no counterpart for -> what to do instead.
+REFUSED_SETTINGS: Mapping[str, str] = {
+    "api_key": "leave api_key out and set the provider's key in the environment or ./.env "
+               "(OPENAI_API_KEY, ANTHROPIC_API_KEY...)",
+    "tool_budget": _TOOL_BUDGET_FIX.replace("cost_budget_usd / cost_limit", "cost_limit"),
+    "parallel_tools": "tool calls of one turn always run concurrently; set max_parallel = 1 to run them one at a "
+                      "time",
+    "log_level": "set RLM_LOG_LEVEL (debug, info, warning, error) in the environment",
+    "trust_level": 'choose the sandbox with environment = "local", "docker" or "wasm"',
+    "snipara_base_url": "set base_url in [plugins.snipara] (rlm-snipara), without the /mcp suffix 2.x had",
+    "sub_calls_max_cost_per_session": "cap the spending of a whole process with session_cost_cap (all calls, "
+                                      "not only sub-calls), or of one run with cost_limit",
+    "sub_calls_budget_inheritance": "remove it: a sub-call always gets at most half of what its parent has left",
+    "docker_network_disabled": 'set network = "bridge" in [plugins.env-docker] to give the container a network',
+}
+
+#: Every 2.x setting name :func:`translate_settings` acts on.
+LEGACY_SETTINGS = frozenset(RENAMED_SETTINGS) | frozenset(SAME_AS_OURS) | frozenset(REFUSED_SETTINGS)
+
+
+def translate_settings(settings: Mapping[str, Any], *, where: str) -> tuple[dict[str, Any], list[str]]:
+    """``settings`` (``RLM(...)``'s keywords or an rlm.toml's ``[rlm]`` table) with 2.x's names mapped onto
+    rlm's, and one note per name translated (``"timeout_seconds -> timeout"``).
+
+    A 2.x setting with no counterpart, or one renamed onto a setting also given with another value, is a
+    :class:`~rlm.errors.ConfigError` naming ``where`` and the setting.  A ``None`` value counts as not given
+    (``RLM(...)``'s keywords).  Other names pass through as they are.
+    """
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+    for key, value in settings.items():
+        if key not in LEGACY_SETTINGS:
+            out[key] = value
+        elif value is None:
+            continue
+        elif key in SAME_AS_OURS and value == SAME_AS_OURS[key][0]:
+            notes.append(f"{key} = {value!r}: {SAME_AS_OURS[key][1]}")
+        elif key in REFUSED_SETTINGS:
+            raise ConfigError(f"{where} {key}: an rlm-runtime 2.x setting rlm does not have",
+                              fix=REFUSED_SETTINGS[key])
+        else:
+            ours = RENAMED_SETTINGS[key]
+            if settings.get(ours) is not None and settings[ours] != value:
+                raise ConfigError(f"{where} {key} = {value!r} and {ours} = {settings[ours]!r}: {key} is rlm-runtime "
+                                  f"2.x's name of {ours}", fix=f"keep only {ours}")
+            out[ours] = value
+            notes.append(f"{key} -> {ours}")
+    return out, notes
 
 
 def rlm_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """``RLM(**settings)`` with 2.x's keyword names mapped onto rlm's (``timeout_seconds`` -> ``timeout``,
-    ``docker_timeout`` -> ``env_timeout``); one with no counterpart, or a setting given under both
-    names, is a ConfigError.  Other keys pass through as they are."""
-    out = dict(settings)
-    for name, fix in REFUSED_SETTINGS.items():
-        if out.get(name) is not None:
-            raise ConfigError(f"RLM({name}=...): rlm has no {name} setting", fix=fix)
-        out.pop(name, None)
-    for old, new in RENAMED_SETTINGS.items():
-        if old in out:
-            value = out.pop(old)
-            if out.get(new) is not None and value is not None and out[new] != value:
-                raise ConfigError(f"RLM(): {new} is given twice, as {new}= and as {old}= (its rlm-runtime 2.x name)",
-                                  fix=f"give {new}= only")
-            if out.get(new) is None:
-                out[new] = value
-    return out
+    """``RLM(**settings)`` with 2.x's keyword names mapped onto rlm's (:func:`translate_settings`)."""
+    return translate_settings(settings, where="RLM():")[0]
 
 
 #: 2.x's module paths (``from rlm.core.orchestrator import RLM``...) -> the names each provides here.
@@ -261,6 +300,6 @@ def load_config(config_path: str | os.PathLike[str] | None = None) -> Any:
     return load(path=config_path)
 
 
-__all__ = ["AgentConfig", "CompletionOptions", "LEGACY_MODULES", "NOT_PROVIDED", "REFUSED_SETTINGS",
-           "RENAMED_SETTINGS", "RLMResult", "load_config", "normalize_response_format", "register_legacy_modules",
-           "rlm_settings"]
+__all__ = ["AgentConfig", "CompletionOptions", "LEGACY_MODULES", "LEGACY_SETTINGS", "NOT_PROVIDED",
+           "REFUSED_SETTINGS", "RENAMED_SETTINGS", "RLMResult", "SAME_AS_OURS", "load_config",
+           "normalize_response_format", "register_legacy_modules", "rlm_settings", "translate_settings"]

@@ -562,6 +562,7 @@ def load_config(
     rlm_table = doc.get("rlm", {})
     if not isinstance(rlm_table, dict):
         raise ConfigError(f"{where_file} rlm: must be a table ([rlm])")
+    rlm_table = _file_settings(rlm_table, file_path, where=f"{where_file} [rlm]")
     merged: dict[str, Any] = dict(rlm_table)
     sources: dict[str, str] = {}
 
@@ -601,6 +602,35 @@ def load_config(
     return config
 
 
+#: (path, mtime_ns) of the rlm.toml files whose rlm-runtime 2.x names were already reported.
+_reported_2x: set[tuple[str, int]] = set()
+
+
+def _file_settings(table: dict[str, Any], file_path: Path | None, *, where: str,
+                   report: bool = True) -> dict[str, Any]:
+    """An rlm.toml's ``[rlm]`` table with rlm-runtime 2.x's names mapped onto rlm's (:mod:`rlm.compat`):
+    renamed ones taken (a warning says so, once per file), those with no counterpart refused."""
+    from rlm.compat import LEGACY_SETTINGS
+
+    if not any(key in LEGACY_SETTINGS for key in table):
+        return table
+    from rlm.compat import translate_settings
+
+    translated, notes = translate_settings(table, where=where)
+    if notes and report and file_path is not None:
+        try:
+            key = (str(file_path), file_path.stat().st_mtime_ns)
+        except OSError:
+            key = (str(file_path), 0)
+        if key not in _reported_2x:
+            _reported_2x.add(key)
+            from rlm.logging import get_logger
+
+            get_logger(__name__).warning("config_2x_names", file=str(file_path), read_as="; ".join(notes),
+                                         fix="rename them in the file (`rlm config show` lists rlm's names)")
+    return translated
+
+
 def setting_sources(
     config: RLMConfig,
     *,
@@ -619,6 +649,7 @@ def setting_sources(
     doc = read_toml(Path(config.source)) if config.source else {}
     where = file_label or config.source or CONFIG_FILENAME
     table = doc.get("rlm") if isinstance(doc.get("rlm"), dict) else {}
+    table = _file_settings(table, None, where=f"{where} [rlm]", report=False)
 
     def from_env(names: list[str]) -> str | None:
         for name in names:

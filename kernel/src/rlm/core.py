@@ -99,10 +99,6 @@ def _parse_json_answer(text: str) -> Any:
     return json.loads(stripped)
 
 
-#: rlm-runtime 2.x's ``RLM(...)`` keyword names that :func:`rlm.compat.rlm_settings` maps or refuses.
-_LEGACY_SETTINGS = frozenset({"timeout_seconds", "docker_timeout", "tool_budget", "api_key"})
-
-
 class RLM:
     """A Recursive Language Model runtime.
 
@@ -132,9 +128,9 @@ class RLM:
         system_prompt: str | None = None,
         **settings: Any,
     ) -> None:
-        if any(key in settings for key in _LEGACY_SETTINGS):
-            from rlm.compat import rlm_settings
+        from rlm.compat import LEGACY_SETTINGS, rlm_settings  # imported with rlm.core already
 
+        if any(key in settings for key in LEGACY_SETTINGS):
             settings = rlm_settings(settings)  # rlm-runtime 2.x's names: timeout_seconds=, docker_timeout=...
         self.pm = plugin_manager or create_plugin_manager()
         self._sections = {name: reg.load() for name, reg in collect(self.pm, "config_section").items()}
