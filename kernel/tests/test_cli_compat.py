@@ -365,3 +365,21 @@ def test_the_2x_snipara_status_command_names_doctor(capsys):
     err = capsys.readouterr().err
     assert "rlm-runtime 2.x's snipara-status is part of `rlm doctor`" in err and "run `rlm doctor`" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_2x_environment_variables_are_mapped_or_reported(capsys):
+    from rlm import config as config_module
+    from rlm.compat import LEGACY_SETTINGS
+    from rlm.config import load_config
+
+    assert config_module._LEGACY_NAMES == LEGACY_SETTINGS - {"log_level"}  # RLM_LOG_LEVEL is ours as well
+    config_module._reported_2x_env.clear()
+    env = {"RLM_TIMEOUT_SECONDS": "75", "RLM_DOCKER_TIMEOUT": "12", "RLM_TOOL_BUDGET": "20", "RLM_LOG_LEVEL": "info"}
+    config = load_config(env=env, use_file=False)
+    assert (config.timeout, config.env_timeout) == (75, 12)
+    err = capsys.readouterr().err
+    assert "RLM_TIMEOUT_SECONDS" in err and "rename it RLM_TIMEOUT" in err
+    assert "config_2x_ignored" in err and "RLM_TOOL_BUDGET" in err and "max_turns" in err
+    assert "RLM_LOG_LEVEL" not in err
+    assert load_config(env={**env, "RLM_TIMEOUT": "30"}, use_file=False).timeout == 30  # rlm's own name wins
+    assert capsys.readouterr().err == ""  # each said once per process

@@ -358,7 +358,51 @@ def _from_environment(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str,
                 values[key] = env[name]
                 sources[key] = f"environment variable {name}"
                 break
+    _legacy_environment(env, values, sources)
     return values, sources
+
+
+#: rlm-runtime 2.x's ``RLM_*`` variables already reported (a warning once per process and name).
+_reported_2x_env: set[str] = set()
+
+
+def _legacy_environment(env: Mapping[str, str], values: dict[str, Any], sources: dict[str, str]) -> None:
+    """rlm-runtime 2.x's ``RLM_*`` names (``RLM_TIMEOUT_SECONDS``...): a renamed one is taken for rlm's
+    setting when rlm's own variable is not set; one with no counterpart is reported with what to do (a
+    variable can be left over in a shell, so it is a warning, not an error).  Each is said once."""
+    found = [name for name in env if name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX):].isupper()
+             and name[len(ENV_PREFIX):].lower() in _LEGACY_NAMES]
+    if not found:
+        return
+    from rlm.compat import REFUSED_SETTINGS, RENAMED_SETTINGS, SAME_AS_OURS
+    from rlm.logging import get_logger
+
+    log = get_logger(__name__)
+    for name in found:
+        old = name[len(ENV_PREFIX):].lower()
+        ours = RENAMED_SETTINGS.get(old)
+        if ours is not None and ours not in values:
+            values[ours] = env[name]
+            sources[ours] = f"environment variable {name}"
+        if name in _reported_2x_env:
+            continue
+        _reported_2x_env.add(name)
+        if ours is not None:
+            log.warning("config_2x_names", variable=name, read_as=f"{_env_name(ours)}",
+                        fix=f"rename it {_env_name(ours)}")
+        elif old in SAME_AS_OURS and str(env[name]).strip().lower() in {str(SAME_AS_OURS[old][0]).lower()}:
+            continue
+        else:
+            log.warning("config_2x_ignored", variable=name, why="an rlm-runtime 2.x setting rlm does not have",
+                        fix=REFUSED_SETTINGS[old])
+
+
+#: rlm-runtime 2.x's setting names as ``RLM_*`` variables: :data:`rlm.compat.LEGACY_SETTINGS` without
+#: ``log_level`` (``RLM_LOG_LEVEL`` is rlm's own too), written out so that reading the environment imports
+#: nothing when none is set (a test keeps the two equal).
+_LEGACY_NAMES = frozenset({"timeout_seconds", "docker_timeout", "sub_calls_enabled", "sub_calls_max_per_turn",
+                           "sub_calls_budget_inheritance", "docker_network_disabled", "api_key", "tool_budget",
+                           "parallel_tools", "trust_level", "snipara_base_url", "sub_calls_max_cost_per_session"})
 
 
 def _plugin_env(env: Mapping[str, str]) -> dict[str, dict[str, tuple[str, str]]]:
@@ -645,6 +689,8 @@ def setting_sources(
     file (``file_label``, default ``config.source``) or ``"default"``; ``secret`` is True for a field
     declared ``repr=False`` (its value must not be shown).  Reads the file again; changes nothing.
     """
+    from rlm.compat import RENAMED_SETTINGS
+
     env = os.environ if env is None else env
     doc = read_toml(Path(config.source)) if config.source else {}
     where = file_label or config.source or CONFIG_FILENAME
@@ -662,7 +708,9 @@ def setting_sources(
     rlm: dict[str, Any] = {}
     for key in KEYS:
         alias = fields[key].metadata.get("env")
-        source = from_env([_env_name(key), *([alias] if alias else [])]) or (where if key in table else "default")
+        legacy = [_env_name(old) for old, ours in RENAMED_SETTINGS.items() if ours == key]  # RLM_TIMEOUT_SECONDS...
+        source = from_env([_env_name(key), *([alias] if alias else []), *legacy]) or \
+            (where if key in table else "default")
         rlm[key] = (getattr(config, key), source, fields[key].repr is False)
     plugin_tables = doc.get("plugins") if isinstance(doc.get("plugins"), dict) else {}
     env_tables = _plugin_env(env)
