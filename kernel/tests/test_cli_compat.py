@@ -152,6 +152,8 @@ def test_a_commands_help_is_its_docstring_not_the_one_line_of_the_listing(capsys
     assert "Run a prompt: the model may run Python" in text and "Exit codes: 0 answered" in text
     assert cli.main(["cache", "--help"]) == 0  # a group lists its commands by their one line, unimported
     assert "Show the response cache: entries, size, location." in capsys.readouterr().out
+    assert cli.main(["--help", "run"]) == 0  # the option first: the same help
+    assert "Exit codes: 0 answered" in capsys.readouterr().out
 
 
 def test_a_usage_error_points_at_the_subcommands_help(capsys):

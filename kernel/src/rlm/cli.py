@@ -107,6 +107,8 @@ def build_app(pm: RLMPluginManager | None, argv: Sequence[str] = (),
     invoked = None  # the command argv names: its own docstring is its `--help` (the others are not imported)
     if argv and argv[0].startswith("-") and argv[0] not in ("--help", "-h", "--version"):
         raise UsageError(f"unknown option {argv[0]!r} before the command", fix="run `rlm --help` to see the commands")
+    if len(argv) > 1 and argv[0] in ("--help", "-h") and not argv[1].startswith("-"):
+        argv = [*argv[1:], argv[0]]  # `rlm --help run` shows what `rlm run --help` shows
     if argv and not argv[0].startswith("-"):
         words = [w for w in argv if not w.startswith("-")]
         reg = next((commands[" ".join(words[:n])] for n in range(len(words), 0, -1)
