@@ -5,7 +5,8 @@ server's threads count too -- they are the same for every route, see the "server
 
 1. the in-process zero backend (the orchestrator alone);
 2. the OpenAI route: rlm-backend-openai through the official ``openai`` SDK against the scripted server;
-3. the litellm route (rlm-backend-litellm, OpenAI protocol) against the same server;
+3. the litellm route (rlm-backend-litellm, OpenAI protocol) against the same server, with its fast OpenAI route
+   (the default) and with ``fast_openai_route`` off (every call through ``litellm.acompletion``);
 4. N consecutive ``RLM.completion_sync`` calls on the OpenAI route: CPU per call, SSL contexts and SDK
    clients built (counted by patching ``ssl.SSLContext.__new__`` and ``openai.AsyncOpenAI.__init__``).
 
@@ -152,6 +153,19 @@ def consecutive_calls(server, calls: int) -> tuple[Counter, list[float]]:
     return counter, per_call
 
 
+#: turns the litellm backend's fast OpenAI route off (rlm-backend-litellm's ``[plugins.backend-litellm]``)
+FAST_OFF = "RLM_PLUGINS__BACKEND_LITELLM__FAST_OPENAI_ROUTE"
+
+
+def _has_fast_route() -> bool:
+    """Whether the installed rlm-backend-litellm has ``fast_openai_route`` (older ones: no "off" lines)."""
+    try:
+        from rlm_backend_litellm.options import LiteLLMOptions
+    except ImportError:
+        return False
+    return hasattr(LiteLLMOptions(), "fast_openai_route")
+
+
 def fmt(samples: list[float]) -> str:
     return f"median {statistics.median(samples):.3f} ms, min {min(samples):.3f} ms"
 
@@ -196,6 +210,14 @@ def main() -> None:
             print(f"litellm route, whole process:       {fmt(total)}  ({statistics.median(total) / statistics.median(zero):.1f}x zero)")
             print(f"litellm route, client thread only:  {fmt(client)}  "
                   f"(client+framework minus zero: {statistics.median(client) - statistics.median(zero):.3f} ms)")
+            if _has_fast_route():
+                os.environ[FAST_OFF] = "false"
+                try:
+                    total, client = http_route(server, "gpt-4o-mini", args.turns, args.repeat, backend="litellm")
+                finally:
+                    del os.environ[FAST_OFF]
+                print(f"  same, fast_openai_route=false:    {fmt(client)}  (client thread only; "
+                      f"client+framework minus zero: {statistics.median(client) - statistics.median(zero):.3f} ms)")
         from rlm.backend import BackendSettings
         from rlm_backend_openai.backend import OpenAIBackend
 
@@ -219,6 +241,13 @@ def main() -> None:
             print(f"litellm backend.complete alone:     {fmt(only)}  (whole process, server threads included)")
             only = backend_only(server, lambda: LiteLLMBackend(settings=settings), args.turns * 2, args.repeat, True)
             print(f"litellm backend.complete alone:     {fmt(only)}  (client thread only)")
+            if _has_fast_route():
+                from rlm_backend_litellm.options import LiteLLMOptions
+
+                off = BackendSettings(base_url=server.openai_base_url, api_key="sk-bench",
+                                      options=LiteLLMOptions(fast_openai_route=False))
+                only = backend_only(server, lambda: LiteLLMBackend(settings=off), args.turns * 2, args.repeat, True)
+                print(f"  same, fast_openai_route=false:    {fmt(only)}  (client thread only)")
         server.script([Reply.text("x")] * 0)
         c0 = _cpu()
         import urllib.request

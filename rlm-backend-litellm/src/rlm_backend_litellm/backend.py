@@ -19,6 +19,11 @@ stream without a ``finish_reason``, an event that is not JSON, an answer with
 no text and no tool call and an HTML page instead of JSON are errors, as in
 the other backends.
 
+A non-streamed call to an OpenAI-protocol model (provider ``openai``) with nothing litellm-specific in play (no
+callbacks, no call-wide litellm settings) skips ``litellm.acompletion``: :mod:`.fast_route` sends litellm's own
+request body with the shared SDK client and reads the answer with litellm's own reader, without litellm's
+per-call logging and cost work (``[plugins.backend-litellm] fast_openai_route``, on by default).
+
 litellm keeps its clients in a process-wide cache, one set per event loop.
 :meth:`LiteLLMBackend.aclose` closes those of the current loop once no other
 open litellm backend has used that loop (and drops them from the cache), so
@@ -30,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from rlm_backend_kit import openai_format as convert
@@ -49,6 +54,7 @@ from rlm_backend_kit.retry import Fault
 from rlm_backend_kit.sdk_backend import NO_KEY_MESSAGE, RetryingBackend
 
 from rlm_backend_litellm.errors import classify, stream_failure
+from rlm_backend_litellm.fast_route import FastRoute, litellm_untouched
 from rlm_backend_litellm.loader import load_litellm, model_info, require_litellm
 from rlm_backend_litellm.options import LiteLLMOptions
 
@@ -70,6 +76,17 @@ SEED_PROVIDERS = frozenset({"openai", "azure", "text-completion-openai", "mistra
                             "together_ai", "fireworks_ai"})
 SEEDED = frozenset({"temperature", "top_p", "seed"})
 UNSEEDED = frozenset({"temperature", "top_p"})
+
+
+def openai_base_url(litellm: Any, env: Mapping[str, str]) -> str | None:
+    """Where litellm sends a provider-``openai`` model given no ``api_base``, in litellm's own order:
+    ``OPENAI_BASE_URL``, ``OPENAI_API_BASE``, else ``https://api.openai.com/v1``.  None when litellm's module-wide
+    ``api_base``, ``api_key`` or ``openai_key`` or a secret manager is set: litellm applies those itself, so the
+    backend leaves such a call to litellm's own client."""
+    if any(getattr(litellm, name, None) for name in ("api_base", "api_key", "openai_key", "secret_manager_client",
+                                                     "_key_management_system")):
+        return None
+    return env.get("OPENAI_BASE_URL") or env.get("OPENAI_API_BASE") or "https://api.openai.com/v1"
 
 
 class LiteLLMBackend(RetryingBackend):
@@ -94,6 +111,8 @@ class LiteLLMBackend(RetryingBackend):
         self._shared_keys: set[Any] = set()
         #: _shared_client per model until aclose (its checks read the environment: ~0.1 ms, the same every turn)
         self._clients: dict[str, Any] = {}
+        #: the fast OpenAI route per model (:mod:`.fast_route`; None: litellm.acompletion), until aclose
+        self._fast: dict[str, FastRoute | None] = {}
 
     # --- models and keys ---------------------------------------------------------------------
 
@@ -185,13 +204,23 @@ class LiteLLMBackend(RetryingBackend):
         return args
 
     def _shared_client(self, model: str, args: dict[str, Any]) -> Any:
-        """For an OpenAI-protocol model at ``api_base``: the process's shared ``openai.AsyncOpenAI`` over the lean
-        transport (:mod:`rlm_backend_kit.http_transport`), given to litellm as ``client`` -- litellm's own
-        per-loop client and httpx's pool are skipped.  None otherwise (litellm makes its own)."""
+        """For an OpenAI-protocol model (provider ``openai``): the process's shared ``openai.AsyncOpenAI`` over the
+        lean transport (:mod:`rlm_backend_kit.http_transport`), given to litellm as ``client`` -- litellm's own
+        per-loop client and httpx's pool are skipped.  None otherwise (litellm makes its own).
+
+        Its base URL is ``api_base``; without one, where litellm itself sends such a model
+        (:func:`openai_base_url`), unless litellm's own ``api_base``/``api_key``/``openai_key`` or a secret
+        manager is set (litellm applies those itself)."""
         base_url = self.settings.base_url
         provider = args.get("custom_llm_provider") or self.provider_of(model)
-        if not base_url or provider != "openai":
+        if provider != "openai":
             return None
+        import os
+
+        if not base_url:
+            base_url = openai_base_url(load_litellm(), os.environ)
+            if base_url is None:
+                return None
         from rlm_backend_kit import http_transport
 
         if not http_transport.lean_ok(base_url):
@@ -200,7 +229,6 @@ class LiteLLMBackend(RetryingBackend):
             import openai
         except ImportError:  # pragma: no cover - litellm depends on openai
             return None
-        import os
 
         api_key = args.get("api_key") or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
         key = ("litellm", base_url, api_key, self.timeout)
@@ -269,13 +297,34 @@ class LiteLLMBackend(RetryingBackend):
             return
         _USERS.setdefault(loop, weakref.WeakSet()).add(self)
 
+    def _fast_route(self, litellm: Any, params: dict[str, Any]) -> FastRoute | None:
+        """The fast OpenAI route for this call (:mod:`.fast_route`), or None: ``litellm.acompletion``."""
+        if not self.options.fast_openai_route or params.get("client") is None or self.options.drop_params:
+            return None
+        model = params["model"]
+        if model not in self._fast:
+            self._fast[model] = FastRoute.make(litellm, model, params["client"], str(params["client"].base_url))
+            log.info("litellm_fast_route", model=model, used=self._fast[model] is not None)
+        route = self._fast[model]
+        if route is None or route.client is not params["client"] or not route.takes(params):
+            return None
+        busy = litellm_untouched(litellm, route.parts)
+        if busy is not None:
+            log.debug("litellm_fast_route_skipped", model=model, reason=f"litellm.{busy} is set")
+            return None
+        return route
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         litellm = load_litellm()
         params = self._params(request)
         self._using_loop()
+        fast = self._fast_route(litellm, params)
 
         async def attempt() -> LLMResponse:
-            raw = await litellm.acompletion(**params)
+            if fast is not None:
+                raw = await fast.send(fast.body(params), params["timeout"])
+            else:
+                raw = await litellm.acompletion(**params)
             if isinstance(raw, str):
                 raise Fault(not_an_api_body(self._provider_name(params), self.settings.base_url, raw,
                                             compatible=self._api_name(params)))
@@ -351,6 +400,7 @@ class LiteLLMBackend(RetryingBackend):
         """Close litellm's clients of this event loop when no other open litellm backend used it.  Idempotent."""
         self._providers.clear()
         self._clients.clear()
+        self._fast.clear()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
